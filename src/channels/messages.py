@@ -1,0 +1,88 @@
+"""The two shapes every provider adapter speaks: one inbound message, one outbound message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ConversationKind = Literal["dm", "group", "channel"]
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One message from a provider, reduced to what routing and the pipeline need.
+
+    `thread` is the thread the message was posted in (None for a top-level message);
+    `message_id` is the provider's id of the message itself (Slack `ts`, Telegram message_id,
+    email Message-ID). `ignore_reason` is set by an adapter for events that must be recorded
+    but never answered (the bot's own messages, edits, stickers, auto-replies).
+    """
+
+    provider: str
+    account: str
+    event_id: str
+    conversation: str
+    kind: ConversationKind
+    sender: str
+    text: str
+    message_id: str = ""
+    thread: str | None = None
+    mentioned: bool = False
+    sender_name: str = ""
+    ignore_reason: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def dedupe_key(self) -> str | None:
+        """Identity of the message itself, so one message delivered as two events is one turn."""
+        return f"{self.conversation}:{self.message_id}" if self.message_id else None
+
+    @property
+    def reply_thread(self) -> str | None:
+        """Where a reply goes: the message's thread, or a new thread under the message."""
+        return self.thread or self.message_id or None
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A reply to deliver: where it goes and what it says."""
+
+    provider: str
+    account: str
+    conversation: str
+    text: str
+    thread: str | None = None
+    reply_to: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SwitchboardError(Exception):
+    """Root of every error Switchboard raises on purpose."""
+
+
+class DeliveryError(SwitchboardError):
+    """A provider refused or failed a delivery.
+
+    `permanent` errors (channel_not_found, bot blocked, SMTP 5xx) fail the turn at once;
+    the others are retried, after `retry_after` seconds when the provider said so.
+    The message is the provider's own words.
+    """
+
+    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class RejectedRequest(SwitchboardError):
+    """A webhook request that must not become a turn: bad signature, stale, malformed, wrong secret.
+
+    `reason` is the short counter key (bad_signature, stale, malformed, bad_secret);
+    `status` is the HTTP status to answer with.
+    """
+
+    def __init__(self, reason: str, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status

@@ -1,0 +1,219 @@
+"""Slack: verify and parse Events API requests, deliver replies with slack-sdk.
+
+Inbound requests are verified with slack-sdk's `SignatureVerifier` and parsed here rather than
+in a bolt `AsyncApp`, because bolt acknowledges before its listener runs and we acknowledge only
+after the turn is durably recorded. Outbound goes through `AsyncWebClient` on the account's
+`api_url`. Socket Mode uses slack-sdk's `SocketModeClient` and the same parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from channels.messages import (
+    ConversationKind,
+    DeliveryError,
+    InboundMessage,
+    OutboundMessage,
+    RejectedRequest,
+)
+
+log = logging.getLogger(__name__)
+
+# Slack errors worth another attempt; every other `error` code is permanent.
+TRANSIENT_ERRORS = frozenset({
+    "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
+    "team_added_to_org",
+})
+# Subtypes that still carry a person's message.
+USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})
+STALE_AFTER = 60 * 5
+
+EventSink = Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
+
+
+def _kind(channel: str, channel_type: str | None) -> ConversationKind:
+    if channel_type == "im" or (channel_type is None and channel.startswith("D")):
+        return "dm"
+    if channel_type in {"mpim", "group"} or (channel_type is None and channel.startswith("G")):
+        return "group"
+    return "channel"
+
+
+class SlackAccount:
+    """One Slack app in one workspace: its verifier, its Web API client, its bot identity."""
+
+    provider = "slack"
+
+    def __init__(self, name: str, *, bot_token: str, signing_secret: str = "",
+                 api_url: str = "https://slack.com/api/", app_token: str = "",
+                 allow_bots: bool = False) -> None:
+        self.name = name
+        self.allow_bots = allow_bots
+        self.app_token = app_token
+        self.verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self.client = AsyncWebClient(token=bot_token, base_url=api_url, timeout=10)
+        self.bot_user_id: str | None = None
+        self.bot_id: str | None = None
+        self._socket: Any = None
+
+    async def start(self) -> None:
+        """Learn the bot's own ids (auth.test), so its own messages are never answered."""
+        try:
+            identity = await self.client.auth_test()
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
+            log.warning("slack account %s: auth.test failed (%s); will retry on demand",
+                        self.name, _words(error))
+            return
+        self.bot_user_id = identity.get("user_id")
+        self.bot_id = identity.get("bot_id")
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        session = getattr(self.client, "session", None)
+        if session is not None:
+            await session.close()
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Signature and freshness of an Events API request (Slack's v0 HMAC scheme)."""
+        if self.verifier is None:
+            raise RejectedRequest("bad_signature", "no signing secret configured", status=401)
+        timestamp = headers.get("x-slack-request-timestamp", "")
+        signature = headers.get("x-slack-signature", "")
+        if not timestamp or not signature:
+            raise RejectedRequest("bad_signature", "missing X-Slack-Signature or "
+                                  "X-Slack-Request-Timestamp", status=401)
+        try:
+            age = abs(time.time() - int(timestamp))
+        except ValueError:
+            raise RejectedRequest("bad_signature", "X-Slack-Request-Timestamp is not a number",
+                                  status=401) from None
+        if age > STALE_AFTER:
+            raise RejectedRequest("stale", f"request timestamp is {int(age)}s old; Slack "
+                                  "requests older than 5 minutes are refused", status=401)
+        if not self.verifier.is_valid(body, timestamp, signature):
+            raise RejectedRequest("bad_signature", "signature does not match the signing "
+                                  "secret", status=401)
+
+    @staticmethod
+    def parse_body(body: bytes, content_type: str = "") -> dict[str, Any]:
+        try:
+            if "application/x-www-form-urlencoded" in content_type:
+                from urllib.parse import parse_qs
+                form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+                return json.loads(form["payload"]) if "payload" in form else form
+            data = json.loads(body)
+        except (ValueError, KeyError, UnicodeDecodeError):
+            raise RejectedRequest("malformed", "request body is not valid JSON", status=400) \
+                from None
+        if not isinstance(data, dict):
+            raise RejectedRequest("malformed", "request body is not a JSON object", status=400)
+        return data
+
+    def to_inbound(self, payload: dict[str, Any]) -> InboundMessage:
+        """An `event_callback` payload as one InboundMessage; non-messages carry ignore_reason."""
+        event = payload.get("event")
+        event_id = str(payload.get("event_id") or "")
+        if not isinstance(event, dict) or not event_id:
+            raise RejectedRequest("malformed", "event_callback without event or event_id",
+                                  status=400)
+        etype = event.get("type")
+        channel = str(event.get("channel") or "")
+        ts = str(event.get("ts") or event.get("event_ts") or "")
+        text = str(event.get("text") or "")
+        sender = str(event.get("user") or event.get("bot_id") or "")
+        thread = event.get("thread_ts")
+        thread = str(thread) if thread and thread != ts else None
+        mention = bool(self.bot_user_id and f"<@{self.bot_user_id}>" in text)
+        message = InboundMessage(
+            provider="slack", account=self.name, event_id=event_id, conversation=channel,
+            kind=_kind(channel, event.get("channel_type")), sender=sender, text=text,
+            message_id=ts, thread=thread, mentioned=etype == "app_mention" or mention,
+            ignore_reason=self._ignore_reason(event),
+            raw={k: v for k, v in payload.items() if k != "token"},  # the legacy verification token
+            extra={"team": payload.get("team_id"), "event_type": etype},
+        )
+        return message
+
+    def _ignore_reason(self, event: dict[str, Any]) -> str | None:
+        etype = event.get("type")
+        if etype not in {"app_mention", "message"}:
+            return f"a Slack {etype} event, which is not a message to answer"
+        own = {self.bot_user_id, self.bot_id} - {None}
+        if event.get("user") in own or event.get("bot_id") in own:
+            return "the bot's own message; it never answers itself"
+        subtype = event.get("subtype")
+        if subtype == "bot_message" or event.get("bot_id"):
+            if not self.allow_bots:
+                return "a message from another bot; allow_bots is off for this account"
+        elif subtype not in USER_SUBTYPES:
+            return f"a message with subtype {subtype}, which is not a person's new message"
+        if not event.get("user") and not event.get("bot_id"):
+            return "a message without a sender"
+        return None
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        """chat.postMessage into the thread; Slack's `ts` back, or its error word for word."""
+        try:
+            response = await self.client.chat_postMessage(
+                channel=out.conversation, text=out.text, thread_ts=out.thread)
+        except SlackApiError as error:
+            raise _delivery_error(error) from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise DeliveryError(f"Slack unreachable: {_words(error)}", permanent=False) from None
+        return str(response.get("ts") or "")
+
+    async def start_socket_mode(self, sink: EventSink) -> None:
+        """Receive events over Socket Mode; each is acknowledged after `sink` recorded it."""
+        from slack_sdk.socket_mode.aiohttp import SocketModeClient
+        from slack_sdk.socket_mode.request import SocketModeRequest
+        from slack_sdk.socket_mode.response import SocketModeResponse
+
+        client = SocketModeClient(app_token=self.app_token, web_client=self.client)
+
+        async def listener(socket: SocketModeClient, request: SocketModeRequest) -> None:
+            if request.type != "events_api":
+                await socket.send_socket_mode_response(
+                    SocketModeResponse(envelope_id=request.envelope_id))
+                return
+            extra = {"retry_num": request.retry_attempt, "retry_reason": request.retry_reason,
+                     "via": "socket"}
+            await sink(request.payload, extra)
+            await socket.send_socket_mode_response(
+                SocketModeResponse(envelope_id=request.envelope_id))
+
+        client.socket_mode_request_listeners.append(listener)  # type: ignore[arg-type]
+        await client.connect()
+        self._socket = client
+
+
+def _words(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+def _delivery_error(error: SlackApiError) -> DeliveryError:
+    response = error.response
+    status = getattr(response, "status_code", 0)
+    code = response.get("error") if hasattr(response, "get") else None
+    if status == 429:
+        retry = (response.headers or {}).get("Retry-After") or \
+            (response.headers or {}).get("retry-after")
+        try:
+            delay = float(retry) if retry is not None else None
+        except ValueError:
+            delay = None
+        return DeliveryError(code or "ratelimited", permanent=False, retry_after=delay)
+    if status >= 500:
+        return DeliveryError(code or f"HTTP {status} from Slack", permanent=False)
+    code = code or f"HTTP {status} from Slack"
+    return DeliveryError(code, permanent=code not in TRANSIENT_ERRORS)

@@ -1,0 +1,387 @@
+"""Telegram adapter: webhook checks, update → InboundMessage, and sendMessage delivery.
+
+Built on python-telegram-bot's `Bot` for the HTTP side only; the routing decisions (mentions,
+commands, what is ignored) are made here on the raw update dicts, so webhook and polling
+updates go through the same code.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from telegram import Bot, ReplyParameters
+from telegram.error import TelegramError
+from telegram.request import HTTPXRequest
+
+from channels.messages import (
+    ConversationKind,
+    DeliveryError,
+    InboundMessage,
+    OutboundMessage,
+    RejectedRequest,
+)
+
+PROVIDER = "telegram"
+MESSAGE_LIMIT = 4096
+SECRET_HEADER = "x-telegram-bot-api-secret-token"
+_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+_CHAT_KINDS: dict[str, ConversationKind] = {
+    "private": "dm",
+    "group": "group",
+    "supergroup": "group",
+    "channel": "channel",
+}
+_MESSAGE_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post")
+# Keys of a Message that make it a service message, and its non-text contents (Bot API "Message").
+# fmt: off
+_SERVICE_KEYS = (
+    "new_chat_members", "left_chat_member", "new_chat_title", "new_chat_photo",
+    "delete_chat_photo", "group_chat_created", "supergroup_chat_created",
+    "channel_chat_created", "message_auto_delete_timer_changed", "migrate_to_chat_id",
+    "migrate_from_chat_id", "pinned_message", "successful_payment", "refunded_payment",
+    "users_shared", "chat_shared", "connected_website", "write_access_allowed",
+    "proximity_alert_triggered", "boost_added", "chat_background_set", "forum_topic_created",
+    "forum_topic_edited", "forum_topic_closed", "forum_topic_reopened",
+    "general_forum_topic_hidden", "general_forum_topic_unhidden", "giveaway_created",
+    "giveaway_completed", "video_chat_scheduled", "video_chat_started", "video_chat_ended",
+    "video_chat_participants_invited", "web_app_data",
+)
+_CONTENT_KEYS = (
+    "sticker", "photo", "video", "animation", "voice", "video_note", "audio", "document",
+    "contact", "location", "venue", "poll", "dice", "game", "story", "invoice", "paid_media",
+)
+# fmt: on
+
+
+class TelegramRefusal(TelegramError):
+    """Telegram answered `ok: false`; `description` is Telegram's text, word for word.
+
+    PTB's own exceptions rewrite it ("Bad Request: chat not found" becomes "Chat not found",
+    and capitalize() lowercases the rest), and its RetryAfter warns on every 429 in PTB 22.
+    """
+
+    def __init__(self, error_code: int, description: str, parameters: dict[str, Any]) -> None:
+        super().__init__(description)
+        self.message = description  # undo TelegramError's prefix stripping
+        self.error_code = error_code
+        self.description = description
+        self.parameters = parameters
+
+
+# The last raw reply in the calling task, so get_updates() can return the raw update dicts.
+_last_reply: ContextVar[bytes | None] = ContextVar("telegram_last_reply", default=None)
+
+
+class _TelegramRequest(HTTPXRequest):
+    """An HTTPXRequest that keeps raw replies and raises Telegram's refusals unchanged."""
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        code, payload = await super().do_request(*args, **kwargs)
+        _last_reply.set(payload)
+        if not 200 <= code <= 299:
+            try:
+                body = json.loads(payload)
+            except ValueError:
+                return code, payload  # not Telegram talking (a proxy?): PTB's NetworkError
+            if isinstance(body, dict) and isinstance(body.get("description"), str):
+                parameters = body.get("parameters")
+                parameters = parameters if isinstance(parameters, dict) else {}
+                raise TelegramRefusal(code, body["description"], parameters)
+        return code, payload
+
+
+def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Cut text into pieces of at most `limit` characters, in order.
+
+    Cuts at the last paragraph break ("\\n\\n") that fits, else the last line break, else hard;
+    the break itself is dropped, and so are blank pieces (Telegram refuses empty messages).
+    """
+    chunks: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[: limit + 2]
+        cut, sep = window.rfind("\n\n", 1, limit + 2), 2
+        if cut <= 0:
+            cut, sep = window.rfind("\n", 1, limit + 1), 1
+        if cut <= 0:
+            cut, sep = limit, 0
+        chunks.append(rest[:cut])
+        rest = rest[cut + sep :]
+    chunks.append(rest)
+    kept = [chunk for chunk in chunks if chunk.strip()]
+    return kept or [text]
+
+
+def _utf16_slice(text: str, offset: int, length: int) -> str:
+    """The entity's text: Telegram counts offsets in UTF-16 code units, not characters."""
+    units = text.encode("utf-16-le")
+    return units[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
+
+
+def _entities(message: Mapping[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(entity, its text) for the text's entities and the caption's entities."""
+    found: list[tuple[dict[str, Any], str]] = []
+    for text_key, entities_key in (("text", "entities"), ("caption", "caption_entities")):
+        text = message.get(text_key) or ""
+        for entity in message.get(entities_key) or []:
+            value = _utf16_slice(text, entity.get("offset", 0), entity.get("length", 0))
+            found.append((entity, value))
+    return found
+
+
+def _display_name(user: Mapping[str, Any]) -> str:
+    if user.get("username"):
+        return str(user["username"])
+    names = (user.get("first_name"), user.get("last_name"), user.get("title"))
+    return " ".join(str(n) for n in names if n)
+
+
+def _content_type(message: Mapping[str, Any]) -> str:
+    return next((k for k in _CONTENT_KEYS if k in message), "unknown content")
+
+
+class TelegramAccount:
+    """One Telegram bot: its token, webhook secret and HTTP clients."""
+
+    def __init__(
+        self,
+        name: str,
+        token: str,
+        webhook_secret: str = "",
+        base_url: str = "https://api.telegram.org/bot",
+        mode: str = "webhook",
+    ) -> None:
+        if mode not in ("webhook", "polling"):
+            raise ValueError(f"Telegram account {name!r}: mode must be webhook or polling")
+        if webhook_secret and not _SECRET_RE.fullmatch(webhook_secret):
+            raise ValueError(
+                f"Telegram account {name!r}: webhook_secret must be 1-256 characters of"
+                " A-Z, a-z, 0-9, _ and - (Telegram refuses others)"
+            )
+        self.name = name
+        self.webhook_secret = webhook_secret
+        self.base_url = base_url
+        self.mode = mode
+        self.bot_id: int | None = None
+        self.username: str = ""
+        base_file_url = base_url
+        if base_url.endswith("/bot"):
+            base_file_url = base_url.removesuffix("/bot") + "/file/bot"
+        self._bot = Bot(
+            token,
+            base_url=base_url,
+            base_file_url=base_file_url,
+            request=_TelegramRequest(
+                connection_pool_size=64,
+                connect_timeout=5.0,
+                read_timeout=15.0,
+                write_timeout=15.0,
+                pool_timeout=5.0,
+            ),
+            # PTB adds the poll timeout to this read timeout for getUpdates.
+            get_updates_request=_TelegramRequest(
+                connection_pool_size=2,
+                connect_timeout=5.0,
+                read_timeout=10.0,
+                write_timeout=10.0,
+                pool_timeout=5.0,
+            ),
+        )
+
+    async def start(self) -> None:
+        """Open the HTTP clients and learn who the bot is (getMe)."""
+        await self._bot.initialize()
+        self.bot_id = self._bot.id
+        self.username = self._bot.username or ""
+
+    async def close(self) -> None:
+        """Close the HTTP clients."""
+        await self._bot.shutdown()
+
+    # -- webhook side ---------------------------------------------------------------------
+
+    def verify(self, headers: Mapping[str, str]) -> None:
+        """Refuse a webhook request whose secret token header is not ours (constant-time)."""
+        if not self.webhook_secret:
+            raise RejectedRequest(
+                "bad_secret",
+                f"Telegram account {self.name!r} has no webhook_secret, so webhook requests"
+                " cannot be checked; set one and call set_webhook again",
+                status=403,
+            )
+        given = next((v for k, v in headers.items() if k.lower() == SECRET_HEADER), None)
+        if given is None:
+            raise RejectedRequest(
+                "bad_secret",
+                f"the request has no X-Telegram-Bot-Api-Secret-Token header; it did not come"
+                f" from Telegram's webhook for account {self.name!r}",
+                status=403,
+            )
+        if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
+            raise RejectedRequest(
+                "bad_secret",
+                f"the X-Telegram-Bot-Api-Secret-Token header does not match the webhook secret"
+                f" of account {self.name!r}",
+                status=403,
+            )
+
+    def parse_body(self, body: bytes) -> dict[str, Any]:
+        """Decode a webhook body into an update dict, or refuse it as malformed."""
+        try:
+            update = json.loads(body)
+        except ValueError as exc:
+            raise RejectedRequest("malformed", f"the body is not JSON: {exc}", status=400) from exc
+        if not isinstance(update, dict):
+            raise RejectedRequest("malformed", "the body is not a JSON object", status=400)
+        update_id = update.get("update_id")
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            raise RejectedRequest("malformed", "the update has no integer update_id", status=400)
+        return update
+
+    # -- update → InboundMessage ----------------------------------------------------------
+
+    def to_inbound(self, update: dict[str, Any]) -> InboundMessage:
+        """Reduce a raw update to an InboundMessage; updates not to answer get ignore_reason."""
+        update_type = next((k for k in update if k != "update_id"), "empty")
+        payload = update.get(update_type)
+        payload = payload if isinstance(payload, dict) else {}
+        message = payload if update_type in _MESSAGE_UPDATES else payload.get("message") or {}
+        chat = message.get("chat") or {}
+        user = payload.get("from") or message.get("sender_chat") or {}
+        kind = _CHAT_KINDS.get(chat.get("type", ""), "dm")
+        text = message.get("text") or message.get("caption") or ""
+        is_topic = bool(message.get("is_topic_message"))
+        thread = message.get("message_thread_id") if is_topic else None
+
+        extra: dict[str, Any] = {"is_topic": is_topic, "chat_type": chat.get("type", "")}
+        command = self._command(message, private=kind == "dm")
+        if command is not None and update_type == "message":
+            extra["command"] = command
+        return InboundMessage(
+            provider=PROVIDER,
+            account=self.name,
+            event_id=str(update.get("update_id", "")),
+            conversation=str(chat["id"]) if "id" in chat else "",
+            kind=kind,
+            sender=str(user["id"]) if "id" in user else "",
+            text=text,
+            message_id=str(message["message_id"]) if "message_id" in message else "",
+            thread=str(thread) if thread is not None else None,
+            mentioned=kind == "dm" or self._addresses_bot(message),
+            sender_name=_display_name(user),
+            ignore_reason=self._ignore_reason(update_type, message, user),
+            raw=update,
+            extra=extra,
+        )
+
+    def _ignore_reason(
+        self, update_type: str, message: Mapping[str, Any], user: Mapping[str, Any]
+    ) -> str | None:
+        if update_type in ("channel_post", "edited_channel_post"):
+            return "a channel post; posts in channels are not answered"
+        if update_type == "edited_message":
+            return "an edited message; edits are not answered"
+        if update_type != "message":
+            return f"an update of type {update_type}, which is not answered"
+        if user.get("is_bot"):
+            return "a message from a bot; bots are not answered"
+        if message.get("text") or message.get("caption"):
+            return None
+        service = next((k for k in _SERVICE_KEYS if k in message), None)
+        if service:
+            return f"a service message ({service}), which is not answered"
+        return f"a message with no text ({_content_type(message)})"
+
+    def _is_our_username(self, name: str) -> bool:
+        return bool(self.username) and name.lower() == self.username.lower()
+
+    def _addresses_bot(self, message: Mapping[str, Any]) -> bool:
+        """Whether a group message is meant for this bot: @mention, /cmd@bot or a reply."""
+        for entity, value in _entities(message):
+            kind = entity.get("type")
+            if kind == "mention" and self._is_our_username(value.removeprefix("@")):
+                return True
+            if kind == "text_mention" and (entity.get("user") or {}).get("id") == self.bot_id:
+                return True
+            target = value.partition("@")[2]
+            if kind == "bot_command" and target and self._is_our_username(target):
+                return True
+        reply = message.get("reply_to_message") or {}
+        if self.bot_id is None or (reply.get("from") or {}).get("id") != self.bot_id:
+            return False
+        # Forum trap: in a topic, messages "reply" to the topic's creation service message,
+        # which is the bot's own when the bot created the topic.
+        topic_root = reply.get("message_id") == message.get("message_thread_id")
+        return not (topic_root or "forum_topic_created" in reply)
+
+    def _command(self, message: Mapping[str, Any], *, private: bool) -> str | None:
+        """The /command at the start of the text, if addressed to us (or any in a DM)."""
+        text = message.get("text") or ""
+        for entity in message.get("entities") or []:
+            if entity.get("type") != "bot_command" or entity.get("offset") != 0:
+                continue
+            value = _utf16_slice(text, 0, entity.get("length", 0)).removeprefix("/")
+            name, _, target = value.partition("@")
+            if (target and self._is_our_username(target)) or (not target and private):
+                return name.lower()
+        return None
+
+    # -- Bot API calls --------------------------------------------------------------------
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        """Send a reply, split at 4096 characters; return the first sent message's id.
+
+        Only the first piece quotes the user's message. If a later piece fails, the earlier
+        ones stay sent and the DeliveryError says what Telegram said.
+        """
+        first_id = ""
+        for index, chunk in enumerate(split_text(out.text)):
+            kwargs: dict[str, Any] = {}
+            if out.thread:
+                kwargs["message_thread_id"] = int(out.thread)
+            if out.reply_to and index == 0:
+                kwargs["reply_parameters"] = ReplyParameters(
+                    message_id=int(out.reply_to), allow_sending_without_reply=True
+                )
+            try:
+                sent = await self._bot.send_message(chat_id=out.conversation, text=chunk, **kwargs)
+            except TelegramError as exc:
+                raise _delivery_error(exc) from exc
+            first_id = first_id or str(sent.message_id)
+        return first_id
+
+    async def get_updates(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
+        """Long-poll getUpdates; returns the raw update dicts, the same shape as webhooks."""
+        _last_reply.set(None)
+        await self._bot.get_updates(offset=offset, timeout=timeout)
+        payload = _last_reply.get()
+        if payload is None:
+            raise RuntimeError("getUpdates returned without a recorded reply")
+        return list(json.loads(payload)["result"])
+
+    async def delete_webhook(self) -> None:
+        """Stop webhook delivery so getUpdates can be used."""
+        await self._bot.delete_webhook()
+
+    async def set_webhook(self, url: str) -> None:
+        """Point Telegram at our webhook URL, with our secret token."""
+        await self._bot.set_webhook(url=url, secret_token=self.webhook_secret or None)
+
+
+def _delivery_error(exc: TelegramError) -> DeliveryError:
+    """Telegram's refusal (or PTB's network failure) as a DeliveryError."""
+    if not isinstance(exc, TelegramRefusal):  # TimedOut, NetworkError: worth a retry
+        return DeliveryError(str(exc), permanent=False)
+    retry_after = exc.parameters.get("retry_after")
+    if exc.error_code == 429 or retry_after is not None:
+        seconds = float(retry_after) if isinstance(retry_after, int | float) else None
+        return DeliveryError(exc.description, permanent=False, retry_after=seconds)
+    # 400 (chat not found, bad text), 401/404 (bad token), 403 (blocked, kicked) won't heal.
+    permanent = exc.error_code in (400, 401, 403, 404)
+    return DeliveryError(exc.description, permanent=permanent)

@@ -1,0 +1,59 @@
+"""Live events: numbered, kept in a bounded buffer, streamed to subscribers.
+
+Every event has an increasing id, so a client that reconnects with `Last-Event-ID` gets what
+it missed (as long as it is still in the buffer). The transcript stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    id: int
+    name: str
+    at: str
+    data: dict[str, Any]
+
+
+class EventHub:
+    """In-process publish/subscribe with replay from an id."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self._buffer: deque[LiveEvent] = deque(maxlen=keep)
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+
+    def publish(self, name: str, data: dict[str, Any]) -> LiveEvent:
+        event = LiveEvent(next(self._ids), name,
+                          datetime.now(UTC).isoformat().replace("+00:00", "Z"), data)
+        self._buffer.append(event)
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return event
+
+    def since(self, last_id: int) -> list[LiveEvent]:
+        return [e for e in self._buffer if e.id > last_id]
+
+    async def stream(self, last_id: int = 0, heartbeat: float = 15.0
+                     ) -> AsyncIterator[LiveEvent | None]:
+        """Events after `last_id`, forever; None every `heartbeat` seconds of silence."""
+        while True:
+            waiter = self._changed
+            pending = self.since(last_id)
+            for event in pending:
+                last_id = event.id
+                yield event
+            if pending:
+                continue
+            try:
+                await asyncio.wait_for(waiter.wait(), heartbeat)
+            except TimeoutError:
+                yield None

@@ -1,0 +1,152 @@
+"""Agent handlers: `echo`, `http` (the user's own endpoint) and `openai` (any compatible server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from channels.messages import SwitchboardError
+from switchboard.config import AgentConfig
+from switchboard.store import AgentResult
+
+
+class AgentError(SwitchboardError):
+    """The agent did not produce a reply; the message says why, for the turn's `error`."""
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    """Everything a handler gets: the turn, its session, the transcript so far, the model."""
+
+    turn: dict[str, Any]
+    session: dict[str, Any]
+    transcript: list[dict[str, Any]]
+    model: str | None
+    on_delta: Callable[[str], Awaitable[None]] | None = field(default=None, compare=False)
+
+
+Handler = Callable[[AgentRequest], Awaitable[AgentResult]]
+
+
+async def echo(request: AgentRequest) -> AgentResult:
+    """Answers with the user's own words: proves the path end to end without a model."""
+    return AgentResult(reply=f"echo: {request.turn['text']}", model=request.model)
+
+
+def _history(transcript: list[dict[str, Any]]) -> list[dict[str, str]]:
+    roles = {"user": "user", "agent": "assistant"}
+    return [{"role": roles[m["role"]], "content": m["text"]} for m in transcript
+            if m["role"] in roles]
+
+
+def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
+    """POSTs the turn to the agent's `url`; expects {"reply", "activity"?, "context"?}."""
+
+    async def run(request: AgentRequest) -> AgentResult:
+        body = {"turn": request.turn, "session": request.session,
+                "transcript": request.transcript, "model": request.model}
+        timeout = agent.timeout.total_seconds() if agent.timeout else 30.0
+        try:
+            response = await client.post(str(agent.url), json=body, timeout=timeout)
+        except httpx.TimeoutException:
+            raise AgentError(f"agent at {agent.url} did not answer within {timeout:g}s") from None
+        except httpx.HTTPError as error:
+            raise AgentError(f"agent at {agent.url} is unreachable: {error!r}") from None
+        if response.status_code // 100 != 2:
+            raise AgentError(f"agent at {agent.url} answered HTTP {response.status_code}: "
+                             f"{response.text[:200]}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise AgentError(f"agent at {agent.url} answered something that is not JSON: "
+                             f"{response.text[:200]!r}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("reply"), str):
+            raise AgentError(f"agent at {agent.url} answered JSON without a string 'reply'")
+        activity = data.get("activity") or []
+        context = data.get("context")
+        return AgentResult(
+            reply=data["reply"],
+            activity=tuple(a for a in activity if isinstance(a, dict)),
+            context=context if isinstance(context, dict) else None,
+            model=request.model,
+        )
+
+    return run
+
+
+def openai_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
+    """Streams a chat completion from an OpenAI-compatible `/v1/chat/completions`."""
+
+    async def run(request: AgentRequest) -> AgentResult:
+        messages: list[dict[str, str]] = []
+        if agent.system_prompt:
+            messages.append({"role": "system", "content": agent.system_prompt})
+        messages += _history(request.transcript)
+        messages.append({"role": "user", "content": request.turn["text"]})
+        base = str(agent.base_url).rstrip("/")
+        url = base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
+        key = agent.api_key or os.environ.get("OPENAI_API_KEY", "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        timeout = agent.timeout.total_seconds() if agent.timeout else 60.0
+        body = {"model": request.model or "default", "messages": messages, "stream": True}
+        parts: list[str] = []
+        try:
+            async with client.stream("POST", url, json=body, headers=headers,
+                                     timeout=timeout) as response:
+                if response.status_code // 100 != 2:
+                    text = (await response.aread()).decode(errors="replace")[:200]
+                    raise AgentError(f"model server answered HTTP {response.status_code}: {text}")
+                async for line in response.aiter_lines():
+                    delta = _sse_delta(line)
+                    if delta:
+                        parts.append(delta)
+                        if request.on_delta:
+                            await request.on_delta(delta)
+        except httpx.TimeoutException:
+            raise AgentError(f"model server at {base} did not answer within {timeout:g}s") from None
+        except httpx.HTTPError as error:
+            raise AgentError(f"model server at {base} is unreachable: {error!r}") from None
+        return AgentResult(reply="".join(parts), model=request.model)
+
+    return run
+
+
+def _sse_delta(line: str) -> str:
+    if not line.startswith("data:"):
+        return ""
+    data = line[5:].strip()
+    if not data or data == "[DONE]":
+        return ""
+    try:
+        chunk = json.loads(data)
+        return chunk["choices"][0].get("delta", {}).get("content") or ""
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+
+
+def build_handlers(agents: dict[str, AgentConfig], client: httpx.AsyncClient
+                   ) -> dict[str, Handler]:
+    out: dict[str, Handler] = {}
+    for name, agent in agents.items():
+        if agent.handler == "http":
+            out[name] = http_handler(agent, client)
+        elif agent.handler == "openai":
+            out[name] = openai_handler(agent, client)
+        else:
+            out[name] = echo
+    return out
+
+
+async def run_timed(handler: Handler, request: AgentRequest) -> AgentResult:
+    """Run a handler and note how long it took."""
+    started = time.perf_counter()
+    result = await handler(request)
+    elapsed = int((time.perf_counter() - started) * 1000)
+    return AgentResult(reply=result.reply, activity=result.activity, context=result.context,
+                       duration_ms=elapsed, model=result.model)

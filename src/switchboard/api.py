@@ -1,0 +1,158 @@
+"""The operator API: turns, sessions, accounts, live events. Bearer tokens from `operators`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+
+from switchboard.config import Config
+from switchboard.runtime import Operator, Runtime
+
+
+def operator_auth(runtime: Runtime) -> Callable[[str], Callable[..., Any]]:
+    """A dependency factory: `needs("operator")` admits operators and admins."""
+
+    def needs(role: str) -> Callable[..., Any]:
+        async def check(authorization: Annotated[str | None, Header()] = None) -> Operator:
+            scheme, _, token = (authorization or "").partition(" ")
+            operator = runtime.operator(token.strip()) if scheme.lower() == "bearer" else None
+            if operator is None:
+                raise HTTPException(401, "a valid operator token is required: "
+                                    "Authorization: Bearer <token>",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            if not operator.may(role):
+                raise HTTPException(403, f"operator {operator.name} is a {operator.role}; "
+                                    f"this needs the {role} role")
+            return operator
+
+        return check
+
+    return needs
+
+
+def account_rows(config: Config, errors: dict[str, str], health: dict[str, dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """Each configured account with its health, for the API and `switchboard accounts`."""
+    rows = []
+    for name, settings in config.accounts.items():
+        seen = health.get(name, {})
+        disabled = config.disabled.get(name)
+        error = errors.get(name)
+        rows.append({
+            "name": name, "provider": settings.provider, "enabled": disabled is None,
+            "disabled_reason": disabled,
+            "status": "disabled" if disabled else ("failing" if error else "connected"),
+            "error": error,
+            "last_inbound_at": seen.get("last_inbound_at"),
+            "last_outbound_at": seen.get("last_outbound_at"),
+            "last_error": seen.get("last_error"), "last_error_at": seen.get("last_error_at"),
+            "rejected": seen.get("rejected", {}),
+        })
+    return rows
+
+
+def api_routes(runtime: Runtime) -> APIRouter:
+    needs = operator_auth(runtime)
+    viewer = Depends(needs("viewer"))
+    router = APIRouter(prefix="/api", tags=["operators"])
+    store = runtime.store
+
+    @router.get("/turns", dependencies=[viewer])
+    async def list_turns(
+        status: str | None = None, provider: str | None = None, account: str | None = None,
+        agent: str | None = None, session_id: str | None = None, binding: str | None = None,
+        conversation: str | None = None, q: str | None = None, cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        filters = {"status": status, "provider": provider, "account": account, "agent": agent,
+                   "session_id": session_id, "binding": binding, "conversation": conversation}
+        try:
+            turns, next_cursor = await store.list_turns(filters, cursor, limit, search=q)
+        except ValueError:
+            raise HTTPException(400, "cursor is not one this API gave out") from None
+        return {"turns": turns, "next_cursor": next_cursor}
+
+    @router.get("/turns/{turn_id}", dependencies=[viewer])
+    async def get_turn(turn_id: str) -> dict[str, Any]:
+        turn = await store.get_turn(turn_id)
+        if turn is None:
+            raise HTTPException(404, f"no turn {turn_id}")
+        return turn
+
+    @router.get("/sessions", dependencies=[viewer])
+    async def list_sessions(
+        agent: str | None = None, state: str | None = None, user: str | None = None,
+        source: str | None = None, tag: str | None = None, account: str | None = None,
+        started_after: str | None = None, started_before: str | None = None,
+        include_archived: bool = False, cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        from datetime import datetime
+
+        filters: dict[str, Any] = {"agent": agent, "state": state, "user": user,
+                                   "source": source, "tag": tag, "account": account,
+                                   "include_archived": include_archived}
+        try:
+            for key, value in (("started_after", started_after),
+                               ("started_before", started_before)):
+                if value:
+                    filters[key] = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            sessions, next_cursor = await store.list_sessions(filters, cursor, limit)
+        except ValueError as error:
+            raise HTTPException(400, f"bad filter or cursor: {error}") from None
+        return {"sessions": sessions, "next_cursor": next_cursor}
+
+    @router.get("/sessions/{session_id}", dependencies=[viewer])
+    async def get_session(session_id: str) -> dict[str, Any]:
+        from switchboard.store import session_dict
+
+        row = await store.session_row(session_id)
+        if row is None:
+            raise HTTPException(404, f"no session {session_id}")
+        return {**session_dict(row), "transcript": await store.transcript(session_id)}
+
+    @router.get("/accounts", dependencies=[viewer])
+    async def accounts() -> dict[str, Any]:
+        health = await store.account_health()
+        return {"accounts": account_rows(runtime.config, runtime.account_errors, health)}
+
+    @router.get("/events", dependencies=[viewer])
+    async def events(request: Request,
+                     last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+        return _sse(runtime, request, last_event_id, None)
+
+    @router.get("/sessions/{session_id}/events", dependencies=[viewer])
+    async def session_events(session_id: str, request: Request,
+                             last_event_id: Annotated[str | None, Header()] = None
+                             ) -> StreamingResponse:
+        return _sse(runtime, request, last_event_id, session_id)
+
+    return router
+
+
+def _sse(runtime: Runtime, request: Request, last_event_id: str | None,
+         session_id: str | None) -> StreamingResponse:
+    try:
+        start = int(last_event_id or request.query_params.get("last_event_id") or 0)
+    except ValueError:
+        start = 0
+
+    async def body() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        async for event in runtime.events.stream(start):
+            if await request.is_disconnected():
+                return
+            if event is None:
+                yield ": keep-alive\n\n"
+                continue
+            if session_id and event.data.get("session_id") != session_id:
+                continue
+            data = json.dumps({"id": event.id, "at": event.at, **event.data})
+            yield f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,45 @@
+"""The ASGI app that `switchboard serve` runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from switchboard import __version__
+from switchboard.api import api_routes
+from switchboard.runtime import Runtime
+from switchboard.webhooks import webhook_routes
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="Switchboard", version=__version__, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.include_router(webhook_routes(runtime))
+    app.include_router(api_routes(runtime))
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        disabled = runtime.config.disabled
+        return {"status": "ok", "accounts": {
+            name: ("disabled" if name in disabled else "enabled")
+            for name in runtime.config.accounts}}
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+        return JSONResponse({"error": "; ".join(problems)}, status_code=400)
+
+    return app

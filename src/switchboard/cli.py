@@ -1,0 +1,221 @@
+"""The `switchboard` command: serve, check, db, turns, sessions, accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from switchboard import db
+from switchboard.config import Config, ConfigError, load_config
+
+T = TypeVar("T")
+app = typer.Typer(help="Connect agents to Slack, Telegram and email.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+turns_app = typer.Typer(help="Inspect channel turns.", no_args_is_help=True)
+sessions_app = typer.Typer(help="Inspect and control sessions.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(turns_app, name="turns")
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(db_app, name="db")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[str, typer.Option("--config", "-c", help="Path to bindings.yaml")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _load(path: str, *, strict_env: bool) -> Config:
+    try:
+        return load_config(path, strict_env=strict_env)
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run one query against the configured database (after bringing its schema up to date)."""
+    from switchboard.clock import Clock
+    from switchboard.store import Store
+
+    db.upgrade()
+
+    async def run() -> T:
+        engine = db.create_engine()
+        try:
+            return await work(Store(engine, Clock()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = "bindings.yaml",
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
+    smtp_port: Annotated[int, typer.Option(help="SMTP port for inboxes")] = 2525,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Start the webhooks, the operator API, the SMTP server and the workers."""
+    import uvicorn
+
+    from switchboard.app import create_app
+    from switchboard.runtime import Runtime
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _load(config, strict_env=False)
+    for name, reason in settings.disabled.items():
+        err.print(f"[yellow]account {name} is disabled:[/yellow] {reason}", highlight=False)
+    db.upgrade()
+    runtime = Runtime(settings, smtp_port=smtp_port, smtp_host=host)
+    uvicorn.run(create_app(runtime), host=host, port=port, log_level=log_level,
+                access_log=log_level == "debug", timeout_graceful_shutdown=10)
+
+
+@app.command()
+def check(config: ConfigOption = "bindings.yaml") -> None:
+    """Validate the config: every problem at once, with file:line and the key."""
+    settings = _load(config, strict_env=True)
+    for name, reason in settings.disabled.items():
+        console.print(f"[yellow]warning[/yellow] account {name} will be disabled: {reason}",
+                      highlight=False)
+    console.print(f"{config}: ok ({len(settings.agents)} agents, {len(settings.accounts)} "
+                  f"accounts, {len(settings.bindings)} bindings)", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations to SWITCHBOARD_DATABASE_URL (default sqlite:///./switchboard.db)."""
+    db.upgrade()
+    console.print("database is up to date")
+
+
+@turns_app.command("list")
+def turns_list(
+    status: str | None = None, provider: str | None = None, account: str | None = None,
+    agent: str | None = None, session_id: str | None = None, cursor: str | None = None,
+    limit: int = 50, as_json: JsonOption = False,
+) -> None:
+    """Newest turns first, with the API's filters."""
+    filters = {"status": status, "provider": provider, "account": account, "agent": agent,
+               "session_id": session_id}
+    turns, next_cursor = _with_store(lambda s: s.list_turns(filters, cursor, limit))
+    if as_json:
+        _print_json({"turns": turns, "next_cursor": next_cursor})
+        return
+    table = Table("id", "received", "provider/account", "conversation", "sender", "status",
+                  "agent", "session", "reason")
+    for t in turns:
+        table.add_row(t["id"], t["received_at"], f"{t['provider']}/{t['account']}",
+                      t["conversation"], t["sender"], t["status"], t["agent"] or "",
+                      t["session_id"] or "", t["route_reason"] or "")
+    console.print(table)
+    if next_cursor:
+        console.print(f"more: --cursor {next_cursor}")
+
+
+@turns_app.command("show")
+def turns_show(turn_id: str, as_json: JsonOption = False) -> None:
+    """The whole story of one turn: fields and timeline."""
+    turn = _with_store(lambda s: s.get_turn(turn_id))
+    if turn is None:
+        err.print(f"no turn {turn_id}")
+        raise typer.Exit(1)
+    if as_json:
+        _print_json(turn)
+        return
+    fields = Table(show_header=False)
+    for key in ("id", "provider", "account", "event_id", "conversation", "thread", "sender",
+                "text", "received_at", "status", "route_reason", "binding", "agent",
+                "session_id", "reply_text", "delivery_status", "delivery_attempts",
+                "provider_message_id", "error", "duplicate_of"):
+        if turn.get(key) not in (None, ""):
+            fields.add_row(key, str(turn[key]))
+    console.print(fields)
+    timeline = Table("at", "event", "detail", title="timeline")
+    for event in turn["events"]:
+        timeline.add_row(event["at"], event["name"], json.dumps(event.get("detail", {})))
+    console.print(timeline)
+
+
+@sessions_app.command("list")
+def sessions_list(
+    agent: str | None = None, state: str | None = None, user: str | None = None,
+    source: str | None = None, tag: str | None = None, cursor: str | None = None,
+    limit: int = 50, as_json: JsonOption = False,
+) -> None:
+    """Newest sessions first, with the API's filters."""
+    filters = {"agent": agent, "state": state, "user": user, "source": source, "tag": tag}
+    sessions, next_cursor = _with_store(lambda s: s.list_sessions(filters, cursor, limit))
+    if as_json:
+        _print_json({"sessions": sessions, "next_cursor": next_cursor})
+        return
+    table = Table("id", "agent", "state", "source", "user", "started", "last activity", "turns")
+    for s in sessions:
+        table.add_row(s["id"], s["agent"], s["state"], s["source"], s["user_id"],
+                      s["started_at"], s["last_activity_at"], str(s["turn_count"]))
+    console.print(table)
+
+
+@sessions_app.command("show")
+def sessions_show(session_id: str, as_json: JsonOption = False) -> None:
+    """One session with its transcript."""
+    from switchboard.store import session_dict
+
+    async def load(store: Any) -> dict[str, Any] | None:
+        row = await store.session_row(session_id)
+        if row is None:
+            return None
+        return {**session_dict(row), "transcript": await store.transcript(session_id)}
+
+    session = _with_store(load)
+    if session is None:
+        err.print(f"no session {session_id}")
+        raise typer.Exit(1)
+    if as_json:
+        _print_json(session)
+        return
+    console.print(f"[bold]{session['id']}[/bold] agent={session['agent']} "
+                  f"state={session['state']} source={session['source']}", highlight=False)
+    for entry in session["transcript"]:
+        console.print(f"{entry['at']}  [bold]{entry['role']:>8}[/bold]  {entry['text']}",
+                      highlight=False)
+
+
+@app.command()
+def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False) -> None:
+    """Each account's health: enabled, last traffic, last error, rejected requests."""
+    from switchboard.api import account_rows
+
+    settings = _load(config, strict_env=False)
+    rows = account_rows(settings, {}, _with_store(lambda s: s.account_health()))
+    if as_json:
+        _print_json({"accounts": rows})
+        return
+    table = Table("account", "provider", "status", "last inbound", "last outbound",
+                  "last error", "rejected")
+    for r in rows:
+        status = r["status"] + (f" ({r['disabled_reason']})" if r["disabled_reason"] else "")
+        rejected = ", ".join(f"{k}={v}" for k, v in r["rejected"].items())
+        table.add_row(r["name"], r["provider"], status, r["last_inbound_at"] or "-",
+                      r["last_outbound_at"] or "-", r["last_error"] or "-", rejected or "-")
+    console.print(table)
+
+
+def main() -> None:
+    app()

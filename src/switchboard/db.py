@@ -1,0 +1,64 @@
+"""Database engines and migrations: SQLite (WAL) by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+DEFAULT_URL = "sqlite:///./switchboard.db"
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def database_url() -> str:
+    return os.environ.get("SWITCHBOARD_DATABASE_URL") or DEFAULT_URL
+
+
+def _driver(url: str, *, asynchronous: bool) -> str:
+    scheme, _, rest = url.partition("://")
+    base = scheme.split("+")[0]
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}" if asynchronous else f"sqlite://{rest}"
+    if base in {"postgresql", "postgres"}:
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str | None = None) -> AsyncEngine:
+    """The one async engine of a process."""
+    url = url or database_url()
+    if is_sqlite(url):
+        engine = create_async_engine(_driver(url, asynchronous=True), pool_size=8,
+                                     max_overflow=0, pool_timeout=60)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_async_engine(_driver(url, asynchronous=True), pool_size=10,
+                                     max_overflow=10, pool_pre_ping=True)
+    return engine
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Apply Alembic migrations (`switchboard db upgrade`; `serve` calls it at start)."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", _driver(url or database_url(), asynchronous=False)
+                        .replace("%", "%%"))
+    command.upgrade(cfg, revision)

@@ -1,0 +1,190 @@
+"""The tables. Only `store.py` queries them; everything else sees plain objects."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text, text
+from sqlmodel import Field, SQLModel
+
+
+def new_id(prefix: str) -> str:
+    """Sortable-enough unique ids such as `turn_…` and `ses_…`."""
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _when(**kw: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+
+
+class Turn(SQLModel, table=True):
+    __tablename__ = "turns"
+    __table_args__ = (
+        Index("ix_turns_received", "received_at"),
+        Index("ix_turns_status_received", "status", "received_at"),
+        Index("ix_turns_session_received", "session_id", "received_at"),
+        Index("ix_turns_account_received", "account", "received_at"),
+        Index("ix_turns_thread", "account", "conversation", "thread"),
+        # One original turn per provider event and per provider message; duplicates are kept
+        # beside them (status 'duplicate') so an operator sees every retry.
+        Index("uq_turns_event", "account", "event_id", unique=True,
+              sqlite_where=text("status != 'duplicate'"),
+              postgresql_where=text("status != 'duplicate'")),
+        Index("uq_turns_message", "account", "dedupe_key", unique=True,
+              sqlite_where=text("status != 'duplicate' AND dedupe_key IS NOT NULL"),
+              postgresql_where=text("status != 'duplicate' AND dedupe_key IS NOT NULL")),
+    )
+
+    id: str = Field(primary_key=True)
+    provider: str
+    account: str
+    event_id: str
+    dedupe_key: str | None = None
+    conversation: str = ""
+    kind: str = ""
+    thread: str | None = None
+    message_id: str = ""
+    sender: str = ""
+    sender_name: str = ""
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    received_at: datetime = _when(nullable=False)
+    status: str = "pending"
+    route_reason: str | None = None
+    binding: str | None = None
+    agent: str | None = None
+    session_id: str | None = None
+    reply_text: str | None = Field(default=None, sa_column=Column(Text))
+    delivery_status: str | None = None
+    delivery_attempts: int = 0
+    provider_message_id: str | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    duplicate_of: str | None = None
+    agent_ms: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class TurnEvent(SQLModel, table=True):
+    __tablename__ = "turn_events"
+    __table_args__ = (Index("ix_turn_events_turn", "turn_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    turn_id: str
+    at: datetime = _when(nullable=False)
+    name: str
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Session(SQLModel, table=True):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        Index("ix_sessions_scope", "agent", "scope_key", "state"),
+        Index("ix_sessions_started", "started_at"),
+        Index("ix_sessions_state_activity", "state", "last_activity_at"),
+    )
+
+    id: str = Field(primary_key=True)
+    agent: str
+    account: str | None = None
+    provider: str | None = None
+    binding: str | None = None
+    scope_key: str
+    state: str = "live"
+    source: str = "api"
+    tag: str | None = None
+    user_id: str = ""
+    user_name: str = ""
+    started_at: datetime = _when(nullable=False)
+    last_activity_at: datetime = _when(nullable=False)
+    ended_at: datetime | None = _when(nullable=True)
+    end_cause: str | None = None
+    parent_session_id: str | None = None
+    model_override: str | None = None
+    turn_count: int = 0
+    context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class SessionMessage(SQLModel, table=True):
+    """One transcript entry: a user message, an agent reply, agent activity or a system note."""
+
+    __tablename__ = "session_messages"
+    __table_args__ = (Index("ix_session_messages_session", "session_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str
+    at: datetime = _when(nullable=False)
+    role: str
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    turn_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Outbox(SQLModel, table=True):
+    """A reply waiting to be delivered; written in the same transaction as the transcript."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    turn_id: str = Field(unique=True)
+    provider: str
+    account: str
+    conversation: str
+    thread: str | None = None
+    reply_to: str | None = None
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime = _when(nullable=False)
+    claimed_until: datetime | None = _when(nullable=True)
+    created_at: datetime = _when(nullable=False)
+
+
+class AccountHealth(SQLModel, table=True):
+    __tablename__ = "account_health"
+
+    account: str = Field(primary_key=True)
+    last_inbound_at: datetime | None = _when(nullable=True)
+    last_outbound_at: datetime | None = _when(nullable=True)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_error_at: datetime | None = _when(nullable=True)
+
+
+class RejectedCount(SQLModel, table=True):
+    """Webhook requests that never became turns, counted by account and reason."""
+
+    __tablename__ = "rejected_requests"
+
+    account: str = Field(primary_key=True)
+    reason: str = Field(primary_key=True)
+    count: int = 0
+    last_at: datetime | None = _when(nullable=True)
+
+
+class OperatorToken(SQLModel, table=True):
+    """Tokens `serve` generated itself; only the hash is kept."""
+
+    __tablename__ = "operator_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    role: str
+    token_hash: str = Field(unique=True)
+    created_at: datetime = _when(nullable=False)
+
+
+class Cursor(SQLModel, table=True):
+    """Small named positions that must survive restarts (a Telegram getUpdates offset)."""
+
+    __tablename__ = "cursors"
+
+    account: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    value: str

@@ -1,0 +1,131 @@
+"""One running Switchboard: config, store, adapters, handlers and pipeline, started and stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from channels.slack import SlackAccount
+from sessions.events import EventHub
+from switchboard.agents import build_handlers
+from switchboard.clock import Clock
+from switchboard.config import Config
+from switchboard.config import SlackAccount as SlackSettings
+from switchboard.db import create_engine
+from switchboard.pipeline import Pipeline
+from switchboard.store import Store, token_hash
+
+log = logging.getLogger(__name__)
+ROLES = ("viewer", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    role: str
+
+    def may(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+@dataclass
+class Runtime:
+    """Everything one `serve` process runs. Built once, started by the app's lifespan."""
+
+    config: Config
+    database_url: str | None = None
+    clock: Clock = field(default_factory=Clock)
+    sweep_interval: float = 1.0
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int | None = 2525
+
+    def __post_init__(self) -> None:
+        self.engine = create_engine(self.database_url)
+        self.store = Store(self.engine, self.clock)
+        self.events = EventHub()
+        self.http = httpx.AsyncClient(timeout=30)
+        self.slack: dict[str, SlackAccount] = {}
+        self.account_errors: dict[str, str] = {}
+        self.adapters: dict[str, Any] = {}
+        self.pipeline = Pipeline(self.config, self.store, self.adapters,
+                                 build_handlers(self.config.agents, self.http), self.events)
+        self.operators: dict[str, Operator] = {}
+        self._background: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        await self._load_operators()
+        for name, settings in self.config.accounts.items():
+            if name in self.config.disabled:
+                log.warning("account %s is disabled: %s", name, self.config.disabled[name])
+                continue
+            if isinstance(settings, SlackSettings):
+                await self._start_slack(name, settings)
+        self._background.append(asyncio.create_task(self._sweep_outbox()))
+        await self.pipeline.recover()
+
+    async def _start_slack(self, name: str, settings: SlackSettings) -> None:
+        account = SlackAccount(name, bot_token=settings.bot_token,
+                               signing_secret=settings.signing_secret, api_url=settings.api_url,
+                               app_token=settings.app_token, allow_bots=settings.allow_bots)
+        await account.start()
+        self.slack[name] = account
+        self.adapters[name] = account
+        if settings.mode == "socket":
+            try:
+                await account.start_socket_mode(
+                    lambda payload, extra: self.receive_slack(account, payload, extra))
+            except Exception as error:  # a bad app token must not stop the other accounts
+                self.account_errors[name] = f"socket mode failed to connect: {error}"
+                log.error("slack account %s: socket mode failed: %s", name, error)
+
+    async def receive_slack(self, account: SlackAccount, payload: dict[str, Any],
+                            extra: dict[str, Any]) -> None:
+        if payload.get("type") != "event_callback":
+            return
+        if account.bot_user_id is None:
+            await account.start()
+        await self.pipeline.receive(account.to_inbound(payload), extra)
+
+    async def _load_operators(self) -> None:
+        for op in self.config.operators:
+            if op.token:
+                self.operators[token_hash(op.token)] = Operator(op.name, op.role)
+        for row in await self.store.generated_tokens():
+            self.operators[row.token_hash] = Operator(row.name, row.role)
+        if not self.operators:
+            token = "sb_" + secrets.token_urlsafe(24)
+            await self.store.add_generated_token("admin", "admin", token)
+            self.operators[token_hash(token)] = Operator("admin", "admin")
+            print("\n  No operator token is configured, so an admin token was created.\n"
+                  f"  It is shown only this once; only its hash is stored:\n\n    {token}\n",
+                  flush=True)
+
+    def operator(self, token: str) -> Operator | None:
+        return self.operators.get(token_hash(token))
+
+    async def _sweep_outbox(self) -> None:
+        """Deliver what is due and retry what a dead worker left behind."""
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.pipeline.deliver_due()
+            except Exception:
+                log.exception("outbox sweep failed")
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.pipeline.drain()
+        for account in self.slack.values():
+            await account.close()
+        await self.http.aclose()
+        await self.engine.dispose()

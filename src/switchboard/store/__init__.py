@@ -1,0 +1,17 @@
+"""The only place that talks SQL. Domain code calls these methods with plain values."""
+
+from switchboard.store.accounts import AccountQueries, token_hash
+from switchboard.store.base import aware, iso
+from switchboard.store.outbox import AgentResult, OutboxQueries
+from switchboard.store.sessions import Opened, ScopeRequest, SessionQueries, session_dict
+from switchboard.store.turns import Recorded, TurnQueries, turn_dict
+
+
+class Store(TurnQueries, SessionQueries, OutboxQueries, AccountQueries):
+    """All queries of one process, over one engine and one clock."""
+
+
+__all__ = [
+    "AgentResult", "Opened", "Recorded", "ScopeRequest", "Store", "aware", "iso",
+    "session_dict", "token_hash", "turn_dict",
+]

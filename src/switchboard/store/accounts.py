@@ -1,0 +1,93 @@
+"""Account health, rejected webhook requests, generated operator tokens and cursors."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import select
+
+from switchboard.models import AccountHealth, Cursor, OperatorToken, RejectedCount, Turn
+from switchboard.store.base import StoreBase, iso
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AccountQueries(StoreBase):
+    def _insert(self, table: Any) -> Any:
+        return (sqlite_insert if self.is_sqlite else pg_insert)(table)
+
+    async def note_rejected(self, account: str, reason: str) -> None:
+        """Count a webhook request that never became a turn (bad signature, stale, ...)."""
+        now = self.clock.now()
+        stmt = self._insert(RejectedCount).values(account=account, reason=reason, count=1,
+                                                  last_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account", "reason"],
+            set_={"count": RejectedCount.count + 1, "last_at": now})
+        async with self.tx() as db:
+            await db.exec(stmt)
+
+    async def note_traffic(self, account: str, *, inbound: bool = False, outbound: bool = False,
+                           error: str | None = None) -> None:
+        now = self.clock.now()
+        values: dict[str, Any] = {}
+        if inbound:
+            values["last_inbound_at"] = now
+        if outbound:
+            values["last_outbound_at"] = now
+        if error is not None:
+            values.update(last_error=error, last_error_at=now)
+        stmt = self._insert(AccountHealth).values(account=account, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=["account"], set_=values)
+        async with self.tx() as db:
+            await db.exec(stmt)
+
+    async def account_health(self) -> dict[str, dict[str, Any]]:
+        async with self.tx() as db:
+            health = (await db.exec(select(AccountHealth))).all()
+            rejected = (await db.exec(select(RejectedCount))).all()
+            # the newest turn is the last inbound: no write per turn on the acknowledged path
+            inbound = (await db.exec(select(Turn.account, func.max(Turn.received_at))
+                                     .group_by(Turn.account))).all()
+        out: dict[str, dict[str, Any]] = {}
+
+        def entry(account: str) -> dict[str, Any]:
+            return out.setdefault(account, {"last_inbound_at": None, "last_outbound_at": None,
+                                            "last_error": None, "last_error_at": None,
+                                            "rejected": {}})
+
+        for h in health:
+            entry(h.account).update(last_outbound_at=iso(h.last_outbound_at),
+                                    last_error=h.last_error, last_error_at=iso(h.last_error_at))
+        for account, newest in inbound:
+            entry(account)["last_inbound_at"] = iso(newest)
+        for r in rejected:
+            entry(r.account)["rejected"][r.reason] = r.count
+        return out
+
+    async def generated_tokens(self) -> list[OperatorToken]:
+        async with self.tx() as db:
+            return list((await db.exec(select(OperatorToken))).all())
+
+    async def add_generated_token(self, name: str, role: str, token: str) -> None:
+        async with self.tx() as db:
+            db.add(OperatorToken(name=name, role=role, token_hash=token_hash(token),
+                                 created_at=self.clock.now()))
+
+    async def get_cursor(self, account: str, name: str) -> str | None:
+        async with self.tx() as db:
+            row = await db.get(Cursor, (account, name))
+            return row.value if row else None
+
+    async def set_cursor(self, account: str, name: str, value: str) -> None:
+        stmt = self._insert(Cursor).values(account=account, name=name, value=value)
+        stmt = stmt.on_conflict_do_update(index_elements=["account", "name"],
+                                          set_={"value": value})
+        async with self.tx() as db:
+            await db.exec(stmt)

@@ -1,0 +1,132 @@
+"""The durable outbox: replies written with the transcript, claimed and delivered by workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlmodel import col, select
+
+from channels.messages import OutboundMessage
+from switchboard.models import Outbox, Session, SessionMessage, Turn, TurnEvent
+from switchboard.store.base import StoreBase
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """What the agent handler produced for one turn."""
+
+    reply: str
+    activity: tuple[dict[str, Any], ...] = ()
+    context: dict[str, Any] | None = None
+    duration_ms: int = 0
+    model: str | None = None
+
+
+class OutboxQueries(StoreBase):
+    async def record_reply(self, turn_id: str, session_id: str, user_text: str,
+                           result: AgentResult, outbound: OutboundMessage) -> int:
+        """Transcript (user message, activity, reply), turn fields and the outbox row, at once.
+
+        Either all of it is written or none, so a crash leaves the turn waiting for its agent
+        or waiting for its delivery, never in between.
+        """
+        now = self.clock.now()
+        async with self.tx() as db:
+            db.add(SessionMessage(session_id=session_id, at=now, role="user", text=user_text,
+                                  turn_id=turn_id))
+            for item in result.activity:
+                db.add(SessionMessage(session_id=session_id, at=now, role="activity",
+                                      text=str(item.get("name") or item.get("type") or ""),
+                                      turn_id=turn_id, data=item))
+            db.add(SessionMessage(session_id=session_id, at=now, role="agent", text=result.reply,
+                                  turn_id=turn_id, data={"model": result.model}
+                                  if result.model else {}))
+            values: dict[str, Any] = {"last_activity_at": now,
+                                      "turn_count": Session.turn_count + 1}
+            if result.context is not None:
+                values["context"] = result.context
+            await db.exec(update(Session).where(Session.id == session_id).values(**values))
+            await db.exec(update(Turn).where(Turn.id == turn_id).values(
+                reply_text=result.reply, agent_ms=result.duration_ms,
+                delivery_status="pending"))
+            db.add(TurnEvent(turn_id=turn_id, at=now, name="agent_replied",
+                             detail={"duration_ms": result.duration_ms,
+                                     **({"model": result.model} if result.model else {})}))
+            row = Outbox(turn_id=turn_id, provider=outbound.provider, account=outbound.account,
+                         conversation=outbound.conversation, thread=outbound.thread,
+                         reply_to=outbound.reply_to, text=outbound.text, extra=outbound.extra,
+                         status="pending", next_attempt_at=now, created_at=now)
+            db.add(row)
+            await db.flush()
+            assert row.id is not None
+            return row.id
+
+    async def due_outbox(self, limit: int = 100) -> list[int]:
+        """Rows ready for an attempt: pending or retrying, due, and not leased by a live worker."""
+        now = self.naive(self.clock.now())
+        async with self.tx() as db:
+            rows = await db.exec(select(Outbox.id).where(
+                col(Outbox.status).in_(("pending", "retrying")), Outbox.next_attempt_at <= now,
+                or_(col(Outbox.claimed_until).is_(None), Outbox.claimed_until < now),
+            ).order_by(col(Outbox.next_attempt_at)).limit(limit))
+            return [r for r in rows.all() if r is not None]
+
+    async def claim_outbox(self, outbox_id: int, lease: timedelta) -> Outbox | None:
+        """Lease one row for one attempt; None when another worker holds it or it is done.
+
+        A conditional UPDATE is the lock: exactly one process sees rowcount 1, on SQLite and
+        PostgreSQL alike. A worker that dies leaves the lease to expire, then the row is retried.
+        """
+        now = self.clock.now()
+        async with self.tx() as db:
+            result = await db.exec(update(Outbox).where(
+                Outbox.id == outbox_id, col(Outbox.status).in_(("pending", "retrying")),
+                or_(col(Outbox.claimed_until).is_(None),
+                    Outbox.claimed_until < self.naive(now)),
+            ).values(claimed_until=now + lease, attempts=Outbox.attempts + 1))
+            if result.rowcount != 1:
+                return None
+            return await db.get(Outbox, outbox_id)
+
+    async def delivery_succeeded(self, row: Outbox, provider_message_id: str,
+                                 detail: dict[str, Any]) -> None:
+        now = self.clock.now()
+        async with self.tx() as db:
+            await db.exec(update(Outbox).where(Outbox.id == row.id).values(
+                status="delivered", claimed_until=None))
+            await db.exec(update(Turn).where(Turn.id == row.turn_id).values(
+                status="delivered", delivery_status="delivered",
+                delivery_attempts=row.attempts, provider_message_id=provider_message_id,
+                error=None))
+            db.add(TurnEvent(turn_id=row.turn_id, at=now, name="delivered",
+                             detail={"attempt": row.attempts,
+                                     "provider_message_id": provider_message_id, **detail}))
+
+    async def delivery_failed(self, row: Outbox, error: str, *, retry_at: datetime | None,
+                              detail: dict[str, Any]) -> None:
+        """Record a failed attempt: retry at `retry_at`, or fail the turn when it is None."""
+        now = self.clock.now()
+        final = retry_at is None
+        async with self.tx() as db:
+            await db.exec(update(Outbox).where(Outbox.id == row.id).values(
+                status="failed" if final else "retrying", claimed_until=None,
+                next_attempt_at=retry_at or now))
+            turn_values: dict[str, Any] = {
+                "delivery_status": "failed" if final else "retrying",
+                "delivery_attempts": row.attempts, "error": error}
+            if final:
+                turn_values["status"] = "failed"
+            await db.exec(update(Turn).where(Turn.id == row.turn_id).values(**turn_values))
+            db.add(TurnEvent(turn_id=row.turn_id, at=now,
+                             name="delivery_failed" if final else "delivery_retry",
+                             detail={"attempt": row.attempts, "error": error, **detail,
+                                     **({"retry_at": retry_at.isoformat()} if retry_at else {})}))
+
+    async def outbox_depth(self) -> int:
+        async with self.tx() as db:
+            rows = await db.exec(select(Outbox.id).where(
+                col(Outbox.status).in_(("pending", "retrying"))))
+            return len(rows.all())

@@ -1,0 +1,187 @@
+"""Turns and their timelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from channels.messages import InboundMessage
+from switchboard.models import Turn, TurnEvent, new_id
+from switchboard.store.base import StoreBase, aware, decode_cursor, encode_cursor, iso
+
+TURN_FILTERS = ("status", "provider", "account", "agent", "session_id", "binding", "conversation")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording an inbound message gave: the turn, and the original when it repeats one."""
+
+    turn_id: str
+    duplicate_of: str | None = None
+
+
+class TurnQueries(StoreBase):
+    async def record_turn(self, message: InboundMessage, payload: dict[str, Any],
+                          extra: dict[str, Any] | None = None) -> Recorded:
+        """Insert the turn, or, when the event or message is already recorded, a duplicate of it.
+
+        The partial unique indexes on (account, event_id) and (account, dedupe_key) decide,
+        so two processes racing on one retry still record a single original.
+        """
+        now = self.clock.now()
+        turn = _turn_from(message, payload, extra or {}, now)
+        try:
+            async with self.tx() as db:
+                db.add(turn)
+                await db.flush()
+                db.add(TurnEvent(turn_id=turn.id, at=now, name="received",
+                                 detail={"event_id": message.event_id}))
+            return Recorded(turn.id)
+        except IntegrityError:
+            pass
+        async with self.tx() as db:
+            original = (await db.exec(select(Turn).where(
+                Turn.account == message.account, Turn.status != "duplicate",
+                or_(Turn.event_id == message.event_id,
+                    and_(col(Turn.dedupe_key).is_not(None),
+                         Turn.dedupe_key == message.dedupe_key)),
+            ))).first()
+            if original is None:  # lost a race with a delete; record it plainly next time
+                raise RuntimeError("duplicate turn without an original")
+            duplicate = _turn_from(message, payload, extra or {}, now)
+            duplicate.status = "duplicate"
+            duplicate.duplicate_of = original.id
+            duplicate.dedupe_key = None
+            duplicate.route_reason = _duplicate_reason(message, original)
+            db.add(duplicate)
+            db.add(TurnEvent(turn_id=duplicate.id, at=now, name="duplicate",
+                             detail={"original": original.id}))
+            db.add(TurnEvent(turn_id=original.id, at=now, name="duplicate_received",
+                             detail={"duplicate": duplicate.id, "event_id": message.event_id,
+                                     **{k: v for k, v in (extra or {}).items()
+                                        if k.startswith("retry")}}))
+        return Recorded(duplicate.id, duplicate_of=original.id)
+
+    async def add_event(self, turn_id: str, name: str, **detail: Any) -> None:
+        async with self.tx() as db:
+            db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name=name, detail=detail))
+
+    async def update_turn(self, turn_id: str, event: str | None = None,
+                          detail: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Change turn fields and append the timeline event that explains the change."""
+        async with self.tx() as db:
+            if fields:
+                await db.exec(update(Turn).where(Turn.id == turn_id).values(**fields))
+            if event:
+                db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name=event,
+                                 detail=detail or {}))
+
+    async def get_turn_row(self, turn_id: str) -> Turn | None:
+        async with self.tx() as db:
+            return await db.get(Turn, turn_id)
+
+    async def bindings_replied_in_thread(self, account: str, conversation: str,
+                                         thread: str) -> frozenset[str]:
+        """Bindings that already answered in this thread (for `follow_threads`)."""
+        async with self.tx() as db:
+            rows = await db.exec(select(Turn.binding).distinct().where(
+                Turn.account == account, Turn.conversation == conversation,
+                or_(Turn.thread == thread, Turn.message_id == thread),
+                col(Turn.binding).is_not(None), col(Turn.reply_text).is_not(None),
+            ))
+            return frozenset(b for b in rows.all() if b)
+
+    async def turns_waiting_for_agent(self) -> list[str]:
+        """Turns recorded but never routed or answered: a crash between ack and agent."""
+        async with self.tx() as db:
+            rows = await db.exec(select(Turn.id).where(
+                Turn.status == "pending", col(Turn.reply_text).is_(None),
+                col(Turn.delivery_status).is_(None),
+            ).order_by(col(Turn.received_at), col(Turn.id)))
+            return list(rows.all())
+
+    async def list_turns(self, filters: dict[str, str | None], cursor: str | None = None,
+                         limit: int = 50, search: str | None = None
+                         ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, filtered, one page and the cursor of the next (None at the end).
+
+        Duplicates are listed only when asked for with status=duplicate: a retried event is
+        one turn, with its retries on its timeline.
+        """
+        query = select(Turn)
+        for key in TURN_FILTERS:
+            if filters.get(key):
+                query = query.where(getattr(Turn, key) == filters[key])
+        if filters.get("status") != "duplicate":
+            query = query.where(Turn.status != "duplicate")
+        if search:
+            query = query.where(or_(Turn.id == search, Turn.session_id == search,
+                                    Turn.event_id == search))
+        if cursor:
+            at, ident = decode_cursor(cursor)
+            at = self.naive(at)
+            query = query.where(or_(Turn.received_at < at,
+                                    and_(Turn.received_at == at, Turn.id < ident)))
+        query = query.order_by(col(Turn.received_at).desc(), col(Turn.id).desc()).limit(limit + 1)
+        async with self.tx() as db:
+            rows = list((await db.exec(query)).all())
+        page = rows[:limit]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = encode_cursor(aware(page[-1].received_at), page[-1].id)  # type: ignore[arg-type]
+        return [turn_dict(t) for t in page], next_cursor
+
+    async def get_turn(self, turn_id: str) -> dict[str, Any] | None:
+        async with self.tx() as db:
+            turn = await db.get(Turn, turn_id)
+            if turn is None:
+                return None
+            events = (await db.exec(select(TurnEvent).where(TurnEvent.turn_id == turn_id)
+                                    .order_by(col(TurnEvent.id)))).all()
+        out = turn_dict(turn)
+        out["events"] = [{"at": iso(e.at), "name": e.name, **({"detail": e.detail}
+                                                               if e.detail else {})}
+                         for e in events]
+        out["payload"] = turn.payload
+        return out
+
+
+def _turn_from(message: InboundMessage, payload: dict[str, Any], extra: dict[str, Any],
+               now: datetime) -> Turn:
+    return Turn(
+        id=new_id("turn"), provider=message.provider, account=message.account,
+        event_id=message.event_id, dedupe_key=message.dedupe_key,
+        conversation=message.conversation, kind=message.kind, thread=message.thread,
+        message_id=message.message_id, sender=message.sender, sender_name=message.sender_name,
+        text=message.text, received_at=now, status="pending", payload=payload,
+        extra={**message.extra, **extra, "mentioned": message.mentioned,
+               **({"ignore_reason": message.ignore_reason} if message.ignore_reason else {})},
+    )
+
+
+def _duplicate_reason(message: InboundMessage, original: Turn) -> str:
+    if original.event_id == message.event_id:
+        return f"event {message.event_id} was already received as {original.id} (a retry)"
+    return (f"message {message.message_id} in {message.conversation} was already received as "
+            f"{original.id} (the same message delivered as another event)")
+
+
+def turn_dict(turn: Turn) -> dict[str, Any]:
+    """A turn as the API and `--json` show it."""
+    return {
+        "id": turn.id, "provider": turn.provider, "account": turn.account,
+        "event_id": turn.event_id, "conversation": turn.conversation, "kind": turn.kind,
+        "thread": turn.thread, "message_id": turn.message_id, "sender": turn.sender,
+        "sender_name": turn.sender_name, "text": turn.text,
+        "received_at": iso(turn.received_at), "status": turn.status,
+        "route_reason": turn.route_reason, "binding": turn.binding, "agent": turn.agent,
+        "session_id": turn.session_id, "reply_text": turn.reply_text,
+        "delivery_status": turn.delivery_status, "delivery_attempts": turn.delivery_attempts,
+        "provider_message_id": turn.provider_message_id, "error": turn.error,
+        "duplicate_of": turn.duplicate_of, "agent_ms": turn.agent_ms,
+    }

@@ -1,0 +1,229 @@
+"""Fixtures that build real things: a database, a running Switchboard on a port, provider fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from fakes.slack_api import FakeSlackAPI
+from switchboard import db
+from switchboard.app import create_app
+from switchboard.config import load_config
+from switchboard.runtime import Runtime
+
+ADMIN = "admin-token-for-tests"
+OPERATOR = "operator-token-for-tests"
+VIEWER = "viewer-token-for-tests"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+POSTGRES_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_unavailable() -> str | None:
+    """Why PostgreSQL tests cannot run here, or None. In CI they must run, so CI fails instead."""
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as error:
+        reason = f"PostgreSQL at {POSTGRES_URL} is unreachable ({str(error).strip()[:120]})"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
+    return reason + "; set SWITCHBOARD_TEST_POSTGRES_URL to run them"
+OPERATORS_YAML = f"""
+operators:
+  - {{name: root, role: admin, token: {ADMIN}}}
+  - {{name: ops, role: operator, token: {OPERATOR}}}
+  - {{name: watcher, role: viewer, token: {VIEWER}}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _postgres_database() -> Iterator[str]:
+    import psycopg
+
+    name = f"sb_test_{secrets.token_hex(4)}"
+    admin = POSTGRES_URL
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database: SQLite always; PostgreSQL when SWITCHBOARD_TEST_POSTGRES_URL
+    is set (CI sets it)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'switchboard.db'}"
+        db.upgrade(url)
+        yield url
+        return
+    if (reason := _postgres_unavailable()) is not None:
+        pytest.skip(reason)
+    for url in _postgres_database():
+        db.upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'switchboard.db'}"
+    db.upgrade(url)
+    return url
+
+
+class Server:
+    """Switchboard's ASGI app served by uvicorn on a free port, in a thread of its own."""
+
+    def __init__(self, config_path: Path, database_url: str) -> None:
+        self.runtime = Runtime(load_config(config_path, strict_env=False),
+                               database_url=database_url, sweep_interval=0.2, smtp_port=None)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(
+            create_app(self.runtime), host="127.0.0.1", port=self.port, log_level="warning",
+            lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def start(self) -> Server:
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("switchboard did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+        self.http.close()
+
+    def api(self, method: str, path: str, token: str = ADMIN, **kw: Any) -> httpx.Response:
+        return self.http.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+    def turn(self, turn_id: str) -> dict[str, Any]:
+        response = self.api("GET", f"/api/turns/{turn_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_turn(self, turn_id: str, until: Callable[[dict[str, Any]], bool] | None = None,
+                  timeout: float = 10.0) -> dict[str, Any]:
+        """Poll the API until the turn is settled (or `until` holds)."""
+        done = until or (lambda t: t["status"] != "pending")
+        deadline = time.time() + timeout
+        while True:
+            turn = self.turn(turn_id)
+            if done(turn) or time.time() > deadline:
+                return turn
+            time.sleep(0.05)
+
+    def turns(self, **filters: Any) -> list[dict[str, Any]]:
+        response = self.api("GET", "/api/turns", params=filters)
+        assert response.status_code == 200, response.text
+        return response.json()["turns"]
+
+    def slack_event(self, account: str, event: dict[str, Any], *, event_id: str | None = None,
+                    secret: str = SIGNING_SECRET, timestamp: int | None = None,
+                    headers: dict[str, str] | None = None) -> httpx.Response:
+        payload = {"token": "legacy", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+                   "event_id": event_id or f"Ev{secrets.token_hex(5).upper()}",
+                   "event_time": int(time.time()), "event": event}
+        return self.slack_post(account, json.dumps(payload).encode(), secret=secret,
+                               timestamp=timestamp, headers=headers)
+
+    def slack_post(self, account: str, body: bytes, *, secret: str = SIGNING_SECRET,
+                   timestamp: int | None = None,
+                   headers: dict[str, str] | None = None) -> httpx.Response:
+        return self.http.post(f"/slack/{account}/events", content=body,
+                              headers={**slack_signature(body, secret, timestamp),
+                                       "Content-Type": "application/json", **(headers or {})})
+
+
+def slack_signature(body: bytes, secret: str = SIGNING_SECRET,
+                    timestamp: int | None = None) -> dict[str, str]:
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+def slack_message(text: str, *, channel: str = "C0SUPPORT", user: str = "U0ALICE",
+                  etype: str = "message", channel_type: str = "channel",
+                  ts: str | None = None, **more: Any) -> dict[str, Any]:
+    event = {"type": etype, "channel": channel, "user": user, "text": text,
+             "ts": ts or f"{time.time():.6f}", **more}
+    if etype == "message":
+        event["channel_type"] = channel_type
+    return event
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlackAPI]:
+    with FakeSlackAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def serve(tmp_path: Path, database_url: str) -> Iterator[Callable[[str], Server]]:
+    """Start Switchboard with the given bindings.yaml text (operators are added)."""
+    servers: list[Server] = []
+
+    def start(config_text: str) -> Server:
+        path = tmp_path / f"bindings-{len(servers)}.yaml"
+        path.write_text(config_text + OPERATORS_YAML)
+        server = Server(path, database_url).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def slack_config(api_url: str, **binding: Any) -> str:
+    """One echo agent bound to one Slack account; binding keys override the defaults."""
+    rules = {"agent": "triager", "account": "slack-acme", "dm": True, "mentions": True,
+             **binding}
+    lines = "\n".join(f"    {k}: {json.dumps(v)}" for k, v in rules.items() if k != "agent")
+    return f"""
+agents:
+  triager: {{handler: echo, model: small}}
+accounts:
+  slack-acme:
+    provider: slack
+    bot_token: xoxb-test
+    signing_secret: {SIGNING_SECRET}
+    api_url: {api_url}
+bindings:
+  - agent: triager
+{lines}
+"""
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,136 @@
+"""A fake Slack Web API on 127.0.0.1 that speaks Slack's wire format and records what it got."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+
+class FakeSlackAPI:
+    """`auth.test` and `chat.postMessage`, plus scripted failures: `ok: false` errors and 429s."""
+
+    def __init__(self, bot_user_id: str = "UBOT", bot_id: str = "BBOT", team: str = "T1") -> None:
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.team = team
+        self.posts: list[dict[str, Any]] = []
+        self.auth_calls = 0
+        self._failures: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.delay = 0.0
+        self._ts = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    # --- scripting ---------------------------------------------------------------------------
+
+    def fail_next(self, error: str, times: int = 1) -> None:
+        """The next `times` chat.postMessage calls answer {"ok": false, "error": error}."""
+        with self._lock:
+            self._failures += [("error", {"error": error})] * times
+
+    def rate_limit_next(self, retry_after: int = 1, times: int = 1) -> None:
+        with self._lock:
+            self._failures += [("429", {"retry_after": retry_after})] * times
+
+    def server_error_next(self, times: int = 1) -> None:
+        with self._lock:
+            self._failures += [("500", {})] * times
+
+    def posts_to(self, channel: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p for p in self.posts if p.get("channel") == channel]
+
+    # --- server ------------------------------------------------------------------------------
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        body = await request.read()
+        if request.content_type == "application/json":
+            return json.loads(body or b"{}")
+        return {k: v[0] for k, v in parse_qs(body.decode()).items()}
+
+    async def _auth_test(self, request: web.Request) -> web.Response:
+        self.auth_calls += 1
+        return web.json_response({"ok": True, "url": "https://acme.slack.com/", "team": "Acme",
+                                  "user": "switchboard", "team_id": self.team,
+                                  "user_id": self.bot_user_id, "bot_id": self.bot_id})
+
+    async def _post_message(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        with self._lock:
+            failure = self._failures.pop(0) if self._failures else None
+        if failure and failure[0] == "429":
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(failure[1]["retry_after"])})
+        if failure and failure[0] == "500":
+            return web.Response(status=500, text="internal server error")
+        if failure:
+            return web.json_response({"ok": False, **failure[1]})
+        with self._lock:
+            self._ts += 1
+            ts = f"{int(time.time())}.{self._ts:06d}"
+            self.posts.append({**params, "ts": ts,
+                               "auth": request.headers.get("Authorization", "")})
+        return web.json_response({"ok": True, "channel": params.get("channel"), "ts": ts,
+                                  "message": {"type": "message", "text": params.get("text"),
+                                              "user": self.bot_user_id, "bot_id": self.bot_id,
+                                              "ts": ts}})
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": False, "error": "unknown_method"})
+
+    async def _serve(self, ready: threading.Event) -> None:
+        app = web.Application()
+        app.router.add_post("/api/auth.test", self._auth_test)
+        app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_route("*", "/api/{method}", self._unknown)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        ready.set()
+
+    def start(self) -> FakeSlackAPI:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            self._loop.create_task(self._serve(ready))
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(10)
+
+    def __enter__(self) -> FakeSlackAPI:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

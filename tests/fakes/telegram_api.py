@@ -1,0 +1,267 @@
+"""A fake Telegram Bot API server on 127.0.0.1, speaking the real wire format.
+
+It runs its own event loop in a background thread, so sync tests, async tests and tests that
+run the app as a subprocess can all use it:
+
+    with FakeTelegramAPI() as fake:
+        account = TelegramAccount("main", "123:abc", base_url=fake.base_url)
+        fake.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Any, Self
+
+from aiohttp import web
+
+# Parameters Telegram types as String; everything else PTB sends JSON-encoded when not a str.
+_STRING_PARAMS = {"text", "caption", "url", "secret_token", "parse_mode", "ip_address"}
+
+
+class FakeTelegramAPI:
+    """Serves /bot{token}/{method}: getMe, sendMessage, getUpdates, setWebhook, deleteWebhook."""
+
+    def __init__(
+        self, bot_id: int = 999, username: str = "switchboard_bot", token: str | None = None
+    ) -> None:
+        self.bot_id = bot_id
+        self.username = username
+        self.token = token  # when set, other tokens get 401 Unauthorized
+        self.webhook: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._failures: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        self._updates: list[dict[str, Any]] = []
+        self._next_update_id = 1
+        self._next_message_id = 1
+        self._port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._closing = False
+
+    # -- test controls --------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The Bot API base URL to give PTB; the token is appended to it."""
+        return f"http://127.0.0.1:{self._port}/bot"
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        """Decoded parameters of every call to `method` so far, failed ones included."""
+        with self._lock:
+            return [dict(c) for c in self._calls[method.lower()]]
+
+    def fail_next(
+        self,
+        method: str,
+        error_code: int,
+        description: str,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` calls to `method` with a Telegram error."""
+        body: dict[str, Any] = {"ok": False, "error_code": error_code, "description": description}
+        if retry_after is not None:
+            body["parameters"] = {"retry_after": retry_after}
+        with self._lock:
+            self._failures[method.lower()].extend(dict(body) for _ in range(times))
+
+    def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Queue an update for getUpdates (update_id assigned if missing); returns it."""
+        with self._lock:
+            update = {"update_id": self._next_update_id, **update}
+            self._next_update_id = max(self._next_update_id, update["update_id"]) + 1
+            self._updates.append(update)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake)
+        return update
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start serving on a free port in a background thread."""
+        self._closing = False
+        ready = threading.Event()
+        errors: list[OSError] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._serve())
+            except OSError as exc:  # e.g. cannot bind; reported to start()'s caller
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-telegram-api", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; long polls in progress return at once."""
+        if self._loop is None or self._thread is None:
+            return
+        self._closing = True
+        self._loop.call_soon_threadsafe(self._wake)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self._wakeup = asyncio.Event()
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    def _wake(self) -> None:
+        """Wake every waiting long poll (runs on the server's loop)."""
+        if self._wakeup is not None:
+            old, self._wakeup = self._wakeup, asyncio.Event()
+            old.set()
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self.token is not None and request.match_info["token"] != self.token:
+            return _answer({"ok": False, "error_code": 401, "description": "Unauthorized"})
+        method = request.match_info["method"].lower()  # Telegram ignores the method's case
+        params = await _params(request)
+        with self._lock:
+            self._calls[method].append(params)
+            failure = self._failures[method].popleft() if self._failures[method] else None
+        if failure is not None:
+            return _answer(failure)
+        handler = getattr(self, f"_api_{method}", None)
+        if handler is None:
+            return _answer({"ok": False, "error_code": 404, "description": "Not Found"})
+        return _answer(await handler(params))
+
+    async def _api_getme(self, params: dict[str, Any]) -> dict[str, Any]:
+        return _ok(self._bot_user() | {"can_join_groups": True, "supports_inline_queries": False})
+
+    async def _api_sendmessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        text = str(params.get("text") or "")
+        if "chat_id" not in params:
+            return _error(400, "Bad Request: chat_id is empty")
+        if not text.strip():
+            return _error(400, "Bad Request: message text is empty")
+        if len(text) > 4096:
+            return _error(400, "Bad Request: message is too long")
+        chat_id = params["chat_id"]
+        chat_id = chat_id if isinstance(chat_id, int) else -1001000000000
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        if chat_id > 0:
+            chat["first_name"] = "Person"
+        with self._lock:
+            message_id, self._next_message_id = self._next_message_id, self._next_message_id + 1
+        message = {
+            "message_id": message_id,
+            "from": self._bot_user(),
+            "chat": chat,
+            "date": int(time.time()),
+            "text": text,
+        }
+        if "message_thread_id" in params:
+            message |= {"message_thread_id": params["message_thread_id"], "is_topic_message": True}
+        return _ok(message)
+
+    async def _api_getupdates(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.webhook.get("url"):
+            return _error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active;"
+                " use deleteWebhook to delete the webhook first",
+            )
+        offset, limit = int(params.get("offset") or 0), int(params.get("limit") or 100)
+        deadline = time.monotonic() + float(params.get("timeout") or 0)
+        while True:
+            wakeup = self._wakeup
+            with self._lock:
+                if offset > 0:  # confirms every update before offset
+                    self._updates = [u for u in self._updates if u["update_id"] >= offset]
+                elif offset < 0:
+                    self._updates = self._updates[offset:]
+                batch = self._updates[:limit]
+            remaining = deadline - time.monotonic()
+            if batch or remaining <= 0 or self._closing or wakeup is None:
+                return _ok(batch)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), remaining)
+
+    async def _api_setwebhook(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.webhook = dict(params)
+        return _ok(True, "Webhook was set")
+
+    async def _api_deletewebhook(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("drop_pending_updates"):
+            with self._lock:
+                self._updates.clear()
+        description = "Webhook was deleted" if self.webhook else "Webhook is already deleted"
+        self.webhook = {}
+        return _ok(True, description)
+
+    async def _api_getwebhookinfo(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            pending = len(self._updates)
+        info = {"url": self.webhook.get("url", ""), "has_custom_certificate": False}
+        return _ok(info | {"pending_update_count": pending})
+
+    def _bot_user(self) -> dict[str, Any]:
+        return {"id": self.bot_id, "is_bot": True, "first_name": "Switchboard",
+                "username": self.username}  # fmt: skip
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    """Decode query, form or JSON parameters the way Telegram types them."""
+    raw: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        body = await request.json()
+        return raw | (body if isinstance(body, dict) else {})
+    if request.can_read_body:
+        raw |= {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    params: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            params[key] = value if key in _STRING_PARAMS else json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def _ok(result: Any, description: str | None = None) -> dict[str, Any]:
+    body = {"ok": True, "result": result}
+    return body | ({"description": description} if description else {})
+
+
+def _error(code: int, description: str) -> dict[str, Any]:
+    return {"ok": False, "error_code": code, "description": description}
+
+
+def _answer(body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, status=200 if body["ok"] else body["error_code"])
