@@ -35,8 +35,14 @@ class InboundMessage:
 
     @property
     def dedupe_key(self) -> str | None:
-        """Identity of the message itself, so one message delivered as two events is one turn."""
-        return f"{self.conversation}:{self.message_id}" if self.message_id else None
+        """Identity of the message itself, so one message delivered as two events is one turn.
+
+        Messages that are never answered (edits, the bot's own) share no key: an edit keeps
+        the id of the message it changes and must not pass for a repeat of it.
+        """
+        if not self.message_id or self.ignore_reason:
+            return None
+        return f"{self.conversation}:{self.message_id}"
 
     @property
     def reply_thread(self) -> str | None:

@@ -25,6 +25,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(turns_app, name="turns")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(db_app, name="db")
+telegram_app = typer.Typer(help="Telegram bot set-up.", no_args_is_help=True)
+app.add_typer(telegram_app, name="telegram")
 console = Console()
 err = Console(stderr=True)
 
@@ -215,6 +217,42 @@ def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False
         table.add_row(r["name"], r["provider"], status, r["last_inbound_at"] or "-",
                       r["last_outbound_at"] or "-", r["last_error"] or "-", rejected or "-")
     console.print(table)
+
+
+@telegram_app.command("set-webhook")
+def telegram_set_webhook(
+    account: str,
+    url: Annotated[str, typer.Option("--url", help="Public https URL of "
+                                     "/telegram/ACCOUNT/webhook")],
+    config: ConfigOption = "bindings.yaml",
+) -> None:
+    """Register the webhook with Telegram, with the account's secret token."""
+    from switchboard.config import TelegramAccount as TelegramSettings
+    from switchboard.runtime import telegram_account
+
+    settings = _load(config, strict_env=False)
+    account_settings = settings.accounts.get(account)
+    if not isinstance(account_settings, TelegramSettings):
+        err.print(f"no telegram account named {account!r} in {config}")
+        raise typer.Exit(1)
+    if account in settings.disabled:
+        err.print(f"account {account} is disabled: {settings.disabled[account]}")
+        raise typer.Exit(1)
+
+    async def register() -> None:
+        bot = telegram_account(account, account_settings)
+        try:
+            await bot.start()
+            await bot.set_webhook(url)
+        finally:
+            await bot.close()
+
+    try:
+        asyncio.run(register())
+    except Exception as error:
+        err.print(f"Telegram refused: {error}")
+        raise typer.Exit(1) from None
+    console.print(f"webhook of {account} set to {url} (with its secret token)", highlight=False)
 
 
 def main() -> None:

@@ -11,12 +11,15 @@ from typing import Any
 
 import httpx
 
+from channels.messages import RejectedRequest
 from channels.slack import SlackAccount
+from channels.telegram import TelegramAccount
 from sessions.events import EventHub
 from switchboard.agents import build_handlers
 from switchboard.clock import Clock
 from switchboard.config import Config
 from switchboard.config import SlackAccount as SlackSettings
+from switchboard.config import TelegramAccount as TelegramSettings
 from switchboard.db import create_engine
 from switchboard.pipeline import Pipeline
 from switchboard.store import Store, token_hash
@@ -51,6 +54,7 @@ class Runtime:
         self.events = EventHub()
         self.http = httpx.AsyncClient(timeout=30)
         self.slack: dict[str, SlackAccount] = {}
+        self.telegram: dict[str, TelegramAccount] = {}
         self.account_errors: dict[str, str] = {}
         self.adapters: dict[str, Any] = {}
         self.pipeline = Pipeline(self.config, self.store, self.adapters,
@@ -66,6 +70,8 @@ class Runtime:
                 continue
             if isinstance(settings, SlackSettings):
                 await self._start_slack(name, settings)
+            elif isinstance(settings, TelegramSettings):
+                await self._start_telegram(name, settings)
         self._background.append(asyncio.create_task(self._sweep_outbox()))
         await self.pipeline.recover()
 
@@ -83,6 +89,48 @@ class Runtime:
             except Exception as error:  # a bad app token must not stop the other accounts
                 self.account_errors[name] = f"socket mode failed to connect: {error}"
                 log.error("slack account %s: socket mode failed: %s", name, error)
+
+    async def _start_telegram(self, name: str, settings: TelegramSettings) -> None:
+        try:
+            account = telegram_account(name, settings)
+            await account.start()
+        except Exception as error:  # a bad token or an unreachable API: this account only
+            self.account_errors[name] = f"getMe failed: {error}"
+            log.error("telegram account %s: getMe failed: %s", name, error)
+            return
+        self.telegram[name] = account
+        self.adapters[name] = account
+        if settings.mode == "polling":
+            self._background.append(asyncio.create_task(
+                self._poll_telegram(account, settings.poll_timeout)))
+
+    async def _poll_telegram(self, account: TelegramAccount, timeout: int) -> None:
+        """Long-poll getUpdates; the offset lives in the database, so a restart neither replays
+        nor skips. Each update is recorded before the offset moves past it."""
+        await account.delete_webhook()
+        while True:
+            stored = await self.store.get_cursor(account.name, "telegram_offset")
+            try:
+                updates = await account.get_updates(int(stored) if stored else None, timeout)
+                self.account_errors.pop(account.name, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.account_errors[account.name] = f"getUpdates failed: {error}"
+                log.warning("telegram %s: getUpdates failed: %s", account.name, error)
+                await asyncio.sleep(2)
+                continue
+            for update in updates:
+                await self.pipeline.receive(account.to_inbound(update))
+                await self.store.set_cursor(account.name, "telegram_offset",
+                                            str(int(update["update_id"]) + 1))
+
+    async def receive_telegram(self, account: TelegramAccount, body: bytes,
+                               headers: Any) -> Any:
+        """Webhook: secret, JSON, record. Raises RejectedRequest for what must not be a turn."""
+        account.verify(headers)
+        update = account.parse_body(body)
+        return await self.pipeline.receive(account.to_inbound(update))
 
     async def receive_slack(self, account: SlackAccount, payload: dict[str, Any],
                             extra: dict[str, Any]) -> None:
@@ -127,5 +175,15 @@ class Runtime:
         await self.pipeline.drain()
         for account in self.slack.values():
             await account.close()
+        for bot in self.telegram.values():
+            await bot.close()
         await self.http.aclose()
         await self.engine.dispose()
+
+
+def telegram_account(name: str, settings: TelegramSettings) -> TelegramAccount:
+    return TelegramAccount(name, settings.token, webhook_secret=settings.webhook_secret,
+                           base_url=settings.base_url, mode=settings.mode)
+
+
+__all__ = ["Operator", "RejectedRequest", "Runtime", "telegram_account"]

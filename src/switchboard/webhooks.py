@@ -61,4 +61,20 @@ def webhook_routes(runtime: Runtime) -> APIRouter:
                              **({"duplicate_of": recorded.duplicate_of}
                                 if recorded.duplicate_of else {})})
 
+    @router.post("/telegram/{account}/webhook", summary="Telegram webhook")
+    async def telegram_webhook(account: str, request: Request) -> Response:
+        if (refusal := await unavailable(account, "telegram")) is not None:
+            return refusal
+        bot = runtime.telegram.get(account)
+        if bot is None:
+            return _problem(503, f"account {account} is not running: "
+                            f"{runtime.account_errors.get(account, 'getMe has not succeeded')}")
+        try:
+            recorded = await runtime.receive_telegram(bot, await request.body(), request.headers)
+        except RejectedRequest as error:
+            return await rejected(account, error)
+        return JSONResponse({"ok": True, "turn_id": recorded.turn_id,
+                             **({"duplicate_of": recorded.duplicate_of}
+                                if recorded.duplicate_of else {})})
+
     return router
