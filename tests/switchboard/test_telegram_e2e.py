@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from fakes.telegram_api import FakeTelegramAPI
 
 SECRET = "tg-secret_123"
