@@ -124,6 +124,17 @@ class Server:
         self.thread.join(20)
         self.http.close()
 
+    def call(self, coro: Any) -> Any:
+        """Run a coroutine on the server's own event loop (time travel, sweeps)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.runtime.loop).result(20)
+
+    def travel(self, **delta: float) -> None:
+        """Move Switchboard's clock forward, then run the session sweep."""
+        from datetime import timedelta
+
+        self.runtime.clock.advance(timedelta(**delta))
+        self.call(self.runtime.sweep_sessions())
+
     def api(self, method: str, path: str, token: str = ADMIN, **kw: Any) -> httpx.Response:
         return self.http.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
 

@@ -28,6 +28,7 @@ class InboundMessage:
     message_id: str = ""
     thread: str | None = None
     mentioned: bool = False
+    starts_thread: bool = False
     sender_name: str = ""
     ignore_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -46,8 +47,11 @@ class InboundMessage:
 
     @property
     def reply_thread(self) -> str | None:
-        """Where a reply goes: the message's thread, or a new thread under the message."""
-        return self.thread or self.message_id or None
+        """The thread a reply goes to: the message's own thread, or, on providers where a reply
+        opens a thread under the message (`starts_thread`, Slack channels), that new one."""
+        if self.thread:
+            return self.thread
+        return self.message_id if self.starts_thread and self.message_id else None
 
 
 @dataclass(frozen=True)

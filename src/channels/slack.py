@@ -139,6 +139,7 @@ class SlackAccount:
             provider="slack", account=self.name, event_id=event_id, conversation=channel,
             kind=_kind(channel, event.get("channel_type")), sender=sender, text=text,
             message_id=ts, thread=thread, mentioned=etype == "app_mention" or mention,
+            starts_thread=_kind(channel, event.get("channel_type")) != "dm",
             ignore_reason=self._ignore_reason(event),
             raw={k: v for k, v in payload.items() if k != "token"},  # the legacy verification token
             extra={"team": payload.get("team_id"), "event_type": etype},

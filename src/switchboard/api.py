@@ -1,6 +1,5 @@
 """The operator API: turns, sessions, accounts, live events. Bearer tokens from `operators`."""
 
-from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
@@ -8,9 +7,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
+from sessions import TransitionRefused
 from switchboard.config import Config
 from switchboard.runtime import Operator, Runtime
+from switchboard.store import ActionRefused, SessionNotFound
+
+
+class TransferBody(BaseModel):
+    agent: str
+
+
+class ModelBody(BaseModel):
+    model: str | None
+
+
+class NewSessionBody(BaseModel):
+    tag: str = Field(default="test", pattern="^(test|live)$")
+    user: str | None = None
+    user_name: str | None = None
+
+
+class MessageBody(BaseModel):
+    text: str = Field(min_length=1, max_length=100_000)
+    wait: float = Field(default=30.0, ge=0, le=300)
 
 
 def operator_auth(runtime: Runtime) -> Callable[[str], Callable[..., Any]]:
@@ -114,6 +135,82 @@ def api_routes(runtime: Runtime) -> APIRouter:
         if row is None:
             raise HTTPException(404, f"no session {session_id}")
         return {**session_dict(row), "transcript": await store.transcript(session_id)}
+
+    operator = needs("operator")
+    admin = needs("admin")
+
+    async def act(work: Any) -> dict[str, Any]:
+        try:
+            return {"ok": True, "message": await work}
+        except SessionNotFound as error:
+            raise HTTPException(404, str(error)) from None
+        except (ActionRefused, TransitionRefused) as error:
+            raise HTTPException(409, str(error)) from None
+
+    controls = runtime.pipeline.controls
+
+    @router.post("/sessions/{session_id}/pause")
+    async def pause(session_id: str, who: Annotated[Operator, Depends(operator)]
+                    ) -> dict[str, Any]:
+        return await act(controls.pause(session_id, who.name))
+
+    @router.post("/sessions/{session_id}/resume")
+    async def resume(session_id: str, who: Annotated[Operator, Depends(operator)]
+                     ) -> dict[str, Any]:
+        return await act(controls.resume(session_id, who.name))
+
+    @router.post("/sessions/{session_id}/end")
+    async def end(session_id: str, who: Annotated[Operator, Depends(operator)]
+                  ) -> dict[str, Any]:
+        return await act(controls.end(session_id, who.name))
+
+    @router.post("/sessions/{session_id}/transfer")
+    async def transfer(session_id: str, body: TransferBody,
+                       who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
+        return await act(controls.transfer(session_id, body.agent, who.name))
+
+    @router.post("/sessions/{session_id}/model")
+    async def set_model(session_id: str, body: ModelBody,
+                        who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
+        return await act(controls.set_model(session_id, body.model, who.name))
+
+    @router.delete("/sessions/{session_id}")
+    async def delete(session_id: str, who: Annotated[Operator, Depends(admin)]
+                     ) -> dict[str, Any]:
+        return await act(controls.delete(session_id, who.name))
+
+    @router.post("/sessions/{session_id}/delete")
+    async def delete_post(session_id: str, who: Annotated[Operator, Depends(admin)]
+                          ) -> dict[str, Any]:
+        return await act(controls.delete(session_id, who.name))
+
+    @router.get("/audit", dependencies=[Depends(admin)])
+    async def audit() -> dict[str, Any]:
+        return {"entries": await store.audit_log()}
+
+    @router.post("/agents/{agent}/sessions", status_code=201)
+    async def start_session(agent: str, body: NewSessionBody,
+                            who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
+        if agent not in runtime.config.agents:
+            raise HTTPException(404, f"no agent named {agent!r}")
+        row = await store.create_api_session(agent, body.tag, body.user or who.name,
+                                             body.user_name or who.name)
+        runtime.events.publish("session.created", {"session_id": row.id, "agent": agent,
+                                                   "source": "api"})
+        from switchboard.store import session_dict
+
+        return session_dict(row)
+
+    @router.post("/sessions/{session_id}/messages")
+    async def send_message(session_id: str, body: MessageBody,
+                           who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
+        try:
+            return await runtime.pipeline.api_message(session_id, body.text, who.name,
+                                                      wait=body.wait)
+        except SessionNotFound as error:
+            raise HTTPException(404, str(error)) from None
+        except ActionRefused as error:
+            raise HTTPException(409, str(error)) from None
 
     @router.get("/accounts", dependencies=[viewer])
     async def accounts() -> dict[str, Any]:

@@ -199,6 +199,73 @@ def sessions_show(session_id: str, as_json: JsonOption = False) -> None:
                       highlight=False)
 
 
+def _session_action(action: str, session_id: str, agent: str | None = None) -> None:
+    """Operator actions from the terminal, straight on the database; a running `serve` answers
+    turns held by a paused session within a second of `resume`."""
+    from sessions import TransitionRefused
+    from switchboard.store import ActionRefused, SessionNotFound
+
+    async def work(store: Any) -> str:
+        if action == "delete":
+            await store.delete_session(session_id, "cli")
+            return f"session {session_id} is deleted (recorded in the audit log)"
+        if action == "transfer":
+            row = await store.session_row(session_id)
+            if row is not None and row.state == "ended":
+                raise ActionRefused(f"session {session_id} is ended; only an open session "
+                                    "can be transferred")
+        target, cause = {"pause": ("paused", "operator"), "resume": ("live", "operator"),
+                         "end": ("ended", "operator"),
+                         "transfer": ("ended", "transferred")}[action]
+        moved = await store.change_state(session_id, target, cause=cause, actor="cli",
+                                         transfer_to=agent)
+        if moved is None:
+            return f"session {session_id} was already ended; nothing changed"
+        return f"session {session_id}: {moved['from']} → {moved['to']}"
+
+    try:
+        console.print(_with_store(work), highlight=False)
+    except (SessionNotFound, ActionRefused, TransitionRefused) as error:
+        err.print(str(error), highlight=False)
+        raise typer.Exit(1) from None
+
+
+@sessions_app.command("pause")
+def sessions_pause(session_id: str) -> None:
+    """Hold new turns of the session until it is resumed."""
+    _session_action("pause", session_id)
+
+
+@sessions_app.command("resume")
+def sessions_resume(session_id: str) -> None:
+    """Make the session live again; held turns are answered."""
+    _session_action("resume", session_id)
+
+
+@sessions_app.command("end")
+def sessions_end(session_id: str) -> None:
+    """End the session (ending an ended session changes nothing)."""
+    _session_action("end", session_id)
+
+
+@sessions_app.command("transfer")
+def sessions_transfer(session_id: str,
+                      agent: Annotated[str, typer.Option("--to", help="Target agent")],
+                      config: ConfigOption = "bindings.yaml") -> None:
+    """Hand the conversation to another agent."""
+    settings = _load(config, strict_env=False)
+    if agent not in settings.agents:
+        err.print(f"no agent named {agent!r}; agents are: {', '.join(settings.agents)}")
+        raise typer.Exit(1)
+    _session_action("transfer", session_id, agent)
+
+
+@sessions_app.command("delete")
+def sessions_delete(session_id: str) -> None:
+    """Delete an ended session and its transcript (recorded in the audit log)."""
+    _session_action("delete", session_id)
+
+
 @app.command()
 def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False) -> None:
     """Each account's health: enabled, last traffic, last error, rejected requests."""

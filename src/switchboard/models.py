@@ -105,6 +105,7 @@ class Session(SQLModel, table=True):
     ended_at: datetime | None = _when(nullable=True)
     end_cause: str | None = None
     parent_session_id: str | None = None
+    transferred_to: str | None = None
     model_override: str | None = None
     turn_count: int = 0
     context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
@@ -133,6 +134,9 @@ class Outbox(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     turn_id: str = Field(unique=True)
+    session_id: str | None = None
+    batch: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    notice: bool = False
     provider: str
     account: str
     conversation: str
@@ -188,3 +192,16 @@ class Cursor(SQLModel, table=True):
     account: str = Field(primary_key=True)
     name: str = Field(primary_key=True)
     value: str
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did what to which session, for actions that remove or override things."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _when(nullable=False)
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))

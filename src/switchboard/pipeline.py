@@ -10,6 +10,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -19,8 +20,17 @@ from sessions import scope_key
 from sessions.events import EventHub
 from switchboard.agents import AgentError, AgentRequest, Handler, run_timed
 from switchboard.config import Config
-from switchboard.models import Outbox, Turn
-from switchboard.store import Opened, Recorded, ScopeRequest, Store, session_dict, turn_dict
+from switchboard.models import Outbox, Turn, new_id
+from switchboard.store import (
+    ActionRefused,
+    Opened,
+    Recorded,
+    ScopeRequest,
+    SessionNotFound,
+    Store,
+    session_dict,
+    turn_dict,
+)
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
@@ -28,6 +38,18 @@ LEASE = timedelta(seconds=60)
 
 class Adapter(Protocol):
     async def deliver(self, out: OutboundMessage) -> str: ...
+
+
+CHAT_COMMANDS = ("new", "end")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a routed turn goes: its binding, the agent answering, the session scope."""
+
+    binding: Binding | None
+    agent: str
+    key: str
 
 
 class Pipeline:
@@ -43,6 +65,9 @@ class Pipeline:
         self.agent_slots = asyncio.Semaphore(config.delivery.agent_concurrency)
         self._scope_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        from switchboard.controls import SessionControls
+
+        self.controls = SessionControls(store, events, self)
 
     # --- the acknowledged part: dedupe and record ------------------------------------------
 
@@ -72,14 +97,19 @@ class Pipeline:
         decision = await self.route(turn_id, message)
         if isinstance(decision, NoMatch):
             return
-        binding = decision.binding
-        key = scope_key(binding.session_scope, account=message.account,
-                        conversation=message.conversation,
-                        thread=message.reply_thread if message.kind != "dm" else message.thread,
-                        sender=message.sender)
-        async with self._scope_lock(f"{binding.agent}:{key}"):
-            opened = await self.join_session(turn_id, message, binding, key)
-            outbox_id = await self.answer(turn_id, message, binding, opened)
+        route = await self.scope(turn_id, message, decision.binding)
+        async with self._scope_lock(f"{route.agent}:{route.key}"):
+            if message.extra.get("command") in CHAT_COMMANDS:
+                await self.chat_command(turn_id, message, route)
+                return
+            opened = await self.join_session(turn_id, message, route)
+            if opened.refused:
+                await self.refuse(turn_id, message, opened.refused)
+                return
+            if opened.state == "paused":
+                await self.hold(turn_id, message, opened.session_id)
+                return
+            outbox_id = await self.answer([turn_id], message, route, opened.session_id)
             if outbox_id is not None:
                 await self.deliver(outbox_id)
 
@@ -103,48 +133,115 @@ class Pipeline:
                                             "agent": b.agent, "reason": decision.reason})
         return decision
 
-    async def join_session(self, turn_id: str, message: InboundMessage, binding: Binding,
-                           key: str) -> Opened:
-        request = ScopeRequest(agent=binding.agent, scope_key=key, binding=binding.name,
-                               account=message.account, provider=message.provider,
-                               source=message.provider, user_id=message.sender,
-                               user_name=message.sender_name)
-        opened = await self.store.open_session(request, self.config.policy_for(binding.agent))
+    async def scope(self, turn_id: str, message: InboundMessage, binding: Binding) -> Route:
+        """The session scope of the turn, and the agent that answers in it (a transfer may
+        have handed the scope to another agent)."""
+        thread = message.reply_thread if binding.session_scope == "thread" else None
+        key = scope_key(binding.session_scope, account=message.account,
+                        conversation=message.conversation, thread=thread,
+                        sender=message.sender)
+        transfer = await self.store.transfer_target(binding.agent, key)
+        if transfer is None:
+            return Route(binding, binding.agent, key)
+        target, source = transfer
+        await self.store.update_turn(turn_id, "transferred", {"from_session": source,
+                                                              "agent": target}, agent=target)
+        return Route(binding, target, key)
+
+    async def join_session(self, turn_id: str, message: InboundMessage, route: Route) -> Opened:
+        request = ScopeRequest(agent=route.agent, scope_key=route.key,
+                               binding=route.binding.name if route.binding else None,
+                               account=message.account,
+                               provider=message.provider, source=message.provider,
+                               user_id=message.sender, user_name=message.sender_name)
+        opened = await self.store.open_session(request, self.config.policy_for(route.agent))
+        self.publish_transitions(opened.transitions)
+        if opened.refused:
+            return opened
         event = {"created": "session_created", "reopened": "session_reopened"}.get(
             opened.how, "session_resumed")
         await self.store.update_turn(turn_id, event, {"session_id": opened.session_id,
-                                                      "scope": key},
+                                                      "scope": route.key},
                                      session_id=opened.session_id)
         if opened.how == "created":
             self.events.publish("session.created", {"session_id": opened.session_id,
-                                                    "agent": binding.agent})
+                                                    "agent": route.agent})
         return opened
 
-    async def answer(self, turn_id: str, message: InboundMessage, binding: Binding,
-                     opened: Opened) -> int | None:
+    async def refuse(self, turn_id: str, message: InboundMessage, reason: str) -> None:
+        """Over the concurrency limit: ignore the turn, and tell the person why in the chat."""
+        await self.store.update_turn(turn_id, "ignored", {"reason": reason}, status="ignored",
+                                     route_reason=reason)
+        notice = ("You already have the maximum number of open conversations with this "
+                  "agent. End one (for example with /end) before starting another.")
+        outbox_id = await self.store.record_notice(turn_id, reply_for(message, notice))
+        await self.deliver(outbox_id)
+
+    async def hold(self, turn_id: str, message: InboundMessage, session_id: str) -> None:
+        await self.store.hold_turn(turn_id, session_id, message.text)
+        self.events.publish("turn.held", {"turn_id": turn_id, "session_id": session_id})
+
+    async def release_held(self, session_id: str) -> None:
+        """After resume: run the agent once over everything held while the session was paused."""
+        held = await self.store.claim_held(session_id)
+        if not held:
+            return
+        last = message_from_turn(held[-1])
+        session = await self.store.session_row(session_id)
+        if session is None or not held[-1].binding:
+            return
+        binding = next((b for b in self.config.bindings if b.name == held[-1].binding), None)
+        if binding is None:
+            return
+        route = Route(binding, session.agent, session.scope_key)
+        async with self._scope_lock(f"{route.agent}:{route.key}"):
+            outbox_id = await self.answer([t.id for t in held], last, route, session_id,
+                                          already_in_transcript=True)
+        if outbox_id is not None:
+            await self.deliver(outbox_id)
+
+    async def chat_command(self, turn_id: str, message: InboundMessage, route: Route) -> None:
+        """`/new` and `/end` from the person who owns the session."""
+        command = message.extra["command"]
+        reply = await self.controls.user_command(command, agent=route.agent, scope=route.key,
+                                                 user=message.sender)
+        await self.store.update_turn(turn_id, "command", {"command": command, "answer": reply},
+                                     route_reason=f"the chat command /{command}")
+        outbox_id = await self.store.record_notice(turn_id, reply_for(message, reply),
+                                                   keep_status=False)
+        await self.deliver(outbox_id)
+
+    async def answer(self, turn_ids: list[str], message: InboundMessage, route: Route,
+                     session_id: str, already_in_transcript: bool = False) -> int | None:
         """Run the agent and record its reply with the outbox row; None when it failed."""
-        session = await self.store.session_row(opened.session_id)
+        turn_id = turn_ids[-1]
+        session = await self.store.session_row(session_id)
         assert session is not None
-        model = session.model_override or binding.model or self.config.agents[binding.agent].model
+        agent = self.config.agents[route.agent]
+        model = (session.model_override if agent.allow_model_override else None) \
+            or (route.binding.model if route.binding else None) or agent.model
         turn = await self.store.get_turn_row(turn_id)
         assert turn is not None
+        transcript = await self.store.transcript(session_id, limit=50)
         request = AgentRequest(
-            turn=turn_dict(turn), session=session_dict(session),
-            transcript=await self.store.transcript(opened.session_id, limit=50), model=model,
-            on_delta=lambda delta: self._delta(opened.session_id, turn_id, delta))
+            turn=turn_dict(turn), session=session_dict(session), transcript=transcript,
+            model=model, on_delta=lambda delta: self._delta(session_id, turn_id, delta))
         try:
             async with self.agent_slots:
-                result = await run_timed(self.handlers[binding.agent], request)
+                result = await run_timed(self.handlers[route.agent], request)
         except AgentError as error:
-            await self.store.update_turn(turn_id, "agent_failed", {"error": str(error)},
-                                         status="failed", error=str(error))
-            self.events.publish("turn.failed", {"turn_id": turn_id, "error": str(error)})
+            for failed in turn_ids:
+                await self.store.update_turn(failed, "agent_failed", {"error": str(error)},
+                                             status="failed", error=str(error))
+                self.events.publish("turn.failed", {"turn_id": failed, "error": str(error),
+                                                    "session_id": session_id})
             return None
-        outbound = reply_for(message, result.reply)
-        outbox_id = await self.store.record_reply(turn_id, opened.session_id, message.text,
-                                                  result, outbound)
-        self.events.publish("session.message.created", {"session_id": opened.session_id,
-                                                        "turn_id": turn_id, "role": "agent"})
+        outbox_id = await self.store.record_reply(
+            turn_ids, session_id, None if already_in_transcript else message.text, result,
+            reply_for(message, result.reply))
+        self.events.publish("session.message.created", {"session_id": session_id,
+                                                        "turn_id": turn_id, "role": "agent",
+                                                        "text": result.reply})
         return outbox_id
 
     async def deliver(self, outbox_id: int) -> None:
@@ -171,8 +268,8 @@ class Pipeline:
             await self._delivery_failed(row, f"{type(error).__name__}: {error}", False, None)
             return
         await self.store.delivery_succeeded(row, provider_id, {})
-        await self.store.note_traffic(row.account, outbound=True)
         self.events.publish("turn.delivered", {"turn_id": row.turn_id,
+                                               "session_id": row.session_id,
                                                "provider_message_id": provider_id})
 
     async def _delivery_failed(self, row: Outbox, error: str, permanent: bool,
@@ -184,12 +281,16 @@ class Pipeline:
             retry_at = self.store.clock.now() + timedelta(seconds=delay)
         await self.store.delivery_failed(row, error, retry_at=retry_at,
                                          detail={"permanent": permanent})
-        await self.store.note_traffic(row.account, error=error)
         if retry_at is None:
-            self.events.publish("turn.failed", {"turn_id": row.turn_id, "error": error})
+            self.events.publish("turn.failed", {"turn_id": row.turn_id, "error": error,
+                                                "session_id": row.session_id})
         else:
             delay = (retry_at - self.store.clock.now()).total_seconds()
             self.spawn(self._retry_later(row.id, max(delay, 0.0)))  # type: ignore[arg-type]
+
+    def publish_transitions(self, transitions: Any) -> None:
+        for moved in transitions:
+            self.events.publish("session.state_changed", dict(moved))
 
     def _backoff(self, attempts: int) -> float:
         """Exponential backoff with full jitter, capped."""
@@ -206,6 +307,49 @@ class Pipeline:
         self.events.publish("generation.delta", {"session_id": session_id, "turn_id": turn_id,
                                                  "delta": delta})
 
+    # --- sessions over the API ------------------------------------------------------------
+
+    async def api_message(self, session_id: str, text: str, actor: str,
+                          wait: float = 30.0) -> dict[str, Any]:
+        """A message into an API session: the same turn, transcript and agent as a provider's,
+        delivered into the transcript only. Waits up to `wait` seconds for the reply."""
+        session = await self.store.session_row(session_id)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id}")
+        if session.state == "ended":
+            raise ActionRefused(f"session {session_id} is ended; start a new one")
+        message = InboundMessage(provider="api", account="api", event_id=new_id("evt"),
+                                 conversation=session_id, kind="dm",
+                                 sender=session.user_id or actor, sender_name=actor, text=text)
+        recorded = await self.store.record_turn(message, {"text": text, "actor": actor})
+        turn_id = recorded.turn_id
+        reason = f"sent through the API to session {session_id} by {actor}"
+        await self.store.update_turn(turn_id, "routed", {"reason": reason},
+                                     agent=session.agent, session_id=session_id,
+                                     route_reason=reason)
+        self.events.publish("turn.received", {"turn_id": turn_id, "provider": "api",
+                                              "session_id": session_id})
+        if session.state == "paused":
+            await self.hold(turn_id, message, session_id)
+        else:
+            route = Route(None, session.agent, session.scope_key)
+            self.spawn(self._api_answer(turn_id, message, route, session_id))
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            turn = await self.store.get_turn(turn_id)
+            assert turn is not None
+            if turn["status"] != "pending" or asyncio.get_running_loop().time() >= deadline:
+                return turn
+            await asyncio.sleep(0.05)
+
+    async def _api_answer(self, turn_id: str, message: InboundMessage, route: Route,
+                          session_id: str) -> None:
+        async with self._scope_lock(f"{route.agent}:{route.key}"):
+            await self.store.touch_session(session_id, None)
+            outbox_id = await self.answer([turn_id], message, route, session_id)
+            if outbox_id is not None:
+                await self.deliver(outbox_id)
+
     # --- recovery and housekeeping -----------------------------------------------------------
 
     async def recover(self) -> None:
@@ -217,6 +361,8 @@ class Pipeline:
     async def deliver_due(self) -> None:
         for outbox_id in await self.store.due_outbox():
             await self.deliver(outbox_id)
+        for session_id in await self.store.sessions_with_held_turns():
+            await self.release_held(session_id)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(self._guard(work))
@@ -250,7 +396,7 @@ def reply_for(message: InboundMessage, text: str) -> OutboundMessage:
     thread: str | None
     reply_to: str | None = None
     if message.provider == "slack":
-        thread = message.thread if message.kind == "dm" else message.reply_thread
+        thread = message.reply_thread
     elif message.provider == "telegram":
         thread = message.thread
         reply_to = message.message_id if message.kind != "dm" else None
@@ -269,5 +415,13 @@ def message_from_turn(row: Turn) -> InboundMessage:
         provider=row.provider, account=row.account, event_id=row.event_id,
         conversation=row.conversation, kind=row.kind or "channel",  # type: ignore[arg-type]
         sender=row.sender, text=row.text, message_id=row.message_id, thread=row.thread,
-        mentioned=bool(extra.pop("mentioned", False)), sender_name=row.sender_name,
+        mentioned=bool(extra.pop("mentioned", False)),
+        starts_thread=bool(extra.pop("starts_thread", False)), sender_name=row.sender_name,
         ignore_reason=extra.pop("ignore_reason", None), raw=row.payload or {}, extra=extra)
+
+
+class TranscriptOnly:
+    """The `api` provider: the reply lives in the session's transcript; nothing to send."""
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        return f"transcript:{out.conversation}"

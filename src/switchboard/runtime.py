@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from channels.messages import RejectedRequest
+from channels.messages import InboundMessage, RejectedRequest
+from channels.rules import NoMatch, match
 from channels.slack import SlackAccount
 from channels.telegram import TelegramAccount
+from sessions import scope_key
 from sessions.events import EventHub
 from switchboard.agents import build_handlers
 from switchboard.clock import Clock
@@ -21,7 +24,7 @@ from switchboard.config import Config
 from switchboard.config import SlackAccount as SlackSettings
 from switchboard.config import TelegramAccount as TelegramSettings
 from switchboard.db import create_engine
-from switchboard.pipeline import Pipeline
+from switchboard.pipeline import Pipeline, TranscriptOnly
 from switchboard.store import Store, token_hash
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class Runtime:
     sweep_interval: float = 1.0
     smtp_host: str = "127.0.0.1"
     smtp_port: int | None = 2525
+    session_sweep: float = 30.0
 
     def __post_init__(self) -> None:
         self.engine = create_engine(self.database_url)
@@ -56,13 +60,14 @@ class Runtime:
         self.slack: dict[str, SlackAccount] = {}
         self.telegram: dict[str, TelegramAccount] = {}
         self.account_errors: dict[str, str] = {}
-        self.adapters: dict[str, Any] = {}
+        self.adapters: dict[str, Any] = {"api": TranscriptOnly()}
         self.pipeline = Pipeline(self.config, self.store, self.adapters,
                                  build_handlers(self.config.agents, self.http), self.events)
         self.operators: dict[str, Operator] = {}
         self._background: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         await self._load_operators()
         for name, settings in self.config.accounts.items():
             if name in self.config.disabled:
@@ -73,7 +78,21 @@ class Runtime:
             elif isinstance(settings, TelegramSettings):
                 await self._start_telegram(name, settings)
         self._background.append(asyncio.create_task(self._sweep_outbox()))
+        self.scheduler = AsyncIOScheduler()
+        self.scheduler.add_job(self.sweep_sessions, "interval", seconds=self.session_sweep,
+                               max_instances=1, coalesce=True, id="session-sweep")
+        self.scheduler.start()
         await self.pipeline.recover()
+
+    async def sweep_sessions(self) -> int:
+        """Idle, end and cap sessions by policy. Safe in every process at once: each change is
+        a conditional update that only one process wins."""
+        moved = 0
+        for agent in self.config.agents:
+            transitions = await self.store.sweep_policy(agent, self.config.policy_for(agent))
+            self.pipeline.publish_transitions(transitions)
+            moved += len(transitions)
+        return moved
 
     async def _start_slack(self, name: str, settings: SlackSettings) -> None:
         account = SlackAccount(name, bot_token=settings.bot_token,
@@ -140,6 +159,35 @@ class Runtime:
             await account.start()
         await self.pipeline.receive(account.to_inbound(payload), extra)
 
+    async def slash_command(self, account: str, form: dict[str, Any]) -> str:
+        """`/agent new` and `/agent end` from Slack, for the person's own session."""
+        settings = self.config.accounts[account]
+        expected = getattr(settings, "slash_command", None)
+        command = str(form.get("command", ""))
+        if not expected or command != expected:
+            return f"{command} is not a command this app knows."
+        words = str(form.get("text", "")).strip().lower().split()
+        action = words[0] if words else ""
+        if action not in ("new", "end"):
+            return f"Usage: {expected} new | {expected} end"
+        channel, user = str(form.get("channel_id", "")), str(form.get("user_id", ""))
+        probe = InboundMessage(provider="slack", account=account, event_id="slash",
+                               conversation=channel,
+                               kind="dm" if channel.startswith("D") else "channel",
+                               sender=user, text="", mentioned=True)
+        decision = match(probe, self.config.bindings)
+        if isinstance(decision, NoMatch):
+            return f"No agent answers here: {decision.reason}"
+        binding = decision.binding
+        thread_scope = binding.session_scope == "thread"
+        scope = scope_key(binding.session_scope, account=account, conversation=channel,
+                          thread=None, sender=user)
+        if thread_scope:
+            scope = scope.removesuffix("-")
+        return await self.pipeline.controls.user_command(action, agent=binding.agent,
+                                                         scope=scope, user=user,
+                                                         prefix=thread_scope)
+
     async def _load_operators(self) -> None:
         for op in self.config.operators:
             if op.token:
@@ -167,6 +215,8 @@ class Runtime:
                 log.exception("outbox sweep failed")
 
     async def stop(self) -> None:
+        if getattr(self, "scheduler", None) is not None:
+            self.scheduler.shutdown(wait=False)
         for task in self._background:
             task.cancel()
         for task in self._background:

@@ -61,6 +61,20 @@ def webhook_routes(runtime: Runtime) -> APIRouter:
                              **({"duplicate_of": recorded.duplicate_of}
                                 if recorded.duplicate_of else {})})
 
+    @router.post("/slack/{account}/commands", summary="Slack slash command (/agent new|end)")
+    async def slack_command(account: str, request: Request) -> Response:
+        if (refusal := await unavailable(account, "slack")) is not None:
+            return refusal
+        slack = runtime.slack[account]
+        body = await request.body()
+        try:
+            slack.verify(request.headers, body)
+            form = slack.parse_body(body, "application/x-www-form-urlencoded")
+        except RejectedRequest as error:
+            return await rejected(account, error)
+        answer = await runtime.slash_command(account, form)
+        return JSONResponse({"response_type": "ephemeral", "text": answer})
+
     @router.post("/telegram/{account}/webhook", summary="Telegram webhook")
     async def telegram_webhook(account: str, request: Request) -> Response:
         if (refusal := await unavailable(account, "telegram")) is not None:

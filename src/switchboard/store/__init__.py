@@ -2,16 +2,27 @@
 
 from switchboard.store.accounts import AccountQueries, token_hash
 from switchboard.store.base import aware, iso
+from switchboard.store.lifecycle import ActionRefused, LifecycleQueries, SessionNotFound
 from switchboard.store.outbox import AgentResult, OutboxQueries
-from switchboard.store.sessions import Opened, ScopeRequest, SessionQueries, session_dict
+from switchboard.store.sessions import Opened, ScopeRequest, session_dict
 from switchboard.store.turns import Recorded, TurnQueries, turn_dict
 
 
-class Store(TurnQueries, SessionQueries, OutboxQueries, AccountQueries):
+class Store(TurnQueries, LifecycleQueries, OutboxQueries, AccountQueries):
     """All queries of one process, over one engine and one clock."""
 
 
 __all__ = [
-    "AgentResult", "Opened", "Recorded", "ScopeRequest", "Store", "aware", "iso",
-    "session_dict", "token_hash", "turn_dict",
+    "ActionRefused",
+    "AgentResult",
+    "Opened",
+    "Recorded",
+    "ScopeRequest",
+    "SessionNotFound",
+    "Store",
+    "aware",
+    "iso",
+    "session_dict",
+    "token_hash",
+    "turn_dict",
 ]

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from channels.messages import OutboundMessage
 from switchboard.models import Outbox, Session, SessionMessage, Turn, TurnEvent
-from switchboard.store.base import StoreBase
+from switchboard.store.accounts import AccountQueries
 
 
 @dataclass(frozen=True)
@@ -25,18 +25,21 @@ class AgentResult:
     model: str | None = None
 
 
-class OutboxQueries(StoreBase):
-    async def record_reply(self, turn_id: str, session_id: str, user_text: str,
+class OutboxQueries(AccountQueries):
+    async def record_reply(self, turn_ids: list[str], session_id: str, user_text: str | None,
                            result: AgentResult, outbound: OutboundMessage) -> int:
         """Transcript (user message, activity, reply), turn fields and the outbox row, at once.
 
         Either all of it is written or none, so a crash leaves the turn waiting for its agent
-        or waiting for its delivery, never in between.
+        or waiting for its delivery, never in between. `turn_ids` are the turns this reply
+        answers (several after a pause); the last one carries the outbox row.
         """
         now = self.clock.now()
+        turn_id = turn_ids[-1]
         async with self.tx() as db:
-            db.add(SessionMessage(session_id=session_id, at=now, role="user", text=user_text,
-                                  turn_id=turn_id))
+            if user_text is not None:
+                db.add(SessionMessage(session_id=session_id, at=now, role="user",
+                                      text=user_text, turn_id=turn_id))
             for item in result.activity:
                 db.add(SessionMessage(session_id=session_id, at=now, role="activity",
                                       text=str(item.get("name") or item.get("type") or ""),
@@ -45,24 +48,44 @@ class OutboxQueries(StoreBase):
                                   turn_id=turn_id, data={"model": result.model}
                                   if result.model else {}))
             values: dict[str, Any] = {"last_activity_at": now,
-                                      "turn_count": Session.turn_count + 1}
+                                      "turn_count": Session.turn_count + len(turn_ids)}
             if result.context is not None:
                 values["context"] = result.context
             await db.exec(update(Session).where(Session.id == session_id).values(**values))
-            await db.exec(update(Turn).where(Turn.id == turn_id).values(
+            await db.exec(update(Turn).where(col(Turn.id).in_(turn_ids)).values(
                 reply_text=result.reply, agent_ms=result.duration_ms,
-                delivery_status="pending"))
-            db.add(TurnEvent(turn_id=turn_id, at=now, name="agent_replied",
-                             detail={"duration_ms": result.duration_ms,
-                                     **({"model": result.model} if result.model else {})}))
-            row = Outbox(turn_id=turn_id, provider=outbound.provider, account=outbound.account,
-                         conversation=outbound.conversation, thread=outbound.thread,
-                         reply_to=outbound.reply_to, text=outbound.text, extra=outbound.extra,
-                         status="pending", next_attempt_at=now, created_at=now)
-            db.add(row)
-            await db.flush()
-            assert row.id is not None
-            return row.id
+                delivery_status="pending", session_id=session_id))
+            for answered in turn_ids:
+                db.add(TurnEvent(turn_id=answered, at=now, name="agent_replied",
+                                 detail={"duration_ms": result.duration_ms,
+                                         **({"model": result.model} if result.model else {}),
+                                         **({"together_with": turn_ids}
+                                            if len(turn_ids) > 1 else {})}))
+            return await self._add_outbox(db, turn_id, outbound, session_id=session_id,
+                                          batch=turn_ids[:-1])
+
+    async def record_notice(self, turn_id: str, outbound: OutboundMessage,
+                            keep_status: bool = True) -> int:
+        """A short message to the person that is not an agent reply (a refusal, a command's
+        answer). With `keep_status`, delivering it leaves the turn's status as it is."""
+        async with self.tx() as db:
+            await db.exec(update(Turn).where(Turn.id == turn_id).values(
+                reply_text=outbound.text, delivery_status="pending"))
+            return await self._add_outbox(db, turn_id, outbound, notice=keep_status)
+
+    async def _add_outbox(self, db: Any, turn_id: str, outbound: OutboundMessage, *,
+                          session_id: str | None = None, batch: list[str] | None = None,
+                          notice: bool = False) -> int:
+        now = self.clock.now()
+        row = Outbox(turn_id=turn_id, session_id=session_id, batch=batch or [], notice=notice,
+                     provider=outbound.provider, account=outbound.account,
+                     conversation=outbound.conversation, thread=outbound.thread,
+                     reply_to=outbound.reply_to, text=outbound.text, extra=outbound.extra,
+                     status="pending", next_attempt_at=now, created_at=now)
+        db.add(row)
+        await db.flush()
+        assert row.id is not None
+        return row.id
 
     async def due_outbox(self, limit: int = 100) -> list[int]:
         """Rows ready for an attempt: pending or retrying, due, and not leased by a live worker."""
@@ -97,13 +120,19 @@ class OutboxQueries(StoreBase):
         async with self.tx() as db:
             await db.exec(update(Outbox).where(Outbox.id == row.id).values(
                 status="delivered", claimed_until=None))
-            await db.exec(update(Turn).where(Turn.id == row.turn_id).values(
-                status="delivered", delivery_status="delivered",
-                delivery_attempts=row.attempts, provider_message_id=provider_message_id,
-                error=None))
-            db.add(TurnEvent(turn_id=row.turn_id, at=now, name="delivered",
-                             detail={"attempt": row.attempts,
-                                     "provider_message_id": provider_message_id, **detail}))
+            values: dict[str, Any] = {
+                "delivery_status": "delivered", "delivery_attempts": row.attempts,
+                "provider_message_id": provider_message_id, "error": None}
+            if not row.notice:
+                values["status"] = "delivered"
+            turns = [*row.batch, row.turn_id]
+            await db.exec(update(Turn).where(col(Turn.id).in_(turns)).values(**values))
+            await self.note_traffic_in(db, row.account, outbound=True)
+            for turn_id in turns:
+                db.add(TurnEvent(turn_id=turn_id, at=now, name="delivered",
+                                 detail={"attempt": row.attempts,
+                                         "provider_message_id": provider_message_id,
+                                         **detail}))
 
     async def delivery_failed(self, row: Outbox, error: str, *, retry_at: datetime | None,
                               detail: dict[str, Any]) -> None:
@@ -117,13 +146,17 @@ class OutboxQueries(StoreBase):
             turn_values: dict[str, Any] = {
                 "delivery_status": "failed" if final else "retrying",
                 "delivery_attempts": row.attempts, "error": error}
-            if final:
+            if final and not row.notice:
                 turn_values["status"] = "failed"
-            await db.exec(update(Turn).where(Turn.id == row.turn_id).values(**turn_values))
-            db.add(TurnEvent(turn_id=row.turn_id, at=now,
-                             name="delivery_failed" if final else "delivery_retry",
-                             detail={"attempt": row.attempts, "error": error, **detail,
-                                     **({"retry_at": retry_at.isoformat()} if retry_at else {})}))
+            turns = [*row.batch, row.turn_id]
+            await db.exec(update(Turn).where(col(Turn.id).in_(turns)).values(**turn_values))
+            await self.note_traffic_in(db, row.account, error=error)
+            for turn_id in turns:
+                db.add(TurnEvent(turn_id=turn_id, at=now,
+                                 name="delivery_failed" if final else "delivery_retry",
+                                 detail={"attempt": row.attempts, "error": error, **detail,
+                                         **({"retry_at": retry_at.isoformat()}
+                                            if retry_at else {})}))
 
     async def outbox_depth(self) -> int:
         async with self.tx() as db:

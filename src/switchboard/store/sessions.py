@@ -24,6 +24,9 @@ class Opened:
     session_id: str
     how: str
     state_before: str | None = None
+    state: str = "live"
+    refused: str | None = None
+    transitions: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class SessionQueries(StoreBase):
     async def open_session(self, request: ScopeRequest, policy: SessionPolicy) -> Opened:
         """Find the open session of this agent and scope, reopen a recent one, or start one."""
         now = self.clock.now()
+        moved: list[dict[str, Any]] = []
         async with self.tx() as db:
             row = (await db.exec(select(Session).where(
                 Session.agent == request.agent, Session.scope_key == request.scope_key,
@@ -64,19 +68,32 @@ class SessionQueries(StoreBase):
                 if cause is None:
                     before = row.state
                     if row.state == "idle":
-                        self._transition(db, row, "live", cause="user", actor=request.user_id)
+                        moved.append(self._transition(db, row, "live", cause="user",
+                                                      actor=request.user_id))
                     row.last_activity_at = now
                     db.add(row)
-                    return Opened(row.id, "resumed", before)
-                self._transition(db, row, "ended", cause=cause, actor="policy")
+                    return Opened(row.id, "resumed", before, state=row.state,
+                                  transitions=tuple(moved))
+                moved.append(self._transition(db, row, "ended", cause=cause, actor="policy"))
             recent = await self._recent_ended(db, request, policy, now)
             if recent is not None:
-                self._transition(db, recent, "live", cause="keep_alive", actor=request.user_id)
+                moved.append(self._transition(db, recent, "live", cause="keep_alive",
+                                              actor=request.user_id))
                 recent.ended_at = None
                 recent.end_cause = None
                 recent.last_activity_at = now
                 db.add(recent)
-                return Opened(recent.id, "reopened", "ended")
+                return Opened(recent.id, "reopened", "ended", transitions=tuple(moved))
+            limit = policy.max_concurrent_per_user
+            if limit and request.user_id:
+                open_count = (await db.exec(select(func.count()).select_from(Session).where(
+                    Session.agent == request.agent, Session.user_id == request.user_id,
+                    col(Session.state).in_(OPEN_STATES)))).one()
+                if open_count >= limit:
+                    return Opened("", "refused", transitions=tuple(moved), refused=(
+                        f"user {request.user_id} already has {open_count} open session"
+                        f"{'s' if open_count != 1 else ''} with agent {request.agent} "
+                        f"(max_concurrent_per_user is {limit})"))
             parent = await self._transferred_from(db, request)
             fresh = Session(
                 id=new_id("ses"), agent=request.agent, account=request.account,
@@ -88,7 +105,7 @@ class SessionQueries(StoreBase):
             db.add(fresh)
             db.add(SessionMessage(session_id=fresh.id, at=now, role="system",
                                   text="session started", data={"state": "live"}))
-            return Opened(fresh.id, "created")
+            return Opened(fresh.id, "created", transitions=tuple(moved))
 
     async def _recent_ended(self, db: Any, request: ScopeRequest, policy: SessionPolicy,
                             now: datetime) -> Session | None:
@@ -101,14 +118,12 @@ class SessionQueries(StoreBase):
         ).order_by(col(Session.ended_at).desc()))).first()
 
     async def _transferred_from(self, db: Any, request: ScopeRequest) -> str | None:
-        row = (await db.exec(select(Session.id).where(
-            Session.scope_key == request.scope_key, Session.end_cause == "transferred",
-            Session.context["transfer_to"].as_string() == request.agent,  # type: ignore[index]
+        return (await db.exec(select(Session.id).where(
+            Session.scope_key == request.scope_key, Session.transferred_to == request.agent,
         ).order_by(col(Session.ended_at).desc()))).first()
-        return row
 
     def _transition(self, db: Any, row: Session, target: str, *, cause: str,
-                    actor: str) -> None:
+                    actor: str) -> dict[str, Any]:
         """Move a session along the state table and write the change into its transcript."""
         check_transition(row.state, target)
         now = self.clock.now()
@@ -121,6 +136,8 @@ class SessionQueries(StoreBase):
                               text=f"session {before} → {target} ({cause})",
                               data={"from": before, "to": target, "cause": cause,
                                     "actor": actor}))
+        return {"session_id": row.id, "from": before, "to": target, "cause": cause,
+                "actor": actor}
 
     async def session_row(self, session_id: str) -> Session | None:
         async with self.tx() as db:
@@ -165,12 +182,6 @@ class SessionQueries(StoreBase):
         nxt = encode_cursor(aware(page[-1].started_at), page[-1].id) if more else None  # type: ignore[arg-type]
         return [session_dict(s) for s in page], nxt
 
-    async def count_open_sessions_of_user(self, agent: str, user_id: str) -> int:
-        async with self.tx() as db:
-            return (await db.exec(select(func.count()).select_from(Session).where(
-                Session.agent == agent, Session.user_id == user_id,
-                col(Session.state).in_(OPEN_STATES)))).one()
-
     async def session_turns(self, session_id: str) -> int:
         async with self.tx() as db:
             return (await db.exec(select(func.count()).select_from(Turn).where(
@@ -192,6 +203,7 @@ def session_dict(row: Session) -> dict[str, Any]:
         "user_id": row.user_id, "user_name": row.user_name,
         "started_at": iso(row.started_at), "last_activity_at": iso(row.last_activity_at),
         "ended_at": iso(row.ended_at), "end_cause": row.end_cause,
-        "parent_session_id": row.parent_session_id, "model_override": row.model_override,
+        "parent_session_id": row.parent_session_id, "transferred_to": row.transferred_to,
+        "model_override": row.model_override,
         "turn_count": row.turn_count, "context": row.context,
     }

@@ -1,13 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
-Create Date: 2026-11-25 14:20:52.327239
+Revises:
+Create Date: 2026-11-25 14:31:22.364612
 """
 
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
 
 revision = '0001'
 down_revision = None
@@ -24,6 +25,15 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('last_error_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('account')
+    )
+    op.create_table('audit_log',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('target', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('detail', sa.JSON(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
     )
     op.create_table('cursors',
     sa.Column('account', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -43,6 +53,9 @@ def upgrade() -> None:
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('turn_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('session_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('batch', sa.JSON(), nullable=True),
+    sa.Column('notice', sa.Boolean(), nullable=False),
     sa.Column('provider', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('account', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('conversation', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -98,6 +111,7 @@ def upgrade() -> None:
     sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('end_cause', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('parent_session_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('transferred_to', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('model_override', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('turn_count', sa.Integer(), nullable=False),
     sa.Column('context', sa.JSON(), nullable=True),
@@ -194,5 +208,6 @@ def downgrade() -> None:
     op.drop_table('outbox')
     op.drop_table('operator_tokens')
     op.drop_table('cursors')
+    op.drop_table('audit_log')
     op.drop_table('account_health')
     # ### end Alembic commands ###

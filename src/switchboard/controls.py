@@ -1,0 +1,93 @@
+"""Session actions for operators (API, CLI) and for the person in the chat (`/new`, `/end`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sessions.events import EventHub
+from switchboard.store import ActionRefused, SessionNotFound, Store
+
+if TYPE_CHECKING:
+    from switchboard.pipeline import Pipeline
+
+__all__ = ["ActionRefused", "SessionControls", "SessionNotFound"]
+
+
+class SessionControls:
+    """Each action checks the state table, records who did it, and publishes the change."""
+
+    def __init__(self, store: Store, events: EventHub, pipeline: Pipeline) -> None:
+        self.store = store
+        self.events = events
+        self.pipeline = pipeline
+
+    async def _move(self, session_id: str, target: str, cause: str, actor: str,
+                    transfer_to: str | None = None) -> dict[str, Any] | None:
+        moved = await self.store.change_state(session_id, target, cause=cause, actor=actor,
+                                              transfer_to=transfer_to)
+        if moved:
+            self.pipeline.publish_transitions([moved])
+        return moved
+
+    async def pause(self, session_id: str, actor: str) -> str:
+        await self._move(session_id, "paused", "operator", actor)
+        return f"session {session_id} is paused; new turns are held until it is resumed"
+
+    async def resume(self, session_id: str, actor: str) -> str:
+        await self._move(session_id, "live", "operator", actor)
+        self.pipeline.spawn(self.pipeline.release_held(session_id))
+        return f"session {session_id} is live again; held turns are being answered"
+
+    async def end(self, session_id: str, actor: str, cause: str = "operator") -> str:
+        moved = await self._move(session_id, "ended", cause, actor)
+        if moved is None:
+            return f"session {session_id} was already ended; nothing changed"
+        return f"session {session_id} is ended"
+
+    async def transfer(self, session_id: str, agent: str, actor: str) -> str:
+        if agent not in self.pipeline.config.agents:
+            raise ActionRefused(f"no agent named {agent!r}; agents are: "
+                                f"{', '.join(self.pipeline.config.agents)}")
+        row = await self.store.session_row(session_id)
+        if row is None:
+            raise SessionNotFound(f"no session {session_id}")
+        if row.agent == agent:
+            raise ActionRefused(f"session {session_id} already belongs to agent {agent}")
+        if row.state == "ended":
+            raise ActionRefused(f"session {session_id} is ended; only an open session can be "
+                                "transferred")
+        await self._move(session_id, "ended", "transferred", actor, transfer_to=agent)
+        return (f"session {session_id} is transferred to {agent}; the next message in its "
+                "conversation opens a session of that agent")
+
+    async def delete(self, session_id: str, actor: str) -> str:
+        await self.store.delete_session(session_id, actor)
+        self.events.publish("session.deleted", {"session_id": session_id, "actor": actor})
+        return f"session {session_id} is deleted (recorded in the audit log)"
+
+    async def set_model(self, session_id: str, model: str | None, actor: str) -> str:
+        row = await self.store.session_row(session_id)
+        if row is None:
+            raise SessionNotFound(f"no session {session_id}")
+        agent = self.pipeline.config.agents.get(row.agent)
+        if agent is not None and not agent.allow_model_override:
+            raise ActionRefused(f"agent {row.agent} does not allow a per-session model "
+                                "(allow_model_override: false)")
+        await self.store.set_model_override(session_id, model, actor)
+        return f"session {session_id} now uses model {model or 'the default route'}"
+
+    async def user_command(self, command: str, *, agent: str, scope: str, user: str,
+                           prefix: bool = False) -> str:
+        """`/end` ends the person's session; `/new` ends it so the next message starts fresh."""
+        row = await self.store.find_open(agent, scope, user=user if prefix else None,
+                                         prefix=prefix)
+        if row is None:
+            if command == "new":
+                return "Your next message starts a new conversation."
+            return "There is no open conversation to end."
+        if row.user_id and row.user_id != user:
+            return "Only the person who started this conversation can end it."
+        await self._move(row.id, "ended", "user", user)
+        if command == "new":
+            return "Started fresh: your next message begins a new conversation."
+        return "This conversation has ended. Send a message to start a new one."

@@ -1,0 +1,201 @@
+"""Session lifecycle in the database: sweeps, operator and user actions, held turns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlmodel import col, select
+
+from channels.messages import SwitchboardError
+from sessions import OPEN_STATES
+from switchboard.config import SessionPolicy
+from switchboard.models import AuditEntry, Session, SessionMessage, Turn, TurnEvent
+from switchboard.store.sessions import SessionQueries
+
+
+class SessionNotFound(SwitchboardError):
+    pass
+
+
+class ActionRefused(SwitchboardError):
+    """An action the session's state or the actor's role does not allow; says why."""
+
+
+class LifecycleQueries(SessionQueries):
+    async def sweep_policy(self, agent: str, policy: SessionPolicy) -> list[dict[str, Any]]:
+        """Apply idle_timeout and max_duration to one agent's open sessions.
+
+        Each row is claimed with a conditional UPDATE on its current state, so when several
+        processes sweep at once exactly one of them moves (and reports) each session.
+        """
+        now = self.clock.now()
+        moves: list[tuple[str, str, str, datetime]] = []  # (from, to, cause, cutoff)
+        if policy.max_duration:
+            for state in OPEN_STATES:
+                moves.append((state, "ended", "max_duration", now - policy.max_duration))
+        if policy.idle_timeout:
+            moves.append(("idle", "ended", "idle_timeout", now - 2 * policy.idle_timeout))
+            moves.append(("live", "ended", "idle_timeout", now - 2 * policy.idle_timeout))
+            moves.append(("live", "idle", "idle_timeout", now - policy.idle_timeout))
+        done: list[dict[str, Any]] = []
+        for before, target, cause, cutoff in moves:
+            column = Session.started_at if cause == "max_duration" else Session.last_activity_at
+            async with self.tx() as db:
+                candidates = (await db.exec(select(Session.id).where(
+                    Session.agent == agent, Session.state == before,
+                    column < self.naive(cutoff)).limit(1000))).all()
+            for session_id in candidates:
+                moved = await self._claim_transition(session_id, before, target, cause, now)
+                if moved:
+                    done.append(moved)
+        return done
+
+    async def _claim_transition(self, session_id: str, before: str, target: str, cause: str,
+                                now: datetime) -> dict[str, Any] | None:
+        values: dict[str, Any] = {"state": target}
+        if target == "ended":
+            values.update(ended_at=now, end_cause=cause)
+        async with self.tx() as db:
+            result = await db.exec(update(Session).where(
+                Session.id == session_id, Session.state == before).values(**values))
+            if result.rowcount != 1:
+                return None
+            db.add(SessionMessage(session_id=session_id, at=now, role="system",
+                                  text=f"session {before} → {target} ({cause})",
+                                  data={"from": before, "to": target, "cause": cause,
+                                        "actor": "policy"}))
+        return {"session_id": session_id, "from": before, "to": target, "cause": cause,
+                "actor": "policy"}
+
+    async def change_state(self, session_id: str, target: str, *, cause: str, actor: str,
+                           transfer_to: str | None = None) -> dict[str, Any] | None:
+        """An operator's or user's action; None when the session is already there (end twice)."""
+        async with self.tx() as db:
+            row = await db.get(Session, session_id, with_for_update=not self.is_sqlite)
+            if row is None:
+                raise SessionNotFound(f"no session {session_id}")
+            if row.state == target == "ended":
+                return None
+            moved = self._transition(db, row, target, cause=cause, actor=actor)
+            if transfer_to:
+                row.transferred_to = transfer_to
+                db.add(row)
+            if target == "live":
+                row.last_activity_at = self.clock.now()
+                db.add(row)
+            return moved
+
+    async def transfer_target(self, agent: str, scope_key: str) -> tuple[str, str] | None:
+        """When this agent's latest session in the scope was transferred: (target, source)."""
+        async with self.tx() as db:
+            row = (await db.exec(select(Session).where(
+                Session.agent == agent, Session.scope_key == scope_key,
+            ).order_by(col(Session.started_at).desc()))).first()
+        if row is not None and row.state == "ended" and row.transferred_to:
+            return row.transferred_to, row.id
+        return None
+
+    async def set_model_override(self, session_id: str, model: str | None, actor: str) -> None:
+        async with self.tx() as db:
+            row = await db.get(Session, session_id)
+            if row is None:
+                raise SessionNotFound(f"no session {session_id}")
+            row.model_override = model
+            db.add(row)
+            now = self.clock.now()
+            db.add(SessionMessage(session_id=session_id, at=now, role="system",
+                                  text=f"model set to {model or 'the default route'} by {actor}",
+                                  data={"model": model, "actor": actor}))
+            db.add(AuditEntry(at=now, actor=actor, action="set_model", target=session_id,
+                              detail={"model": model}))
+
+    async def delete_session(self, session_id: str, actor: str) -> None:
+        """Remove an ended session and its transcript; the audit log keeps who and when."""
+        async with self.tx() as db:
+            row = await db.get(Session, session_id)
+            if row is None:
+                raise SessionNotFound(f"no session {session_id}")
+            if row.state != "ended":
+                raise ActionRefused(f"session {session_id} is {row.state}; only ended sessions "
+                                    "can be deleted (end it first)")
+            await db.exec(delete(SessionMessage).where(SessionMessage.session_id == session_id))
+            await db.delete(row)
+            db.add(AuditEntry(at=self.clock.now(), actor=actor, action="delete",
+                              target=session_id, detail={"agent": row.agent,
+                                                         "user_id": row.user_id}))
+
+    async def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        from switchboard.store.base import iso
+
+        async with self.tx() as db:
+            rows = (await db.exec(select(AuditEntry).order_by(col(AuditEntry.id).desc())
+                                  .limit(limit))).all()
+        return [{"at": iso(r.at), "actor": r.actor, "action": r.action, "target": r.target,
+                 "detail": r.detail} for r in rows]
+
+    async def hold_turn(self, turn_id: str, session_id: str, text: str) -> None:
+        """Keep a turn that arrived while its session is paused: in the transcript where it
+        happened, answered after resume."""
+        async with self.tx() as db:
+            await db.exec(update(Turn).where(Turn.id == turn_id).values(status="held"))
+            db.add(SessionMessage(session_id=session_id, at=self.clock.now(), role="user",
+                                  text=text, turn_id=turn_id, data={"held": True}))
+            db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name="held",
+                             detail={"session_id": session_id,
+                                     "reason": "the session is paused"}))
+
+    async def claim_held(self, session_id: str) -> list[Turn]:
+        """Take the held turns of a session that is no longer paused, oldest first."""
+        async with self.tx() as db:
+            rows = (await db.exec(select(Turn).where(
+                Turn.session_id == session_id, Turn.status == "held",
+            ).order_by(col(Turn.received_at), col(Turn.id)))).all()
+        claimed = []
+        for row in rows:
+            async with self.tx() as db:
+                result = await db.exec(update(Turn).where(
+                    Turn.id == row.id, Turn.status == "held").values(status="pending"))
+                if result.rowcount == 1:
+                    claimed.append(row)
+        return claimed
+
+    async def sessions_with_held_turns(self) -> list[str]:
+        async with self.tx() as db:
+            rows = await db.exec(select(Turn.session_id).distinct().join(
+                Session, col(Session.id) == Turn.session_id).where(
+                Turn.status == "held", Session.state != "paused"))
+            return [r for r in rows.all() if r]
+
+    async def find_open(self, agent: str, scope_key: str, *, user: str | None = None,
+                        prefix: bool = False) -> Session | None:
+        """The newest open session of the agent in the scope (or under a scope prefix)."""
+        scope = col(Session.scope_key).startswith(scope_key) if prefix \
+            else Session.scope_key == scope_key
+        query = select(Session).where(Session.agent == agent, scope,
+                                      col(Session.state).in_(OPEN_STATES))
+        if user:
+            query = query.where(Session.user_id == user)
+        async with self.tx() as db:
+            return (await db.exec(query.order_by(col(Session.last_activity_at).desc()))).first()
+
+    async def create_api_session(self, agent: str, tag: str, user_id: str,
+                                 user_name: str) -> Session:
+        """A session without a provider, to try an agent before binding it."""
+        now = self.clock.now()
+        async with self.tx() as db:
+            row = Session(id=_new_session_id(), agent=agent, scope_key="", state="live",
+                          source="api", tag=tag, user_id=user_id, user_name=user_name,
+                          started_at=now, last_activity_at=now)
+            row.scope_key = f"api/{row.id}"
+            db.add(row)
+            db.add(SessionMessage(session_id=row.id, at=now, role="system",
+                                  text="session started", data={"state": "live"}))
+            return row
+
+
+def _new_session_id() -> str:
+    from switchboard.models import new_id
+
+    return new_id("ses")
