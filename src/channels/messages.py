@@ -67,6 +67,15 @@ class OutboundMessage:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """What a provider said when it accepted a reply: its message id, and details worth
+    keeping on the turn's timeline (where a mail was written, which relay took it)."""
+
+    provider_message_id: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 class SwitchboardError(Exception):
     """Root of every error Switchboard raises on purpose."""
 

@@ -205,3 +205,28 @@ class AuditEntry(SQLModel, table=True):
     action: str
     target: str
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class InboxAddress(SQLModel, table=True):
+    """An email address provisioned for an agent on an email account."""
+
+    __tablename__ = "inbox_addresses"
+
+    address: str = Field(primary_key=True)
+    agent: str
+    account: str
+    created_at: datetime = _when(nullable=False)
+    revoked_at: datetime | None = _when(nullable=True)
+
+
+class EmailThread(SQLModel, table=True):
+    """Message-IDs seen or sent in an email thread, mapped to the thread's root, so a reply
+    finds its session through In-Reply-To and References."""
+
+    __tablename__ = "email_threads"
+    __table_args__ = (Index("ix_email_threads_root", "account", "root"),)
+
+    account: str = Field(primary_key=True)
+    message_id: str = Field(primary_key=True)
+    root: str
+    created_at: datetime = _when(nullable=False)

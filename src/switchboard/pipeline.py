@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from channels.messages import DeliveryError, InboundMessage, OutboundMessage
+from channels.messages import DeliveryError, DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.rules import Binding, Match, NoMatch, match
 from sessions import scope_key
 from sessions.events import EventHub
@@ -37,7 +37,7 @@ LEASE = timedelta(seconds=60)
 
 
 class Adapter(Protocol):
-    async def deliver(self, out: OutboundMessage) -> str: ...
+    async def deliver(self, out: OutboundMessage) -> str | DeliveryReceipt: ...
 
 
 CHAT_COMMANDS = ("new", "end")
@@ -259,7 +259,7 @@ class Pipeline:
                                    conversation=row.conversation, text=row.text,
                                    thread=row.thread, reply_to=row.reply_to, extra=row.extra)
         try:
-            provider_id = await adapter.deliver(outbound)
+            receipt = await adapter.deliver(outbound)
         except DeliveryError as error:
             await self._delivery_failed(row, str(error), error.permanent, error.retry_after)
             return
@@ -267,7 +267,10 @@ class Pipeline:
             log.exception("delivery of outbox %s raised", row.id)
             await self._delivery_failed(row, f"{type(error).__name__}: {error}", False, None)
             return
-        await self.store.delivery_succeeded(row, provider_id, {})
+        if not isinstance(receipt, DeliveryReceipt):
+            receipt = DeliveryReceipt(str(receipt))
+        provider_id = receipt.provider_message_id
+        await self.store.delivery_succeeded(row, provider_id, receipt.detail)
         self.events.publish("turn.delivered", {"turn_id": row.turn_id,
                                                "session_id": row.session_id,
                                                "provider_message_id": provider_id})

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 14:31:22.364612
+Create Date: 2026-11-25 14:37:34.168086
 """
 
 import sqlalchemy as sa
@@ -40,6 +40,24 @@ def upgrade() -> None:
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('value', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.PrimaryKeyConstraint('account', 'name')
+    )
+    op.create_table('email_threads',
+    sa.Column('account', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('root', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('account', 'message_id')
+    )
+    with op.batch_alter_table('email_threads', schema=None) as batch_op:
+        batch_op.create_index('ix_email_threads_root', ['account', 'root'], unique=False)
+
+    op.create_table('inbox_addresses',
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('agent', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('account', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('address')
     )
     op.create_table('operator_tokens',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -207,6 +225,11 @@ def downgrade() -> None:
 
     op.drop_table('outbox')
     op.drop_table('operator_tokens')
+    op.drop_table('inbox_addresses')
+    with op.batch_alter_table('email_threads', schema=None) as batch_op:
+        batch_op.drop_index('ix_email_threads_root')
+
+    op.drop_table('email_threads')
     op.drop_table('cursors')
     op.drop_table('audit_log')
     op.drop_table('account_health')
