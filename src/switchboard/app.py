@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from switchboard import __version__
 from switchboard.api import api_routes
+from switchboard.console import console_routes
 from switchboard.runtime import Runtime
 from switchboard.webhooks import webhook_routes
 
@@ -29,6 +30,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(webhook_routes(runtime))
     app.include_router(api_routes(runtime))
+    app.include_router(console_routes(runtime))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

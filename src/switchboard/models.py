@@ -65,6 +65,7 @@ class Turn(SQLModel, table=True):
     provider_message_id: str | None = None
     error: str | None = Field(default=None, sa_column=Column(Text))
     duplicate_of: str | None = None
+    owner: str | None = None  # the serve process working on it (see Worker)
     agent_ms: int | None = None
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
@@ -230,3 +231,13 @@ class EmailThread(SQLModel, table=True):
     message_id: str = Field(primary_key=True)
     root: str
     created_at: datetime = _when(nullable=False)
+
+
+class Worker(SQLModel, table=True):
+    """A running `serve` process. A turn whose owner stopped beating is taken over."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True)
+    started_at: datetime = _when(nullable=False)
+    heartbeat_at: datetime = _when(nullable=False)

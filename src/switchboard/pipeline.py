@@ -33,7 +33,7 @@ from switchboard.store import (
 )
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=30)  # a delivery attempt takes at most ~15 s (HTTP timeouts)
 
 
 class Adapter(Protocol):
@@ -355,11 +355,14 @@ class Pipeline:
 
     # --- recovery and housekeeping -----------------------------------------------------------
 
-    async def recover(self) -> None:
-        """After a restart: run turns whose agent never ran; deliver what is due."""
-        for turn_id in await self.store.turns_waiting_for_agent():
+    async def recover(self, stale_after: timedelta = timedelta(seconds=15)) -> int:
+        """Run turns whose process died before their agent ran (this one's, after a restart,
+        or another's). Deliveries a dead process left half-done are retried by deliver_due()
+        when their lease expires."""
+        orphans = await self.store.orphaned_turns(stale_after)
+        for turn_id in orphans:
             self.spawn(self.handle(turn_id))
-        await self.deliver_due()
+        return len(orphans)
 
     async def deliver_due(self) -> None:
         for outbox_id in await self.store.due_outbox():

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from switchboard.config import Config
 from switchboard.config import SlackAccount as SlackSettings
 from switchboard.config import TelegramAccount as TelegramSettings
 from switchboard.db import create_engine
+from switchboard.models import new_id
 from switchboard.pipeline import Pipeline, TranscriptOnly
 from switchboard.store import Store, token_hash
 
@@ -51,11 +53,14 @@ class Runtime:
     smtp_host: str = "127.0.0.1"
     smtp_port: int | None = 2525
     session_sweep: float = 30.0
+    heartbeat_interval: float = 5.0
+    stale_after: timedelta = timedelta(seconds=15)
 
     def __post_init__(self) -> None:
         self.engine = create_engine(self.database_url)
         self.store = Store(self.engine, self.clock)
         self.events = EventHub()
+        self.worker_id = new_id("wkr")
         self.http = httpx.AsyncClient(timeout=30)
         self.slack: dict[str, SlackAccount] = {}
         self.telegram: dict[str, TelegramAccount] = {}
@@ -68,6 +73,7 @@ class Runtime:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        await self.store.register_worker(self.worker_id)
         await self._load_operators()
         for name, settings in self.config.accounts.items():
             if name in self.config.disabled:
@@ -82,7 +88,17 @@ class Runtime:
         self.scheduler.add_job(self.sweep_sessions, "interval", seconds=self.session_sweep,
                                max_instances=1, coalesce=True, id="session-sweep")
         self.scheduler.start()
-        await self.pipeline.recover()
+        self._background.append(asyncio.create_task(self._heartbeat()))
+
+    async def _heartbeat(self) -> None:
+        """Say this process is alive; take over what dead processes left unanswered."""
+        while True:
+            try:
+                await self.store.heartbeat()
+                await self.pipeline.recover(self.stale_after)
+            except Exception:
+                log.exception("heartbeat or recovery failed")
+            await asyncio.sleep(self.heartbeat_interval)
 
     async def sweep_sessions(self) -> int:
         """Idle, end and cap sessions by policy. Safe in every process at once: each change is
@@ -228,6 +244,7 @@ class Runtime:
         for bot in self.telegram.values():
             await bot.close()
         await self.http.aclose()
+        await self.store.retire_worker()
         await self.engine.dispose()
 
 

@@ -43,6 +43,7 @@ class StoreBase:
         self.engine = engine
         self.clock = clock
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.worker_id: str | None = None
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
     @asynccontextmanager

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from channels.messages import InboundMessage
-from switchboard.models import Turn, TurnEvent, new_id
+from switchboard.models import Turn, TurnEvent, Worker, new_id
 from switchboard.store.base import StoreBase, aware, decode_cursor, encode_cursor, iso
 
 TURN_FILTERS = ("status", "provider", "account", "agent", "session_id", "binding", "conversation")
@@ -35,6 +35,7 @@ class TurnQueries(StoreBase):
         """
         now = self.clock.now()
         turn = _turn_from(message, payload, extra or {}, now)
+        turn.owner = self.worker_id
         try:
             async with self.tx() as db:
                 db.add(turn)
@@ -96,14 +97,46 @@ class TurnQueries(StoreBase):
             ))
             return frozenset(b for b in rows.all() if b)
 
-    async def turns_waiting_for_agent(self) -> list[str]:
-        """Turns recorded but never routed or answered: a crash between ack and agent."""
+    async def register_worker(self, worker_id: str) -> None:
+        now = self.clock.now()
+        self.worker_id = worker_id
         async with self.tx() as db:
-            rows = await db.exec(select(Turn.id).where(
-                Turn.status == "pending", col(Turn.reply_text).is_(None),
-                col(Turn.delivery_status).is_(None),
-            ).order_by(col(Turn.received_at), col(Turn.id)))
-            return list(rows.all())
+            db.add(Worker(id=worker_id, started_at=now, heartbeat_at=now))
+
+    async def heartbeat(self) -> None:
+        async with self.tx() as db:
+            await db.exec(update(Worker).where(Worker.id == self.worker_id).values(
+                heartbeat_at=self.clock.now()))
+
+    async def retire_worker(self) -> None:
+        async with self.tx() as db:
+            await db.exec(delete(Worker).where(Worker.id == self.worker_id))
+
+    async def orphaned_turns(self, stale_after: timedelta) -> list[str]:
+        """Take over turns acknowledged but never answered whose process died (no heartbeat
+        for `stale_after`), oldest first. Each is claimed with a conditional update, so of
+        several processes recovering at once exactly one gets it."""
+        cutoff = self.naive(self.clock.now() - stale_after)
+        async with self.tx() as db:
+            rows = (await db.exec(
+                select(Turn.id, Turn.owner).join(Worker, col(Worker.id) == Turn.owner,
+                                                 isouter=True)
+                .where(Turn.status == "pending", col(Turn.reply_text).is_(None),
+                       col(Turn.delivery_status).is_(None),
+                       or_(col(Turn.owner).is_(None), col(Worker.id).is_(None),
+                           Worker.heartbeat_at < cutoff))
+                .order_by(col(Turn.received_at), col(Turn.id)).limit(500))).all()
+        claimed = []
+        for turn_id, owner in rows:
+            async with self.tx() as db:
+                owned = col(Turn.owner).is_(None) if owner is None else Turn.owner == owner
+                result = await db.exec(update(Turn).where(Turn.id == turn_id, owned)
+                                       .values(owner=self.worker_id))
+                if result.rowcount == 1:
+                    db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name="recovered",
+                                     detail={"from_worker": owner, "worker": self.worker_id}))
+                    claimed.append(turn_id)
+        return claimed
 
     async def list_turns(self, filters: dict[str, str | None], cursor: str | None = None,
                          limit: int = 50, search: str | None = None

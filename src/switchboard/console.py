@@ -1,0 +1,130 @@
+"""The operator console: its page and assets, and the read-only API it needs beyond `api.py`.
+
+`/api/bindings` shows the loaded rules, `/api/match` asks the pipeline's own matching function
+whether a message would reach an agent, `/api/me` tells the console what the caller may do.
+The page itself is plain HTML, CSS and JavaScript shipped in `console_assets/`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from channels.messages import InboundMessage
+from channels.rules import Match, match
+from switchboard.api import account_rows, operator_auth
+from switchboard.runtime import Operator, Runtime
+
+ASSETS = "console_assets"
+_ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|png|ico)$")
+_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
+          "svg": "image/svg+xml", "png": "image/png", "ico": "image/x-icon",
+          "html": "text/html; charset=utf-8"}
+# The page loads only its own files; no inline script, nothing from elsewhere.
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+class MatchBody(BaseModel):
+    """A message described by hand, for "would this match?"."""
+
+    provider: str | None = None
+    account: str = Field(min_length=1)
+    conversation: str = Field(min_length=1)
+    sender: str = ""
+    kind: Literal["dm", "group", "channel"] = "channel"
+    mentioned: bool = False
+    thread: str | None = None
+    replied_in_thread: list[str] | None = None
+
+
+def _asset(name: str) -> bytes | None:
+    """The bytes of one shipped asset, or None when there is no such file."""
+    path = resources.files("switchboard").joinpath(ASSETS).joinpath(name)
+    return path.read_bytes() if path.is_file() else None
+
+
+def _served(name: str) -> Response:
+    body = _asset(name)
+    if body is None:
+        raise HTTPException(404, f"no console asset {name}")
+    kind = name.rsplit(".", 1)[-1]
+    return Response(body, media_type=_TYPES[kind],
+                    headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                             "Content-Security-Policy": _CSP, "Referrer-Policy": "no-referrer"})
+
+
+def binding_rows(runtime: Runtime) -> list[dict[str, Any]]:
+    """The loaded bindings as data, in precedence order of the file."""
+    rows = []
+    for binding in runtime.config.bindings:
+        row = asdict(binding)
+        row.pop("order", None)
+        rows.append({key: list(value) if isinstance(value, tuple) else value
+                     for key, value in row.items()})
+    return rows
+
+
+def agent_rows(runtime: Runtime) -> list[dict[str, Any]]:
+    """Each agent's name, handler and default model route (never its URL or key)."""
+    return [{"name": name, "handler": agent.handler, "model": agent.model}
+            for name, agent in runtime.config.agents.items()]
+
+
+def console_routes(runtime: Runtime) -> APIRouter:
+    """The console page, its assets, and `/api/bindings`, `/api/match`, `/api/me`."""
+    needs = operator_auth(runtime)
+    router = APIRouter()
+    viewer = needs("viewer")
+
+    @router.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return _served("index.html")
+
+    @router.get("/console/{name}", include_in_schema=False)
+    async def asset(name: str) -> Response:
+        if not _ASSET_NAME.match(name):
+            raise HTTPException(404, f"no console asset {name}")
+        return _served(name)
+
+    @router.get("/api/me", tags=["operators"])
+    async def me(who: Annotated[Operator, Depends(viewer)]) -> dict[str, Any]:
+        return {"name": who.name, "role": who.role}
+
+    @router.get("/api/bindings", tags=["operators"], dependencies=[Depends(viewer)])
+    async def bindings() -> dict[str, Any]:
+        health = await runtime.store.account_health()
+        return {"bindings": binding_rows(runtime), "agents": agent_rows(runtime),
+                "accounts": account_rows(runtime.config, runtime.account_errors, health)}
+
+    @router.post("/api/match", tags=["operators"], dependencies=[Depends(viewer)])
+    async def would_match(body: MatchBody) -> dict[str, Any]:
+        settings = runtime.config.accounts.get(body.account)
+        if settings is not None and body.provider and settings.provider != body.provider:
+            raise HTTPException(400, f"account {body.account} is a {settings.provider} "
+                                f"account, not {body.provider}")
+        provider = body.provider or (settings.provider if settings else "unknown")
+        message = InboundMessage(provider=provider, account=body.account, event_id="match",
+                                 conversation=body.conversation, kind=body.kind,
+                                 sender=body.sender, text="", thread=body.thread or None,
+                                 mentioned=body.mentioned)
+        replied = body.replied_in_thread
+        if replied is None and message.thread:  # what the pipeline would look up
+            found = await runtime.store.bindings_replied_in_thread(
+                message.account, message.conversation, message.thread)
+            replied = list(found)
+        decision = match(message, runtime.config.bindings, frozenset(replied or ()))
+        if isinstance(decision, Match):
+            return {"matched": True, "binding": decision.binding.name,
+                    "agent": decision.binding.agent, "reason": decision.reason,
+                    "session_scope": decision.binding.session_scope}
+        return {"matched": False, "binding": None, "agent": None, "reason": decision.reason,
+                "session_scope": None}
+
+    return router
