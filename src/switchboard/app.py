@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.console import console_routes
+from switchboard.mail import inbox_routes
 from switchboard.runtime import Runtime
 from switchboard.webhooks import webhook_routes
 
@@ -30,6 +32,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(webhook_routes(runtime))
     app.include_router(api_routes(runtime))
+    app.include_router(inbox_routes(runtime))
     app.include_router(console_routes(runtime))
 
     @app.get("/healthz", tags=["health"])
@@ -38,6 +41,23 @@ def create_app(runtime: Runtime) -> FastAPI:
         return {"status": "ok", "accounts": {
             name: ("disabled" if name in disabled else "enabled")
             for name in runtime.config.accounts}}
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        runtime.metrics.outbox_depth.set(await runtime.store.outbox_depth())
+        return PlainTextResponse(runtime.metrics.render(),
+                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.middleware("http")
+    async def ack_latency(request: Request, call_next: Any) -> Any:
+        """Acknowledgement latency of provider webhooks (the time the provider waits)."""
+        path = request.url.path
+        if not (path.startswith("/slack/") or path.startswith("/telegram/")):
+            return await call_next(request)
+        started = time.perf_counter()
+        response = await call_next(request)
+        runtime.metrics.ack.labels(path.split("/", 2)[1]).observe(time.perf_counter() - started)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -60,6 +60,12 @@ def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+def _keep_ids_whole(table: Table) -> None:
+    """Ids must survive a pipe or a narrow terminal whole, to be pasted into `show`."""
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = 25
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -122,6 +128,7 @@ def turns_list(
         return
     table = Table("id", "received", "provider/account", "conversation", "sender", "status",
                   "agent", "session", "reason")
+    _keep_ids_whole(table)
     for t in turns:
         table.add_row(t["id"], t["received_at"], f"{t['provider']}/{t['account']}",
                       t["conversation"], t["sender"], t["status"], t["agent"] or "",
@@ -168,6 +175,7 @@ def sessions_list(
         _print_json({"sessions": sessions, "next_cursor": next_cursor})
         return
     table = Table("id", "agent", "state", "source", "user", "started", "last activity", "turns")
+    _keep_ids_whole(table)
     for s in sessions:
         table.add_row(s["id"], s["agent"], s["state"], s["source"], s["user_id"],
                       s["started_at"], s["last_activity_at"], str(s["turn_count"]))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -179,13 +181,13 @@ class Config:
     """The whole validated configuration. `disabled` maps account names to why they are off."""
 
     path: str
-    agents: dict[str, AgentConfig]
-    accounts: dict[str, SlackAccount | TelegramAccount | EmailAccount]
+    agents: Mapping[str, AgentConfig]
+    accounts: Mapping[str, SlackAccount | TelegramAccount | EmailAccount]
     bindings: tuple[Binding, ...]
     sessions: SessionPolicy
     operators: tuple[OperatorConfig, ...]
     delivery: DeliveryConfig
-    disabled: dict[str, str] = field(default_factory=dict)
+    disabled: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def policy_for(self, agent: str) -> SessionPolicy:
         override = self.agents[agent].sessions if agent in self.agents else None
@@ -212,7 +214,7 @@ class _Reader:
     problems: list[Problem] = field(default_factory=list)
 
     def value(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
-        self.lines[path] = node.start_mark.line + 1
+        self.lines.setdefault(path, node.start_mark.line + 1)  # a key's own line wins
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -235,10 +237,11 @@ class _Reader:
     def interpolate(self, text: str, path: tuple[Any, ...]) -> str:
         def replace(found: re.Match[str]) -> str:
             name, default = found.group(1), found.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
+            value = os.environ.get(name)
+            if default is not None and not value:  # as in the shell: unset or empty
                 return default
+            if value is not None:
+                return value
             self.missing.append((path, name))
             return ""
 
@@ -267,7 +270,12 @@ def _pydantic_problems(reader: _Reader, error: ValidationError) -> list[Problem]
         if item["type"] == "extra_forbidden":
             message = "unknown key (a typo?); it would be silently ignored otherwise"
         elif item["type"] == "union_tag_invalid":
-            message = "provider must be one of slack, telegram, email"
+            loc = (*loc, "provider")
+            message = (f"unknown provider {item.get('input', {}).get('provider')!r}; "
+                       "use one of slack, telegram, email")
+        elif item["type"] == "union_tag_not_found":
+            loc = (*loc, "provider")
+            message = "provider is required: one of slack, telegram, email"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
         problems.append(Problem(reader.file, reader.line(loc), _dotted(loc), message))
@@ -386,11 +394,11 @@ def load_config(path: str | Path, *, strict_env: bool = True) -> Config:
             disabled[name] = reason
     return Config(
         path=file,
-        agents=dict(doc.agents),
-        accounts=dict(doc.accounts),
+        agents=MappingProxyType(dict(doc.agents)),
+        accounts=MappingProxyType(dict(doc.accounts)),
         bindings=_bindings(doc),
         sessions=doc.sessions,
         operators=tuple(doc.operators),
         delivery=doc.delivery,
-        disabled=disabled,
+        disabled=MappingProxyType(disabled),
     )

@@ -20,6 +20,7 @@ from sessions import scope_key
 from sessions.events import EventHub
 from switchboard.agents import AgentError, AgentRequest, Handler, run_timed
 from switchboard.config import Config
+from switchboard.metrics import Metrics
 from switchboard.models import Outbox, Turn, new_id
 from switchboard.store import (
     ActionRefused,
@@ -28,6 +29,7 @@ from switchboard.store import (
     ScopeRequest,
     SessionNotFound,
     Store,
+    aware,
     session_dict,
     turn_dict,
 )
@@ -56,8 +58,10 @@ class Pipeline:
     """Carries each turn from its provider event to its delivered reply."""
 
     def __init__(self, config: Config, store: Store, adapters: dict[str, Adapter],
-                 handlers: dict[str, Handler], events: EventHub) -> None:
+                 handlers: dict[str, Handler], events: EventHub,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics or Metrics()
         self.store = store
         self.adapters = adapters
         self.handlers = handlers
@@ -78,7 +82,9 @@ class Pipeline:
         The caller acknowledges the provider when this returns.
         """
         recorded = await self.store.record_turn(message, message.raw, extra)
-        if recorded.duplicate_of is None:
+        if recorded.duplicate_of is not None:
+            self.metrics.turns.labels(message.provider, "duplicate").inc()
+        else:
             self.events.publish("turn.received", {"turn_id": recorded.turn_id,
                                                   "provider": message.provider,
                                                   "account": message.account})
@@ -124,6 +130,7 @@ class Pipeline:
                                          status="ignored", route_reason=decision.reason)
             self.events.publish("turn.routed", {"turn_id": turn_id, "status": "ignored",
                                                 "reason": decision.reason})
+            self.metrics.turns.labels(message.provider, "ignored").inc()
             return decision
         b = decision.binding
         await self.store.update_turn(turn_id, "routed", {"binding": b.name, "agent": b.agent,
@@ -179,6 +186,7 @@ class Pipeline:
 
     async def hold(self, turn_id: str, message: InboundMessage, session_id: str) -> None:
         await self.store.hold_turn(turn_id, session_id, message.text)
+        self.metrics.turns.labels(message.provider, "held").inc()
         self.events.publish("turn.held", {"turn_id": turn_id, "session_id": session_id})
 
     async def release_held(self, session_id: str) -> None:
@@ -230,12 +238,14 @@ class Pipeline:
             async with self.agent_slots:
                 result = await run_timed(self.handlers[route.agent], request)
         except AgentError as error:
+            self.metrics.turns.labels(message.provider, "failed").inc(len(turn_ids))
             for failed in turn_ids:
                 await self.store.update_turn(failed, "agent_failed", {"error": str(error)},
                                              status="failed", error=str(error))
                 self.events.publish("turn.failed", {"turn_id": failed, "error": str(error),
                                                     "session_id": session_id})
             return None
+        self.metrics.agent.labels(route.agent).observe(result.duration_ms / 1000)
         outbox_id = await self.store.record_reply(
             turn_ids, session_id, None if already_in_transcript else message.text, result,
             reply_for(message, result.reply))
@@ -271,6 +281,12 @@ class Pipeline:
             receipt = DeliveryReceipt(str(receipt))
         provider_id = receipt.provider_message_id
         await self.store.delivery_succeeded(row, provider_id, receipt.detail)
+        if not row.notice:
+            self.metrics.turns.labels(row.provider, "delivered").inc(1 + len(row.batch))
+        received = aware(row.created_at)
+        if received is not None:
+            elapsed = (self.store.clock.now() - received).total_seconds()
+            self.metrics.delivery.labels(row.provider).observe(max(elapsed, 0.0))
         self.events.publish("turn.delivered", {"turn_id": row.turn_id,
                                                "session_id": row.session_id,
                                                "provider_message_id": provider_id})
@@ -285,9 +301,12 @@ class Pipeline:
         await self.store.delivery_failed(row, error, retry_at=retry_at,
                                          detail={"permanent": permanent})
         if retry_at is None:
+            if not row.notice:
+                self.metrics.turns.labels(row.provider, "failed").inc(1 + len(row.batch))
             self.events.publish("turn.failed", {"turn_id": row.turn_id, "error": error,
                                                 "session_id": row.session_id})
         else:
+            self.metrics.retries.labels(row.provider).inc()
             delay = (retry_at - self.store.clock.now()).total_seconds()
             self.spawn(self._retry_later(row.id, max(delay, 0.0)))  # type: ignore[arg-type]
 

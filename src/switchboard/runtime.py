@@ -25,6 +25,8 @@ from switchboard.config import Config
 from switchboard.config import SlackAccount as SlackSettings
 from switchboard.config import TelegramAccount as TelegramSettings
 from switchboard.db import create_engine
+from switchboard.mail import MailService
+from switchboard.metrics import Metrics
 from switchboard.models import new_id
 from switchboard.pipeline import Pipeline, TranscriptOnly
 from switchboard.store import Store, token_hash
@@ -66,8 +68,10 @@ class Runtime:
         self.telegram: dict[str, TelegramAccount] = {}
         self.account_errors: dict[str, str] = {}
         self.adapters: dict[str, Any] = {"api": TranscriptOnly()}
+        self.metrics = Metrics()
         self.pipeline = Pipeline(self.config, self.store, self.adapters,
-                                 build_handlers(self.config.agents, self.http), self.events)
+                                 build_handlers(self.config.agents, self.http), self.events,
+                                 self.metrics)
         self.operators: dict[str, Operator] = {}
         self._background: list[asyncio.Task[Any]] = []
 
@@ -83,6 +87,8 @@ class Runtime:
                 await self._start_slack(name, settings)
             elif isinstance(settings, TelegramSettings):
                 await self._start_telegram(name, settings)
+        self.mail = MailService(self)
+        await self.mail.start(self.smtp_host, self.smtp_port)
         self._background.append(asyncio.create_task(self._sweep_outbox()))
         self.scheduler = AsyncIOScheduler()
         self.scheduler.add_job(self.sweep_sessions, "interval", seconds=self.session_sweep,
@@ -233,6 +239,8 @@ class Runtime:
     async def stop(self) -> None:
         if getattr(self, "scheduler", None) is not None:
             self.scheduler.shutdown(wait=False)
+        if getattr(self, "mail", None) is not None:
+            await self.mail.stop()
         for task in self._background:
             task.cancel()
         for task in self._background:

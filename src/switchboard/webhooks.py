@@ -31,6 +31,7 @@ def webhook_routes(runtime: Runtime) -> APIRouter:
 
     async def rejected(account: str, error: RejectedRequest) -> JSONResponse:
         log.warning("rejected %s request for account %s: %s", error.reason, account, error)
+        runtime.metrics.rejected.labels(account, error.reason).inc()
         await runtime.store.note_rejected(account, error.reason)
         return _problem(error.status, str(error), **{"X-Slack-No-Retry": "1"})
 

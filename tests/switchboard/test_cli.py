@@ -59,9 +59,6 @@ def test_db_upgrade_is_idempotent_and_an_empty_database_lists_nothing(tmp_path):
         "turns": [], "next_cursor": None}
 
 
-@pytest.mark.xfail(strict=True, reason="at 80 columns (a pipe, CI, a narrow terminal) the Rich "
-                   "table of `turns list` truncates the turn id to 'turn_…', so it cannot be "
-                   "copied into `turns show`")
 def test_turns_list_table_shows_whole_turn_ids_at_80_columns(tmp_path, sqlite_url):
     from channels.messages import InboundMessage
     from switchboard.clock import Clock

@@ -27,14 +27,16 @@ def inbox_dict(row: InboxAddress) -> dict[str, Any]:
 
 
 class InboxQueries(AccountQueries):
-    async def provision_inbox(self, address: str, agent: str, account: str) -> InboxAddress:
-        """Store a new address for `agent`; a revoked address of the same agent and account is
-        brought back. Raises AddressTaken when the address belongs to someone else or is live."""
+    async def provision_inbox(self, address: str, agent: str, account: str, *,
+                              revive: bool = False) -> InboxAddress:
+        """Store a new address for `agent`. With `revive`, a revoked address of the same agent
+        and account is brought back. Raises AddressTaken when the address is in use (revoked
+        addresses stay taken, so mail meant for an old owner never reaches a new one)."""
         address = address.lower()
         async with self.tx() as db:
             existing = await db.get(InboxAddress, address)
             if existing is not None:
-                if (existing.revoked_at is None or existing.agent != agent
+                if (not revive or existing.revoked_at is None or existing.agent != agent
                         or existing.account != account):
                     raise AddressTaken(address)
                 existing.revoked_at = None
@@ -48,11 +50,6 @@ class InboxQueries(AccountQueries):
         except IntegrityError:  # another process provisioned it a moment ago
             raise AddressTaken(address) from None
         return row
-
-    async def inbox_exists(self, address: str) -> bool:
-        """Whether the address was ever provisioned (revoked ones stay taken)."""
-        async with self.tx() as db:
-            return await db.get(InboxAddress, address.lower()) is not None
 
     async def list_inboxes(self, include_revoked: bool = True) -> list[InboxAddress]:
         query = select(InboxAddress).order_by(col(InboxAddress.created_at),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 
 from channels.messages import OutboundMessage
@@ -160,6 +160,5 @@ class OutboxQueries(AccountQueries):
 
     async def outbox_depth(self) -> int:
         async with self.tx() as db:
-            rows = await db.exec(select(Outbox.id).where(
-                col(Outbox.status).in_(("pending", "retrying"))))
-            return len(rows.all())
+            return (await db.exec(select(func.count()).select_from(Outbox).where(
+                col(Outbox.status).in_(("pending", "retrying"))))).one()

@@ -1,0 +1,376 @@
+"""Email wired into `serve`: the SMTP server for every inbox, each mail a turn, replies by mail.
+
+Inbound: aiosmtpd on the app's own event loop accepts mail for provisioned inboxes only; each
+accepted message is parsed, its sender authenticated, checked for loops, threaded through
+Message-ID/In-Reply-To/References, and recorded by the pipeline before the client hears 250.
+Outbound: `EmailAdapter` composes the threaded reply and hands it to the account's relay, or
+drops it into the account's maildir when no relay is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from fastapi import APIRouter, Body, Depends, HTTPException
+from pydantic import BaseModel
+
+from channels.messages import DeliveryError, DeliveryReceipt, OutboundMessage, SwitchboardError
+from inbox import (
+    InboxHandler,
+    MalformedEmail,
+    ParsedEmail,
+    auto_reply_reason,
+    check_sender,
+    compose_reply,
+    parse_email,
+    send_via_relay,
+    start_smtp_server,
+    to_inbound,
+    write_to_maildir,
+)
+from inbox.auth import DnsFunc
+from switchboard.config import Config, EmailAccount
+from switchboard.models import InboxAddress
+from switchboard.store import Store
+from switchboard.store.inboxes import AddressTaken, inbox_dict
+
+if TYPE_CHECKING:
+    from switchboard.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def email_accounts(runtime: Runtime) -> dict[str, EmailAccount]:
+    """The enabled email accounts of the config."""
+    config = runtime.config
+    return {name: settings for name, settings in config.accounts.items()
+            if isinstance(settings, EmailAccount) and name not in config.disabled}
+
+
+class MailService:
+    """The email side of one `serve` process: one SMTP server for all email accounts, and an
+    outbound adapter per account. `dnsfunc` replaces DNS for `sender_auth: dkim` (tests)."""
+
+    def __init__(self, runtime: Runtime, dnsfunc: DnsFunc | None = None) -> None:
+        self.runtime = runtime
+        self.store: Store = runtime.store
+        self.accounts = email_accounts(runtime)
+        self.dnsfunc = dnsfunc
+        self.server: asyncio.base_events.Server | None = None
+        self._account_of: dict[str, str] = {}  # recipient address → account, learned at RCPT
+
+    async def start(self, host: str, port: int | None) -> None:
+        """Register the outbound adapters; serve SMTP when a port is given."""
+        for name, settings in self.accounts.items():
+            self.runtime.adapters[name] = EmailAdapter(name, settings, self.store)
+        if port is None or not self.accounts:
+            return
+        limit = max(s.max_message_bytes for s in self.accounts.values())
+        handler = AccountLimits(self, accepts=self.accepts, deliver=self.deliver,
+                                max_message_bytes=limit)
+        hostname = next(iter(self.accounts.values())).domain
+        try:
+            self.server = await start_smtp_server(handler, host, port, limit, hostname=hostname)
+        except OSError as error:  # the port is taken: the rest of Switchboard still serves
+            words = f"the SMTP server cannot listen on {host}:{port}: {error.strerror or error}"
+            log.error("%s", words)
+            for name in self.accounts:
+                self.runtime.account_errors[name] = words
+
+    @property
+    def port(self) -> int | None:
+        """The port SMTP listens on (useful when started on port 0)."""
+        if self.server is None or not self.server.sockets:
+            return None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self.server is None:
+            return
+        self.server.close()
+        with contextlib.suppress(TimeoutError):  # open SMTP sessions must not hold up shutdown
+            await asyncio.wait_for(self.server.wait_closed(), 5)
+        self.server = None
+
+    # --- inbound -------------------------------------------------------------------------------
+
+    async def accepts(self, address: str) -> bool:
+        """RCPT: a provisioned, live inbox of one of our enabled email accounts."""
+        inbox = await self.store.active_inbox(address, self.accounts)
+        if inbox is not None:
+            self._account_of[inbox.address] = inbox.account
+        return inbox is not None
+
+    def limit_for(self, recipients: Iterable[str]) -> int:
+        """The smallest max_message_bytes among the recipients' accounts."""
+        limits = [self.accounts[self._account_of[r]].max_message_bytes for r in recipients
+                  if self._account_of.get(r) in self.accounts]
+        return min(limits, default=max(s.max_message_bytes for s in self.accounts.values()))
+
+    async def note_rejected(self, recipients: Iterable[str], reason: str) -> None:
+        """Count mail refused after RCPT (too big, unreadable) on each recipient's account."""
+        for account in {self._account_of[r] for r in recipients if r in self._account_of}:
+            await self.store.note_rejected(account, reason)
+
+    async def deliver(self, envelope_sender: str, recipients: list[str], raw: bytes) -> None:
+        """DATA: one turn per recipient inbox, recorded before the client hears 250."""
+        try:
+            parsed = await asyncio.to_thread(parse_email, raw)
+        except MalformedEmail:
+            await self.note_rejected(recipients, "malformed")
+            raise
+        own = await self.store.all_inbox_addresses()
+        for address in recipients:
+            inbox = await self.store.active_inbox(address, self.accounts)
+            if inbox is None:  # revoked between RCPT and DATA
+                log.info("mail to %s dropped: the inbox was revoked during the session", address)
+                continue
+            await self.receive(inbox, parsed, raw, envelope_sender, own)
+
+    async def receive(self, inbox: InboxAddress, parsed: ParsedEmail, raw: bytes,
+                      envelope_sender: str, own: set[str]) -> str:
+        """Turn one email to one inbox into a recorded turn; returns the turn id."""
+        settings = self.accounts[inbox.account]
+        reason = await self.ignore_reason(settings, parsed, raw, envelope_sender, own)
+        message = to_inbound(parsed, account=inbox.account, inbox_address=inbox.address,
+                             raw=raw, ignore_reason=reason)
+        own_id = parsed.message_id or message.event_id
+        root = await self.store.thread_root(
+            inbox.account, [parsed.in_reply_to, *reversed(parsed.references)]) or own_id
+        if reason is None:
+            await self.store.remember_thread(inbox.account, parsed.message_id, root)
+        message = dataclasses.replace(
+            message,
+            # one mail to two inboxes of an account is two turns, so the id names the inbox
+            event_id=f"{inbox.address}:{message.event_id}",
+            thread=root,
+            raw={**message.raw, "envelope": {"mail_from": envelope_sender,
+                                             "rcpt_to": inbox.address},
+                 **raw_payload(raw)},
+            extra={**message.extra, "inbox_agent": inbox.agent,
+                   "text_from_html": parsed.text_from_html,
+                   "reply_extra": reply_extra(parsed, inbox.address, settings.domain)},
+        )
+        recorded = await self.runtime.pipeline.receive(message)
+        self.runtime.events.publish("email.received", {
+            "turn_id": recorded.turn_id, "account": inbox.account, "from": parsed.from_addr,
+            "to": inbox.address, "subject": parsed.subject, "message_id": parsed.message_id,
+            **({"ignored": reason} if reason else {}),
+            **({"duplicate_of": recorded.duplicate_of} if recorded.duplicate_of else {})})
+        return recorded.turn_id
+
+    async def ignore_reason(self, settings: EmailAccount, parsed: ParsedEmail, raw: bytes,
+                            envelope_sender: str, own: set[str]) -> str | None:
+        """Why this mail must be recorded but never answered: an unauthenticated From, or
+        automatic mail (auto-replies, bounces, lists, our own inboxes) that could loop."""
+        try:
+            forged = await asyncio.to_thread(check_sender, raw, parsed, settings.sender_auth,
+                                             settings.authserv_id, self.dnsfunc)
+        except ValueError as error:  # authentication-results without an authserv_id
+            forged = f"sender authentication is not configured correctly: {error}"
+        if forged:
+            return forged
+        return auto_reply_reason(parsed, own, envelope_sender=envelope_sender)
+
+
+class AccountLimits(InboxHandler):
+    """`InboxHandler` with each account's own size limit: the server advertises the largest."""
+
+    def __init__(self, service: MailService, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.service = service
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        limit = self.service.limit_for(envelope.rcpt_tos)
+        if len(raw) > limit:
+            await self.service.note_rejected(envelope.rcpt_tos, "too_big")
+            return f"552 5.3.4 Message too big; this inbox takes at most {limit} bytes"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def reply_extra(parsed: ParsedEmail, inbox_address: str, domain: str) -> dict[str, Any]:
+    """What `EmailAdapter` needs to compose the threaded reply, kept with the turn."""
+    return {"subject": parsed.subject, "message_id": parsed.message_id,
+            "references": list(parsed.references), "reply_to": parsed.reply_to,
+            "sender": parsed.from_addr, "inbox": inbox_address, "domain": domain}
+
+
+def raw_payload(raw: bytes) -> dict[str, str]:
+    """The raw message for debugging: as text when it is clean UTF-8, else base64."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        return {"raw": text}
+    return {"raw_base64": base64.b64encode(raw).decode("ascii")}
+
+
+# --- outbound ----------------------------------------------------------------------------------
+
+class EmailAdapter:
+    """Delivers a reply as a threaded email from the inbox, through the relay or to a maildir."""
+
+    def __init__(self, name: str, settings: EmailAccount, store: Store) -> None:
+        self.name = name
+        self.settings = settings
+        self.store = store
+
+    async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
+        extra = out.extra
+        if not extra.get("sender"):
+            raise DeliveryError("the turn has no sender address to answer", permanent=True)
+        msg = compose_reply(
+            inbox_address=extra.get("inbox") or out.conversation, sender=extra["sender"],
+            subject=extra.get("subject") or "", message_id=extra.get("message_id") or "",
+            reply_text=out.text, domain=extra.get("domain") or self.settings.domain,
+            references=extra.get("references") or [], reply_to=extra.get("reply_to"))
+        ours = str(msg["Message-ID"])
+        # before sending: a reply to our answer must find the thread even if we crash right after
+        await self.store.remember_thread(self.name, ours, out.thread or extra.get("message_id")
+                                         or ours)
+        settings = self.settings
+        if settings.relay_host:
+            await send_via_relay(msg, settings.relay_host, settings.relay_port,
+                                 starttls=settings.relay_starttls,
+                                 username=settings.relay_username,
+                                 password=settings.relay_password)
+            return DeliveryReceipt(ours, {"relay": f"{settings.relay_host}:{settings.relay_port}"})
+        folder = os.path.abspath(settings.maildir)
+        try:
+            path = await asyncio.to_thread(write_to_maildir, msg, folder)
+        except OSError as error:
+            raise DeliveryError(f"cannot write to the maildir {folder}: {error}",
+                                permanent=False) from error
+        return DeliveryReceipt(ours, {"maildir": path})
+
+
+# --- provisioning ------------------------------------------------------------------------------
+
+_LOCAL_PART = re.compile(r"^[a-z0-9._+-]{1,64}$")
+
+
+class InboxRefused(SwitchboardError):
+    """Provisioning cannot be done as asked; `status` is the HTTP status that says so."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_local_part(local_part: str) -> str:
+    """The local part lowercased, or InboxRefused saying what is wrong with it."""
+    value = local_part.strip().lower()
+    if (not _LOCAL_PART.match(value) or value.startswith(".") or value.endswith(".")
+            or ".." in value):
+        raise InboxRefused(f"{local_part!r} is not a usable local part: use 1 to 64 of a-z, "
+                           "0-9, '.', '_', '+' and '-', with no leading, trailing or double dot")
+    return value
+
+
+def default_local_part(agent: str) -> str:
+    """The agent's name made fit for an address: `Help Desk` becomes `help-desk`."""
+    value = re.sub(r"[^a-z0-9._+-]+", "-", agent.lower())
+    value = re.sub(r"\.{2,}", ".", value).strip(".-")[:60].strip(".-")
+    return value or "agent"
+
+
+async def provision(store: Store, config: Config, agent: str, account: str | None = None,
+                    local_part: str | None = None) -> InboxAddress:
+    """A new inbox address for `agent` on an email account's domain.
+
+    Without `account`, the only email account; without `local_part`, the agent's name, or
+    `name-2`, `name-3`, … when that is taken. Naming a revoked address of the same agent
+    brings it back.
+    """
+    if agent not in config.agents:
+        raise InboxRefused(f"no agent named {agent!r}; agents are: "
+                           f"{', '.join(config.agents) or 'none'}", status=404)
+    choices = {n: s for n, s in config.accounts.items() if isinstance(s, EmailAccount)}
+    if account is None:
+        if not choices:
+            raise InboxRefused("no email account is configured; add one with provider: email")
+        if len(choices) > 1:
+            raise InboxRefused(f"there are several email accounts ({', '.join(choices)}); "
+                               "choose one with account")
+        account = next(iter(choices))
+    if account not in choices:
+        raise InboxRefused(f"no email account named {account!r}; email accounts are: "
+                           f"{', '.join(choices) or 'none'}")
+    domain = choices[account].domain.strip().lower()
+    if not domain:
+        raise InboxRefused(f"email account {account} has no domain; set accounts.{account}.domain")
+    if local_part is not None:
+        address = f"{check_local_part(local_part)}@{domain}"
+        try:
+            return await store.provision_inbox(address, agent, account, revive=True)
+        except AddressTaken:
+            raise InboxRefused(f"{address} is already provisioned (or was revoked from "
+                               "another agent); choose another local part", status=409) from None
+    base = default_local_part(agent)
+    for number in range(1, 1000):
+        candidate = base if number == 1 else f"{base}-{number}"
+        try:
+            return await store.provision_inbox(f"{candidate}@{domain}", agent, account)
+        except AddressTaken:
+            continue
+    raise InboxRefused(f"every {base}-N address on {domain} is taken; give a local part",
+                       status=409)
+
+
+class InboxBody(BaseModel):
+    account: str | None = None
+    local_part: str | None = None
+
+
+def inbox_routes(runtime: Runtime) -> APIRouter:
+    """`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, `DELETE /api/inboxes/{address}`."""
+    from switchboard.api import operator_auth  # api imports the runtime, which imports us
+
+    needs = operator_auth(runtime)
+    router = APIRouter(prefix="/api", tags=["inboxes"])
+    store = runtime.store
+
+    @router.post("/agents/{agent}/inbox", status_code=201,
+                 dependencies=[Depends(needs("operator"))])
+    async def provision_inbox(agent: str, body: Annotated[InboxBody | None, Body()] = None
+                              ) -> dict[str, Any]:
+        body = body or InboxBody()
+        try:
+            row = await provision(store, runtime.config, agent, body.account, body.local_part)
+        except InboxRefused as error:
+            raise HTTPException(error.status, str(error)) from None
+        runtime.events.publish("inbox.provisioned", {"email_address": row.address,
+                                                     "agent": agent, "account": row.account})
+        return inbox_dict(row)
+
+    @router.get("/inboxes", dependencies=[Depends(needs("viewer"))])
+    async def list_inboxes() -> dict[str, Any]:
+        return {"inboxes": [inbox_dict(row) for row in await store.list_inboxes()]}
+
+    @router.delete("/inboxes/{address}", dependencies=[Depends(needs("operator"))])
+    async def revoke_inbox(address: str) -> dict[str, Any]:
+        row = await store.revoke_inbox(address)
+        if row is None:
+            raise HTTPException(404, f"no inbox {address}")
+        runtime.events.publish("inbox.revoked", {"email_address": row.address,
+                                                 "agent": row.agent, "account": row.account})
+        return inbox_dict(row)
+
+    return router
+
+
+__all__ = [
+    "AccountLimits", "EmailAdapter", "InboxRefused", "MailService", "email_accounts",
+    "inbox_routes", "provision", "raw_payload",
+]

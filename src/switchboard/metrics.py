@@ -1,0 +1,36 @@
+"""Prometheus metrics of one process, served at `/metrics`."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """Counters and histograms; one registry per Runtime so tests can run several."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.turns = Counter("switchboard_turns", "Turns by provider and final status",
+                             ["provider", "status"], registry=r)
+        self.ack = Histogram("switchboard_ack_seconds", "Webhook acknowledgement latency",
+                             ["provider"], buckets=_LATENCY, registry=r)
+        self.delivery = Histogram("switchboard_delivery_seconds",
+                                  "From the reply being ready to the provider accepting it, "
+                                  "retries included",
+                                  ["provider"], buckets=_LATENCY, registry=r)
+        self.agent = Histogram("switchboard_agent_seconds", "Agent handler duration",
+                               ["agent"], buckets=_LATENCY, registry=r)
+        self.retries = Counter("switchboard_delivery_retries", "Delivery attempts to retry",
+                               ["provider"], registry=r)
+        self.rejected = Counter("switchboard_rejected_requests",
+                                "Webhook requests refused before becoming turns",
+                                ["account", "reason"], registry=r)
+        self.outbox_depth = Gauge("switchboard_outbox_depth",
+                                  "Replies waiting for delivery (pending or retrying)",
+                                  registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
