@@ -100,8 +100,10 @@ class Server:
     """Switchboard's ASGI app served by uvicorn on a free port, in a thread of its own."""
 
     def __init__(self, config_path: Path, database_url: str) -> None:
+        self.smtp_port = free_port()
         self.runtime = Runtime(load_config(config_path, strict_env=False),
-                               database_url=database_url, sweep_interval=0.2, smtp_port=None)
+                               database_url=database_url, sweep_interval=0.2,
+                               smtp_port=self.smtp_port)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(
@@ -238,3 +240,53 @@ bindings:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+class ServeProcess:
+    """`python -m switchboard serve` as a real process, to be killed and restarted."""
+
+    def __init__(self, config_path: Path, database_url: str, cwd: Path) -> None:
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(cwd / f"serve-{self.port}.log", "wb")  # noqa: SIM115
+        env = {**os.environ, "SWITCHBOARD_DATABASE_URL": database_url}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "switchboard", "serve", "--config", str(config_path),
+             "--port", str(self.port), "--smtp-port", str(free_port()),
+             "--log-level", "warning"],
+            cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+        deadline = time.time() + 30
+        while True:
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"serve did not start: {self.logs()}")
+            time.sleep(0.1)
+
+    def logs(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")
+
+    def api(self, method: str, path: str, token: str = ADMIN, **kw: Any) -> httpx.Response:
+        return self.http.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except Exception:
+                self.process.kill()
+        self.http.close()
+        self.log.close()

@@ -205,7 +205,8 @@ def _words(error: BaseException) -> str:
 def _delivery_error(error: SlackApiError) -> DeliveryError:
     response = error.response
     status = getattr(response, "status_code", 0)
-    code = response.get("error") if hasattr(response, "get") else None
+    data = getattr(response, "data", None)
+    code = data.get("error") if isinstance(data, dict) else None
     if status == 429:
         retry = (response.headers or {}).get("Retry-After") or \
             (response.headers or {}).get("retry-after")

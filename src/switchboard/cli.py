@@ -330,5 +330,63 @@ def telegram_set_webhook(
     console.print(f"webhook of {account} set to {url} (with its secret token)", highlight=False)
 
 
+
+inbox_app = typer.Typer(help="Email inboxes of agents.", no_args_is_help=True)
+app.add_typer(inbox_app, name="inbox")
+
+
+@inbox_app.command("provision")
+def inbox_provision(
+    agent: str,
+    account: Annotated[str | None, typer.Option(
+        help="Email account (default: the only one)")] = None,
+    local_part: Annotated[str | None, typer.Option(
+        "--local-part", help="The part before @ (default: the agent's name)")] = None,
+    config: ConfigOption = "bindings.yaml",
+    as_json: JsonOption = False,
+) -> None:
+    """Give an agent an email address on an email account's domain; prints the address."""
+    from switchboard.mail import InboxRefused, provision
+    from switchboard.store.inboxes import inbox_dict
+
+    settings = _load(config, strict_env=False)
+    try:
+        row = _with_store(lambda s: provision(s, settings, agent, account, local_part))
+    except InboxRefused as error:
+        err.print(str(error), highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json(inbox_dict(row))
+        return
+    console.print(row.address, highlight=False, soft_wrap=True)
+
+
+@inbox_app.command("list")
+def inbox_list(as_json: JsonOption = False) -> None:
+    """Every provisioned address, revoked ones included."""
+    from switchboard.store.inboxes import inbox_dict
+
+    inboxes = [inbox_dict(row) for row in _with_store(lambda s: s.list_inboxes())]
+    if as_json:
+        _print_json({"inboxes": inboxes})
+        return
+    table = Table("address", "agent", "account", "created", "revoked")
+    table.columns[0].no_wrap = True
+    for i in inboxes:
+        table.add_row(i["email_address"], i["agent"], i["account"], i["created_at"],
+                      i["revoked_at"] or "-")
+    console.print(table)
+
+
+@inbox_app.command("revoke")
+def inbox_revoke(address: str) -> None:
+    """Refuse mail to the address from now on (it is never handed to anyone else)."""
+    row = _with_store(lambda s: s.revoke_inbox(address))
+    if row is None:
+        err.print(f"no inbox {address}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"{row.address} is revoked; mail to it is refused with 550", highlight=False)
+
+
 def main() -> None:
     app()

@@ -5,7 +5,6 @@ whether a message would reach an agent, `/api/me` tells the console what the cal
 The page itself is plain HTML, CSS and JavaScript shipped in `console_assets/`.
 """
 
-from __future__ import annotations
 
 import re
 from dataclasses import asdict
@@ -95,7 +94,11 @@ def console_routes(runtime: Runtime) -> APIRouter:
 
     @router.get("/api/me", tags=["operators"])
     async def me(who: Annotated[Operator, Depends(viewer)]) -> dict[str, Any]:
-        return {"name": who.name, "role": who.role}
+        """Who the caller is, and the live event to stream from (so a console that loads
+        its tables next neither misses events nor replays the whole buffer)."""
+        recent = runtime.events.since(0)
+        return {"name": who.name, "role": who.role,
+                "last_event_id": recent[-1].id if recent else 0}
 
     @router.get("/api/bindings", tags=["operators"], dependencies=[Depends(viewer)])
     async def bindings() -> dict[str, Any]:

@@ -74,6 +74,7 @@ class MailService:
             self.runtime.adapters[name] = EmailAdapter(name, settings, self.store)
         if port is None or not self.accounts:
             return
+        quiet_protocol_log()
         limit = max(s.max_message_bytes for s in self.accounts.values())
         handler = AccountLimits(self, accepts=self.accepts, deliver=self.deliver,
                                 max_message_bytes=limit)
@@ -180,6 +181,15 @@ class MailService:
         if forged:
             return forged
         return auto_reply_reason(parsed, own, envelope_sender=envelope_sender)
+
+
+def quiet_protocol_log() -> None:
+    """aiosmtpd logs every SMTP command at INFO on `mail.log`; keep that for `--log-level
+    debug` only, so serve's output shows turns rather than protocol chatter."""
+    protocol_log = logging.getLogger("mail.log")
+    if protocol_log.level == logging.NOTSET and not logging.getLogger().isEnabledFor(
+            logging.DEBUG):
+        protocol_log.setLevel(logging.WARNING)
 
 
 class AccountLimits(InboxHandler):

@@ -256,7 +256,7 @@ class Pipeline:
 
     async def deliver(self, outbox_id: int) -> None:
         """One delivery attempt of a leased outbox row; schedules the retry when it fails."""
-        row = await self.store.claim_outbox(outbox_id, LEASE)
+        row = await self.store.claim_outbox(outbox_id, self.config.delivery.lease or LEASE)
         if row is None:
             return
         adapter = self.adapters.get(row.account)

@@ -55,14 +55,16 @@ class Runtime:
     smtp_host: str = "127.0.0.1"
     smtp_port: int | None = 2525
     session_sweep: float = 30.0
-    heartbeat_interval: float = 5.0
-    stale_after: timedelta = timedelta(seconds=15)
+    heartbeat_interval: float | None = None
 
     def __post_init__(self) -> None:
         self.engine = create_engine(self.database_url)
         self.store = Store(self.engine, self.clock)
         self.events = EventHub()
         self.worker_id = new_id("wkr")
+        self.stale_after = self.config.delivery.worker_timeout or timedelta(seconds=15)
+        if self.heartbeat_interval is None:
+            self.heartbeat_interval = max(self.stale_after.total_seconds() / 3, 0.2)
         self.http = httpx.AsyncClient(timeout=30)
         self.slack: dict[str, SlackAccount] = {}
         self.telegram: dict[str, TelegramAccount] = {}
@@ -104,7 +106,7 @@ class Runtime:
                 await self.pipeline.recover(self.stale_after)
             except Exception:
                 log.exception("heartbeat or recovery failed")
-            await asyncio.sleep(self.heartbeat_interval)
+            await asyncio.sleep(self.heartbeat_interval or 5.0)
 
     async def sweep_sessions(self) -> int:
         """Idle, end and cap sessions by policy. Safe in every process at once: each change is

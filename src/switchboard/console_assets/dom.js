@@ -37,13 +37,15 @@ export function fill(el, ...children) {
 const SYMBOLS = {
   delivered: "✓", failed: "✕", ignored: "–", pending: "…", held: "⏸", duplicate: "=",
   live: "●", idle: "○", paused: "⏸", ended: "■",
-  connected: "✓", disabled: "–", failing: "✕", retrying: "↻",
+  connected: "✓", disabled: "–", failing: "✕", retrying: "↻", ok: "✓", error: "✕",
+  matched: "✓", "no match": "✕",
 };
 
 /** A status as colour AND a word (and a symbol), never colour alone. */
 export function badge(word, kind = "status") {
   const text = word || "unknown";
-  return h("span", { class: `badge ${kind}-${text}`, "data-status": text },
+  const slug = text.replace(/[^a-z0-9]+/gi, "-");
+  return h("span", { class: `badge ${kind}-${slug}`, "data-status": text },
     h("span", { class: "sym", "aria-hidden": "true", text: SYMBOLS[text] || "•" }), text);
 }
 
