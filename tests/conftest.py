@@ -238,6 +238,27 @@ bindings:
 """
 
 
+def read_sse(url: str, token: str, into: list[dict[str, Any]], stop: threading.Event,
+             last_event_id: str | None = None) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+        current: dict[str, Any] = {}
+        for line in response.iter_lines():
+            if stop.is_set():
+                return
+            if line.startswith("id: "):
+                current["id"] = line[4:]
+            elif line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+            elif not line and "event" in current:
+                into.append(current)
+                current = {}
+
+
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 

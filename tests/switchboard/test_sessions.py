@@ -3,14 +3,11 @@ sleeping: policy, operator actions, chat commands, API sessions and live events.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
 
-import httpx
-
-from conftest import ADMIN, OPERATOR, SIGNING_SECRET, VIEWER, slack_message
+from conftest import ADMIN, OPERATOR, SIGNING_SECRET, VIEWER, read_sse, slack_message
 
 
 def config(api_url: str, sessions: str = "", agent_extra: str = "", slash: str = "") -> str:
@@ -214,27 +211,6 @@ def test_slash_command_ends_the_users_session_ephemerally(serve, fake_slack):
     bad = server.http.post("/slack/slack-acme/commands", content=body, headers={
         **slack_signature(body, "wrong"), "Content-Type": "application/x-www-form-urlencoded"})
     assert bad.status_code == 401
-
-
-def read_sse(url: str, token: str, into: list[dict[str, Any]], stop: threading.Event,
-             last_event_id: str | None = None) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
-    if last_event_id:
-        headers["Last-Event-ID"] = last_event_id
-    with httpx.stream("GET", url, headers=headers, timeout=30) as response:
-        current: dict[str, Any] = {}
-        for line in response.iter_lines():
-            if stop.is_set():
-                return
-            if line.startswith("id: "):
-                current["id"] = line[4:]
-            elif line.startswith("event: "):
-                current["event"] = line[7:]
-            elif line.startswith("data: "):
-                current["data"] = json.loads(line[6:])
-            elif not line and "event" in current:
-                into.append(current)
-                current = {}
 
 
 def test_sse_shows_a_slack_turn_in_order_and_resumes_with_last_event_id(serve, fake_slack):

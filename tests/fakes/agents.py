@@ -1,0 +1,120 @@
+"""A local HTTP agent and a fake OpenAI-compatible model server, for agent handler tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+from aiohttp import web
+
+
+class _ThreadedServer:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Any:
+        ready = threading.Event()
+
+        async def serve() -> None:
+            app = web.Application()
+            self.routes(app)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.create_task(serve())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(10)
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class HTTPAgent(_ThreadedServer):
+    """Answers POST /turn with a scripted reply; `mode` switches to failures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = "ok"  # ok | error | not_json | stall
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/turn", self._turn)
+
+    async def _turn(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        if self.mode == "error":
+            return web.Response(status=502, text="upstream exploded")
+        if self.mode == "not_json":
+            return web.Response(text="<html>oops</html>", content_type="text/html")
+        if self.mode == "stall":
+            await asyncio.sleep(5)
+        turns_seen = int(body["session"]["context"].get("turns", 0)) + 1
+        return web.json_response({
+            "reply": f"agent says: {body['turn']['text']} (model {body['model']})",
+            "activity": [
+                {"type": "reasoning", "text": "thinking about it"},
+                {"type": "tool_call", "name": "lookup", "arguments": {"q": body["turn"]["text"]},
+                 "status": "ok", "duration_ms": 12},
+            ],
+            "context": {"turns": turns_seen},
+        })
+
+
+class FakeOpenAI(_ThreadedServer):
+    """`/v1/chat/completions` that streams its answer as server-sent chunks."""
+
+    def __init__(self, answer: str = "Hello from the model") -> None:
+        super().__init__()
+        self.answer = answer
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self._complete)
+
+    async def _complete(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append({"body": body, "auth": request.headers.get("Authorization")})
+        if not body.get("stream"):
+            return web.json_response({"choices": [{"message": {"role": "assistant",
+                                                               "content": self.answer}}]})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for word in self.answer.split(" "):
+            chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await asyncio.sleep(0.01)
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
