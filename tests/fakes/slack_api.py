@@ -29,6 +29,8 @@ class FakeSlackAPI:
         self.port = 0
         self.delay = 0.0
         self._ts = 0
+        self._sockets: list[web.WebSocketResponse] = []
+        self.socket_acks: list[dict[str, Any]] = []
 
     @property
     def api_url(self) -> str:
@@ -90,6 +92,40 @@ class FakeSlackAPI:
                                               "user": self.bot_user_id, "bot_id": self.bot_id,
                                               "ts": ts}})
 
+    # --- Socket Mode -------------------------------------------------------------------------
+
+    async def _connections_open(self, request: web.Request) -> web.Response:
+        if not request.headers.get("Authorization", "").startswith("Bearer xapp-"):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/link"})
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1,
+                            "debug_info": {"host": "fake"}})
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                with self._lock:
+                    self.socket_acks.append(json.loads(message.data))
+        return ws
+
+    def socket_send(self, envelope: dict[str, Any]) -> None:
+        """Push one Socket Mode envelope to every connected client."""
+        assert self._loop is not None
+
+        async def send() -> None:
+            for ws in list(self._sockets):
+                if not ws.closed:
+                    await ws.send_json(envelope)
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
+
+    @property
+    def socket_connected(self) -> bool:
+        return any(not ws.closed for ws in self._sockets)
+
     async def _unknown(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": "unknown_method"})
 
@@ -97,6 +133,8 @@ class FakeSlackAPI:
         app = web.Application()
         app.router.add_post("/api/auth.test", self._auth_test)
         app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_post("/api/apps.connections.open", self._connections_open)
+        app.router.add_get("/link", self._link)
         app.router.add_route("*", "/api/{method}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -124,7 +162,12 @@ class FakeSlackAPI:
         if self._loop is None:
             return
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            async def close() -> None:
+                for ws in self._sockets:
+                    await ws.close()
+                await self._runner.cleanup()  # type: ignore[union-attr]
+
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread:
             self._thread.join(10)

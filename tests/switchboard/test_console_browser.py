@@ -1,0 +1,300 @@
+"""The operator console in a real browser: Debian's headless Chromium driven by Playwright,
+against a Switchboard served on 127.0.0.1. Screenshots of each view go to test-artifacts/."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import (
+    ADMIN,
+    OPERATOR,
+    SIGNING_SECRET,
+    VIEWER,
+    Server,
+    slack_config,
+    slack_message,
+)
+from fakes.agents import HTTPAgent
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _chromium_unavailable() -> str | None:
+    """Why the browser tests cannot run here, or None. Under CI they must run."""
+    if not Path(CHROMIUM).exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it)"
+    elif importlib.util.find_spec("playwright") is None:
+        reason = "playwright is not installed (pip install -e '.[test]')"
+    else:
+        return None
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the browser tests")
+    return reason
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if (reason := _chromium_unavailable()) is not None:
+        pytest.skip(reason)
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=10_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """SQLite only: storage is covered on both databases elsewhere; this keeps the browser
+    tests quick."""
+    return sqlite_url
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (its own sessionStorage); JavaScript errors fail the test."""
+    context = browser.new_context(viewport={"width": 1366, "height": 860})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    yield tab
+    context.close()
+    assert [e for e in errors if "401" not in e] == []
+
+
+def sign_in(page: Any, server: Server, token: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/")
+    page.get_by_label("Operator token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#nav")).to_be_visible()
+    expect(page.locator("#live")).to_have_text("Live")
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True, animations="disabled")
+
+
+def dm(server: Server, text: str) -> dict[str, Any]:
+    event = slack_message(text, channel="D0ALICE", channel_type="im")
+    return server.wait_turn(server.slack_event("slack-acme", event).json()["turn_id"])
+
+
+def test_sign_in_then_a_turn_appears_live_and_its_timeline_tells_the_story(
+        serve: Any, fake_slack: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url))
+    dm(server, "can I get a new laptop?")
+    fake_slack.fail_next("channel_not_found")
+    failed = server.slack_event("slack-acme", slack_message("<@UBOT> status?", etype="app_mention",
+                                                           channel="C0GONE"))
+    assert server.wait_turn(failed.json()["turn_id"])["status"] == "failed"
+    page.goto(server.url + "/")
+    page.get_by_label("Operator token").fill("not-a-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("not an operator token")
+    shot(page, "console-sign-in")
+    sign_in(page, server, ADMIN)
+    expect(page.locator("#who")).to_contain_text("root")
+    expect(page.get_by_role("heading", name="Turns")).to_be_visible()
+    page.evaluate("window.__noReload = true")
+
+    event = slack_message("<@UBOT> is the printer on fire?", etype="app_mention")
+    turn_id = server.slack_event("slack-acme", event).json()["turn_id"]
+    row = page.locator(f'tr[data-turn-id="{turn_id}"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".badge")).to_have_text("✓delivered")
+    expect(row).to_contain_text("C0SUPPORT")
+    expect(row).to_contain_text("triager")
+    expect(page.locator("tbody tr").first).to_have_attribute("data-turn-id", turn_id)
+    expect(page.locator('tr[data-status="failed"] .badge')).to_have_text("✕failed")
+    server.slack_event("slack-acme", slack_message("no mention, so ignored"))
+    expect(page.locator('tr[data-status="ignored"]')).to_have_count(1)
+    assert page.evaluate("window.__noReload") is True  # the table changed without a reload
+    shot(page, "console-turns")
+
+    row.get_by_role("link", name=f"Turn {turn_id}").click()
+    expect(page.get_by_role("heading", name=f"Turn {turn_id}")).to_be_visible()
+    steps = page.locator(".timeline li")
+    expect(steps).to_have_count(5)
+    names = [steps.nth(i).get_attribute("data-event") for i in range(5)]
+    assert names == ["received", "routed", "session_created", "agent_replied", "delivered"]
+    expect(steps.nth(1)).to_contain_text("Routed to agent triager")
+    expect(steps.nth(1)).to_contain_text("binding triager-slack-acme matched: "
+                                         "the message mentions the bot")
+    expect(steps.nth(3)).to_contain_text("Agent replied in")
+    expect(steps.nth(4)).to_contain_text("slack answered: message")
+    expect(page.locator(".text-block").first).to_contain_text("is the printer on fire?")
+    raw = page.locator("details.raw")
+    assert raw.get_attribute("open") is None  # collapsed by default
+    shot(page, "console-turn")
+    raw.locator("summary").click()
+    expect(raw.locator("pre")).to_contain_text('"event_callback"')
+
+
+def test_filters_live_in_the_link_and_narrow_the_table(serve: Any, fake_slack: Any,
+                                                       page: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url))
+    answered = dm(server, "hello")
+    ignored = server.wait_turn(server.slack_event(
+        "slack-acme", slack_message("chatter")).json()["turn_id"])
+    sign_in(page, server, VIEWER)
+    page.goto(f"{server.url}/#/turns?status=ignored")
+    expect(page.locator(f'tr[data-turn-id="{ignored["id"]}"]')).to_be_visible()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.get_by_label("Status")).to_have_value("ignored")
+
+    page.get_by_label("Status").select_option("")
+    page.get_by_label("Search").fill(answered["session_id"])
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(f"{server.url}/#/turns?q={answered['session_id']}")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator(f'tr[data-turn-id="{answered["id"]}"]')).to_be_visible()
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{server.url}/#/turns")
+    expect(page.locator("tbody tr")).to_have_count(2)
+    shot(page, "console-turns-phone")
+
+
+def test_operator_pauses_and_resumes_a_session(serve: Any, fake_slack: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url))
+    session_id = dm(server, "need help")["session_id"]
+    sign_in(page, server, OPERATOR)
+    page.get_by_role("link", name="Sessions").click()
+    row = page.locator(f'tr[data-session-id="{session_id}"]')
+    expect(row).to_contain_text("live")
+    shot(page, "console-sessions")
+    row.get_by_role("link", name=f"Session {session_id}").click()
+
+    def state() -> str:
+        return server.api("GET", f"/api/sessions/{session_id}").json()["state"]
+
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("h1 .badge")).to_have_text("‖paused")
+    assert state() == "paused"
+    expect(page.get_by_role("button", name="Resume")).to_be_focused()
+    expect(page.get_by_role("button", name="Delete")).to_have_count(0)  # admins only
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("h1 .badge")).to_have_text("●live")
+    assert state() == "live"
+    transcript = page.locator(".transcript")
+    expect(transcript).to_contain_text("need help")
+    expect(transcript.locator(".system .badge")).to_have_count(4)  # live→paused, paused→live
+    shot(page, "console-session")
+
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="End").click()
+    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    assert state() == "live"  # a dismissed confirmation changes nothing
+
+
+def test_viewer_sees_no_action_buttons(serve: Any, fake_slack: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url))
+    session_id = dm(server, "just looking")["session_id"]
+    sign_in(page, server, VIEWER)
+    page.goto(f"{server.url}/#/sessions/{session_id}")
+    expect(page.get_by_role("heading", name=f"Session {session_id}")).to_be_visible()
+    expect(page.locator(".transcript")).to_contain_text("just looking")
+    expect(page.locator(".action-bar")).to_have_count(0)
+    expect(page.locator("main button")).to_have_count(0)
+
+
+def test_admin_ends_and_deletes_after_confirming(serve: Any, fake_slack: Any,
+                                                 page: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url))
+    session_id = dm(server, "bye soon")["session_id"]
+    sign_in(page, server, ADMIN)
+    page.goto(f"{server.url}/#/sessions/{session_id}")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="End").click()
+    expect(page.locator("h1 .badge")).to_have_text("■ended")
+    page.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
+    assert server.api("GET", f"/api/sessions/{session_id}").status_code == 404
+
+
+def test_would_this_match_gives_the_pipelines_answer(serve: Any, fake_slack: Any,
+                                                    page: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url, name="triage-slack"))
+    ignored = server.wait_turn(server.slack_event(
+        "slack-acme", slack_message("just chatting", user="U0BOB")).json()["turn_id"])
+    assert ignored["status"] == "ignored"
+    sign_in(page, server, VIEWER)
+    page.get_by_role("link", name="Bindings").click()
+    expect(page.locator('tr[data-binding="triage-slack"]')).to_contain_text("triager")
+    expect(page.locator('tr[data-account="slack-acme"] .badge')).to_have_text("✓connected")
+
+    form = page.get_by_role("form", name="Would this match?")
+    form.get_by_label("Account").select_option("slack-acme")
+    form.get_by_label("Where").select_option("channel")
+    form.get_by_label("Conversation").fill("C0SUPPORT")
+    form.get_by_label("Sender").fill("U0BOB")
+    form.get_by_role("button", name="Would this match?").click()
+    answer = page.locator("#match-result")
+    expect(answer.locator(".reason")).to_have_text(ignored["route_reason"])
+    expect(answer).to_contain_text("no match")
+
+    form.get_by_label("Mentions the bot").check()
+    form.get_by_role("button", name="Would this match?").click()
+    expect(answer.locator(".reason")).to_have_text(
+        "binding triage-slack matched: the message mentions the bot")
+    expect(answer).to_contain_text("agent triager")
+    shot(page, "console-bindings")
+
+
+def test_tool_calls_are_collapsed_with_name_status_arguments_and_duration(
+        serve: Any, fake_slack: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    with HTTPAgent() as agent:
+        server = serve(f"""
+agents:
+  helpdesk: {{handler: http, url: "{agent.url}/turn", model: small}}
+accounts:
+  slack-acme: {{provider: slack, bot_token: xoxb-test, signing_secret: {SIGNING_SECRET},
+               api_url: "{fake_slack.api_url}"}}
+bindings:
+  - {{agent: helpdesk, account: slack-acme}}
+""")
+        session_id = dm(server, "where is my order 42?")["session_id"]
+        sign_in(page, server, VIEWER)
+        page.goto(f"{server.url}/#/sessions/{session_id}")
+        tool = page.locator('.transcript li[data-role="activity"] details').nth(1)
+        summary = tool.locator("summary")
+        expect(summary).to_contain_text("lookup")
+        expect(summary).to_contain_text("ok")
+        expect(summary).to_contain_text("12 ms")
+        expect(summary).to_contain_text('{"q":"where is my order 42?"}')
+        assert tool.get_attribute("open") is None
+        expect(tool.locator("pre")).to_be_hidden()
+        summary.click()
+        expect(tool.locator("pre")).to_contain_text('"q": "where is my order 42?"')
+        expect(page.locator(".transcript")).to_contain_text("thinking about it")
+        shot(page, "console-session-tools")

@@ -1,0 +1,442 @@
+"""Email end to end: a real SMTP client talks to `serve`'s SMTP server; a second aiosmtpd is the
+relay and captures what Switchboard sends back."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import re
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email import policy
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from conftest import OPERATOR, VIEWER, Server, free_port
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+AUTHSERV = "mx.agents.test"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without Switchboard, Slack or Telegram settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLACK_", "TELEGRAM_", "SWITCHBOARD_"))}
+    return {**env, "NO_COLOR": "1", **extra}
+
+
+def read_sse(url: str, into: list[dict[str, Any]], stop: threading.Event) -> None:
+    """Collect Server-Sent Events (event name and JSON data) until `stop` is set."""
+    with httpx.stream("GET", url, headers={"Authorization": f"Bearer {VIEWER}"},
+                      timeout=30) as response:
+        current: dict[str, Any] = {}
+        for line in response.iter_lines():
+            if stop.is_set():
+                return
+            if line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+            elif not line and "event" in current:
+                into.append(current)
+                current = {}
+
+
+class Relay:
+    """The outbound relay: keeps every message; refuses `bounce@…` the way a real MTA does."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if address.startswith("bounce@"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content,  # type: ignore[arg-type]
+                                                      policy=policy.default))  # type: ignore[arg-type]
+        return "250 2.0.0 queued"
+
+    def wait(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+        deadline = time.time() + timeout
+        while len(self.messages) < count and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(self.messages) >= count, f"the relay got {len(self.messages)} of {count}"
+        return self.messages
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[Relay, int]]:
+    handler = Relay()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def config(relay_port: int, maildir: Path) -> str:
+    """Three email accounts: `mail` (relay, threads), `acme` (relay, authenticated senders of
+    acme.com only, one session per sender, small limit) and `offline` (no relay: a maildir)."""
+    return f"""
+agents:
+  triager: {{handler: echo, model: small}}
+  helper: {{handler: echo}}
+accounts:
+  mail:
+    provider: email
+    domain: agents.test
+    relay_host: 127.0.0.1
+    relay_port: {relay_port}
+    max_message_bytes: 30000
+  acme:
+    provider: email
+    domain: acme.agents.test
+    relay_host: 127.0.0.1
+    relay_port: {relay_port}
+    max_message_bytes: 10000
+    sender_auth: authentication-results
+    authserv_id: {AUTHSERV}
+  offline:
+    provider: email
+    domain: offline.test
+    maildir: {maildir}
+    max_message_bytes: 20000
+bindings:
+  - {{name: triage-mail, agent: triager, account: mail, session_scope: thread}}
+  - {{name: acme-only, agent: triager, account: acme, allow_senders: ["*@acme.com"],
+      session_scope: sender}}
+  - {{name: triage-offline, agent: triager, account: offline}}
+"""
+
+
+@pytest.fixture
+def mail_server(serve: Callable[[str], Server], relay: tuple[Relay, int],
+                tmp_path: Path) -> Server:
+    return serve(config(relay[1], tmp_path / "outbound"))
+
+
+def provision(server: Server, agent: str = "triager", **body: str) -> str:
+    response = server.api("POST", f"/api/agents/{agent}/inbox", token=OPERATOR, json=body)
+    assert response.status_code == 201, response.text
+    return response.json()["email_address"]
+
+
+def compose(sender: str, to: str, body: str = "Please restart the nightly job.", *,
+            subject: str = "Nightly job", message_id: str | None = None,
+            headers: dict[str, str] | None = None, html: str | None = None) -> tuple[str, bytes]:
+    """A message as a mail client writes it; returns its Message-ID and bytes."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id or make_msgid(domain=sender.rpartition("@")[2])
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    if html is not None:
+        msg.set_content(html, subtype="html")
+    else:
+        msg.set_content(body)
+    return str(msg["Message-ID"]), msg.as_bytes(policy=policy.SMTP)  # CRLF, as on the wire
+
+
+def send(server: Server, sender: str, to: str, raw: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as client:
+        client.sendmail(sender, [to], raw)
+
+
+def turn_of(server: Server, inbox: str, message_id: str, settled: bool = True
+            ) -> dict[str, Any]:
+    """The turn of one message to one inbox, once its outcome is known."""
+    deadline = time.time() + 10
+    while True:
+        found = server.turns(q=f"{inbox}:{message_id}")
+        if found:
+            turn = server.wait_turn(found[0]["id"], None if settled else (lambda t: True))
+            if not settled or turn["status"] not in ("pending",) or time.time() > deadline:
+                return turn
+        assert time.time() < deadline, f"no turn for {message_id} to {inbox}"
+        time.sleep(0.05)
+
+
+def test_provisioning_through_the_api(mail_server):
+    server = mail_server
+    several = server.api("POST", "/api/agents/triager/inbox", token=OPERATOR)
+    assert several.status_code == 400 and "choose one" in several.json()["detail"]
+    assert provision(server, account="mail") == "triager@agents.test"
+    assert provision(server, account="mail") == "triager-2@agents.test"
+    assert provision(server, "helper", account="mail", local_part="Help.Desk") == \
+        "help.desk@agents.test"
+    for body, status, words in (
+        ({"account": "mail", "local_part": "a..b"}, 400, "not a usable local part"),
+        ({"account": "mail", "local_part": "x y"}, 400, "not a usable local part"),
+        ({"account": "mail", "local_part": "triager"}, 409, "already provisioned"),
+        ({"account": "nope"}, 400, "no email account named 'nope'"),
+    ):
+        answer = server.api("POST", "/api/agents/triager/inbox", token=OPERATOR, json=body)
+        assert answer.status_code == status and words in answer.json()["detail"], answer.text
+    assert server.api("POST", "/api/agents/ghost/inbox", token=OPERATOR,
+                      json={"account": "mail"}).status_code == 404
+    assert server.api("POST", "/api/agents/triager/inbox", token=VIEWER,
+                      json={"account": "mail"}).status_code == 403
+    listed = server.api("GET", "/api/inboxes", token=VIEWER).json()["inboxes"]
+    assert {(i["email_address"], i["agent"], i["active"]) for i in listed} == {
+        ("triager@agents.test", "triager", True), ("triager-2@agents.test", "triager", True),
+        ("help.desk@agents.test", "helper", True)}
+    # revoked: refused at RCPT, and never handed to anyone else
+    assert server.api("DELETE", "/api/inboxes/triager-2@agents.test",
+                      token=VIEWER).status_code == 403
+    revoked = server.api("DELETE", "/api/inboxes/triager-2@agents.test", token=OPERATOR)
+    assert revoked.status_code == 200 and revoked.json()["active"] is False
+    assert server.api("DELETE", "/api/inboxes/nobody@agents.test",
+                      token=OPERATOR).status_code == 404
+    _, raw = compose("alice@example.com", "triager-2@agents.test")
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        send(server, "alice@example.com", "triager-2@agents.test", raw)
+    assert refused.value.recipients["triager-2@agents.test"][0] == 550
+    assert provision(server, account="mail") == "triager-3@agents.test"
+
+
+def test_provisioning_through_the_cli_and_the_readme_one_liner(mail_server, database_url,
+                                                               tmp_path):
+    server = mail_server
+    path = str(server.runtime.config.path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "switchboard", "inbox", *args],
+                              env=clean_env(SWITCHBOARD_DATABASE_URL=database_url),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    made = cli("provision", "triager", "--config", path, "--account", "offline", "--json")
+    assert made.returncode == 0, made.stderr
+    address = json.loads(made.stdout)["email_address"]
+    assert address == "triager@offline.test"
+    refused = cli("provision", "ghost", "--config", path, "--account", "offline")
+    assert refused.returncode == 1 and "no agent named 'ghost'" in refused.stderr
+    # the README's command, pointed at this server and this inbox
+    line = next(line for line in README.read_text().splitlines() if line.startswith("python -c"))
+    code = line.removeprefix('python -c "').removesuffix('"')
+    code = code.replace("2525", str(server.smtp_port)).replace("triager@agents.localhost",
+                                                               address)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    deadline = time.time() + 10
+    while not server.turns(conversation=address, status="delivered"):
+        assert time.time() < deadline, server.turns(conversation=address)
+        time.sleep(0.05)
+    assert "Are you there?" in (tmp_path / "outbound" / "new").glob("*").__next__().read_text()
+    assert cli("revoke", address).returncode == 0
+    listed = json.loads(cli("list", "--json").stdout)["inboxes"]
+    assert [(i["email_address"], i["active"]) for i in listed] == [(address, False)]
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(server, "you@example.com", address, compose("you@example.com", address)[1])
+
+
+def test_a_mail_gets_a_threaded_answer_and_a_reply_continues_the_session(mail_server, relay):
+    server, (captured, relay_port) = mail_server, relay
+    inbox = provision(server, account="mail")
+    first_id, raw = compose("Alice <alice@example.com>", inbox, subject="Nightly job",
+                            headers={"Reply-To": "alice.private@example.com"})
+    send(server, "alice@example.com", inbox, raw)
+    answer = captured.wait(1)[0]
+    assert answer["From"] == inbox
+    assert answer["To"] == "alice.private@example.com"
+    assert answer["Subject"] == "Re: Nightly job"
+    assert answer["In-Reply-To"] == first_id
+    assert answer["References"] == first_id
+    assert answer["Auto-Submitted"] == "auto-replied"
+    ours = answer["Message-ID"]
+    assert ours.endswith("@agents.test>") and ours != first_id
+    assert answer.get_content().strip() == "echo: Please restart the nightly job."
+    first = turn_of(server, inbox, first_id)
+    assert first["status"] == "delivered" and first["provider_message_id"] == ours
+    assert first["provider"] == "email" and first["sender"] == "alice@example.com"
+    assert first["conversation"] == inbox and first["thread"] == first_id
+    delivered = next(e for e in first["events"] if e["name"] == "delivered")
+    assert delivered["detail"]["relay"] == f"127.0.0.1:{relay_port}"
+    assert "Please restart the nightly job." in first["payload"]["raw"]
+
+    # the reply quotes the answer; the agent sees only what is new, in the same session
+    quoted = ("Thanks, that fixed it.\n\nOn Mon, 1 Jan 2029 at 10:00, Triager "
+              f"<{inbox}> wrote:\n> echo: Please restart the nightly job.\n")
+    second_id, raw = compose("alice@example.com", inbox, quoted, subject="Re: Nightly job",
+                             headers={"In-Reply-To": ours, "References": f"{first_id} {ours}"})
+    send(server, "alice@example.com", inbox, raw)
+    follow_up = captured.wait(2)[1]
+    assert follow_up["To"] == "alice@example.com"
+    assert follow_up["Subject"] == "Re: Nightly job"
+    assert follow_up["In-Reply-To"] == second_id
+    assert follow_up["References"].split() == [first_id, ours, second_id]
+    second = turn_of(server, inbox, second_id)
+    assert second["session_id"] == first["session_id"]
+    assert second["text"] == "Thanks, that fixed it."
+    transcript = server.api("GET", f"/api/sessions/{first['session_id']}").json()["transcript"]
+    said = [m["text"] for m in transcript if m["role"] == "user"]
+    assert said == ["Please restart the nightly job.", "Thanks, that fixed it."]
+    assert not any("wrote:" in text or "> echo" in text for text in said)
+
+    # a new thread is a new session (session_scope: thread)
+    third_id, raw = compose("alice@example.com", inbox, "Another thing", subject="Other")
+    send(server, "alice@example.com", inbox, raw)
+    captured.wait(3)
+    assert turn_of(server, inbox, third_id)["session_id"] != first["session_id"]
+
+
+def test_unknown_recipients_oversized_and_html_mail(mail_server, relay):
+    server, (captured, _) = mail_server, relay
+    inbox = provision(server, account="mail")
+    acme = provision(server, account="acme")
+    _, raw = compose("alice@example.com", "nobody@agents.test")
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        send(server, "alice@example.com", "nobody@agents.test", raw)
+    code, words = refused.value.recipients["nobody@agents.test"]
+    assert code == 550 and words.startswith(b"5.1.1")
+
+    big = "\n".join("x" * 70 for _ in range(500))  # about 35 kB: over the largest limit
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as client:
+        client.ehlo()
+        assert client.has_extn("size") and client.esmtp_features["size"] == "30000"
+        with pytest.raises(smtplib.SMTPSenderRefused) as too_big:  # declared with SIZE
+            client.sendmail("alice@example.com", [inbox], compose("a@example.com", inbox, big)[1])
+        assert too_big.value.smtp_code == 552
+        client.rset()
+        assert client.mail("alice@example.com")[0] == 250  # not declared: read, then refused
+        assert client.rcpt(inbox)[0] == 250
+        code, _ = client.data(compose("alice@example.com", inbox, big)[1])
+        assert code == 552
+        # acme's own limit is smaller than what the server advertises
+        client.rset()
+        medium = "\n".join("y" * 70 for _ in range(200))  # about 14 kB
+        assert client.mail("alice@acme.com")[0] == 250
+        assert client.rcpt(acme)[0] == 250
+        code, message = client.data(compose("alice@acme.com", acme, medium)[1])
+        assert code == 552 and b"at most 10000 bytes" in message
+        # the same session keeps working
+        client.rset()
+        html_id, raw = compose("alice@example.com", inbox,
+                               html="<html><body><p>Hello <b>there</b>,</p>"
+                                    "<p>the <i>printer</i> is down.</p></body></html>")
+        client.sendmail("alice@example.com", [inbox], raw)
+    answer = captured.wait(1)[0]
+    assert "echo: Hello there," in answer.get_content()
+    assert "<b>" not in answer.get_content()
+    turn = turn_of(server, inbox, html_id)
+    assert turn["status"] == "delivered" and "the printer is down." in turn["text"]
+    rejected = {a["name"]: a["rejected"] for a in server.api("GET", "/api/accounts").json()[
+        "accounts"]}
+    assert rejected["acme"] == {"too_big": 1}
+
+
+def test_automatic_mail_and_our_own_inboxes_are_ignored_with_reasons(mail_server, relay):
+    server, (captured, _) = mail_server, relay
+    inbox = provision(server, account="mail")
+    helper = provision(server, "helper", account="mail")
+    auto_id, auto = compose("alice@example.com", inbox, "I am out of office.",
+                            subject="Out of office", headers={"Auto-Submitted": "auto-replied"})
+    own_id, own = compose(helper, inbox, "echo: hello", subject="Re: hello")
+    bounce_id, bounce = compose("MAILER-DAEMON@example.com", inbox, "Undeliverable")
+    send(server, "alice@example.com", inbox, auto)
+    send(server, helper, inbox, own)
+    send(server, "", inbox, bounce)
+    reasons = {mid: turn_of(server, inbox, mid) for mid in (auto_id, own_id, bounce_id)}
+    assert all(t["status"] == "ignored" and t["reply_text"] is None for t in reasons.values())
+    assert "Auto-Submitted: auto-replied" in reasons[auto_id]["route_reason"]
+    assert reasons[own_id]["route_reason"] == (
+        f"mail from our own inbox {helper}; answering it would loop")
+    assert "MAILER-DAEMON" in reasons[bounce_id]["route_reason"] \
+        or "bounce" in reasons[bounce_id]["route_reason"]
+    time.sleep(0.3)
+    assert captured.messages == []
+
+
+def test_sender_authentication_and_allow_senders(mail_server, relay):
+    server, (captured, _) = mail_server, relay
+    acme = provision(server, account="acme")
+
+    def results(header: str) -> dict[str, str]:
+        return {"Authentication-Results": header}
+
+    alice1, alice_raw = compose("alice@acme.com", acme, "First question",
+                                headers=results(f"{AUTHSERV}; dkim=pass header.d=acme.com"))
+    alice2, alice_raw2 = compose("alice@acme.com", acme, "Second, unrelated", subject="Other",
+                                 headers=results(f"{AUTHSERV}; spf=pass "
+                                                 "smtp.mailfrom=alice@acme.com"))
+    bob, bob_raw = compose("bob@evil.test", acme, "Let me in",
+                           headers=results(f"{AUTHSERV}; dkim=pass header.d=evil.test"))
+    bare, bare_raw = compose("carol@acme.com", acme, "Wire the money")
+    foreign, foreign_raw = compose("dave@acme.com", acme, "Wire it now",
+                                   headers=results("mx.evil.test; dkim=pass header.d=acme.com"))
+    failed, failed_raw = compose("bob@acme.com", acme, "Trust me",
+                                 headers=results(f"{AUTHSERV}; dkim=fail header.d=acme.com"))
+    for sender, raw in (("alice@acme.com", alice_raw), ("alice@acme.com", alice_raw2),
+                        ("bob@evil.test", bob_raw), ("carol@acme.com", bare_raw),
+                        ("dave@acme.com", foreign_raw), ("bob@acme.com", failed_raw)):
+        send(server, sender, acme, raw)
+    first, second = turn_of(server, acme, alice1), turn_of(server, acme, alice2)
+    assert first["status"] == second["status"] == "delivered"
+    assert first["session_id"] == second["session_id"]  # session_scope: sender
+    assert turn_of(server, acme, bob)["route_reason"] == (
+        "sender bob@evil.test is not in allow_senders of binding acme-only")
+    assert turn_of(server, acme, bare)["route_reason"] == (
+        f"From carol@acme.com is not authenticated: no Authentication-Results from {AUTHSERV}")
+    assert turn_of(server, acme, foreign)["route_reason"] == (
+        f"From dave@acme.com is not authenticated: no Authentication-Results from {AUTHSERV}")
+    assert turn_of(server, acme, failed)["route_reason"].startswith(
+        "From bob@acme.com is not authenticated: dkim=fail")
+    time.sleep(0.3)
+    assert sorted(str(m["To"]) for m in captured.messages) == ["alice@acme.com"] * 2
+
+
+def test_relay_refusal_fails_the_turn_and_maildir_says_where(mail_server, relay, tmp_path):
+    server, (captured, _) = mail_server, relay
+    inbox = provision(server, account="mail")
+    offline = provision(server, account="offline")
+    seen: list[dict[str, Any]] = []
+    stop = threading.Event()
+    reader = threading.Thread(target=read_sse, args=(f"{server.url}/api/events", seen, stop),
+                              daemon=True)
+    reader.start()
+    time.sleep(0.3)
+
+    refused_id, raw = compose("bounce@example.com", inbox, "Answer me", subject="Doomed")
+    send(server, "bounce@example.com", inbox, raw)
+    failed = turn_of(server, inbox, refused_id)
+    assert failed["status"] == "failed" and failed["delivery_status"] == "failed"
+    assert failed["error"].startswith("550")
+    assert "Recipient address rejected: User unknown" in failed["error"]
+    assert failed["delivery_attempts"] == 1  # permanent: not retried
+    assert captured.messages == []
+
+    kept_id, raw = compose("alice@example.com", offline, "Offline hello", subject="Hi")
+    send(server, "alice@example.com", offline, raw)
+    kept = turn_of(server, offline, kept_id)
+    assert kept["status"] == "delivered"
+    where = next(e for e in kept["events"] if e["name"] == "delivered")["detail"]["maildir"]
+    assert Path(where).parent == tmp_path / "outbound" / "new"
+    written = email.message_from_bytes(Path(where).read_bytes(), policy=policy.default)
+    assert written["From"] == offline and written["In-Reply-To"] == kept_id
+    assert written["Message-ID"] == kept["provider_message_id"]
+
+    deadline = time.time() + 5
+    while sum(e["event"] == "email.received" for e in seen) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    received = [e["data"] for e in seen if e["event"] == "email.received"]
+    assert [(r["turn_id"], r["from"], r["to"], r["subject"]) for r in received] == [
+        (failed["id"], "bounce@example.com", inbox, "Doomed"),
+        (kept["id"], "alice@example.com", offline, "Hi")]
+    assert re.fullmatch(r"turn_[0-9a-f]+", received[0]["turn_id"])
