@@ -5,7 +5,6 @@ whether a message would reach an agent, `/api/me` tells the console what the cal
 The page itself is plain HTML, CSS and JavaScript shipped in `console_assets/`.
 """
 
-
 import re
 from dataclasses import asdict
 from importlib import resources

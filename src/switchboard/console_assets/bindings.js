@@ -51,9 +51,11 @@ async function inboxSection(ctx) {
     return h("p", { class: "notice error", text: `Inboxes could not be loaded: ${error.message}` });
   }
   const rows = Array.isArray(data) ? data : data.inboxes || [];
-  return table(["Address", "Agent", "Account"], rows.map((i) => h("tr", {},
+  return table(["Address", "Agent", "Account", "State", "Provisioned"], rows.map((i) => h("tr", {},
     cell("Address", h("span", { class: "mono", text: i.address || i.email_address })),
-    cell("Agent", i.agent), cell("Account", i.account || "—"))),
+    cell("Agent", i.agent), cell("Account", i.account || "—"),
+    cell("State", badge(i.active === false ? "revoked" : "active", "inbox")),
+    cell("Provisioned", when(i.created_at)))),
   { caption: "Inbox addresses", empty: "No inbox is provisioned. "
     + "Provision one with `switchboard inbox provision AGENT`." }).wrap;
 }

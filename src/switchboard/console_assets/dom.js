@@ -35,10 +35,10 @@ export function fill(el, ...children) {
 }
 
 const SYMBOLS = {
-  delivered: "✓", failed: "✕", ignored: "–", pending: "…", held: "⏸", duplicate: "=",
-  live: "●", idle: "○", paused: "⏸", ended: "■",
+  delivered: "✓", failed: "✕", ignored: "–", pending: "…", held: "‖", duplicate: "=",
+  live: "●", idle: "○", paused: "‖", ended: "■",
   connected: "✓", disabled: "–", failing: "✕", retrying: "↻", ok: "✓", error: "✕",
-  matched: "✓", "no match": "✕",
+  matched: "✓", "no match": "✕", active: "✓", revoked: "–",
 };
 
 /** A status as colour AND a word (and a symbol), never colour alone. */
@@ -88,7 +88,7 @@ export function table(headers, rows, { caption, empty = "Nothing to show." } = {
 
 /** A table cell labelled for the narrow, card-like layout. */
 export function cell(label, ...children) {
-  return h("td", { "data-label": label }, children);
+  return h("td", { "data-label": label }, h("div", { class: "cell" }, children));
 }
 
 export function select(name, label, options, value) {

@@ -109,7 +109,8 @@ export async function turnsView(main, ctx) {
       const tr = turnRow(turn);
       if (atEnd) grid.body.append(tr);
       else {
-        const after = [...rows.values()].find((row) => newer(turn, row.turn));
+        const after = [...grid.body.children].map((el) => rows.get(el.dataset.turnId))
+          .find((row) => row && newer(turn, row.turn));
         if (!after && cursor) return; // older than what is shown: it is on a later page
         if (after) after.tr.before(tr);
         else grid.body.append(tr);
@@ -152,7 +153,7 @@ function describe(event, turn) {
         + `on account ${turn.account}`, "info"];
     case "routed":
       return [d.agent ? `Routed to agent ${d.agent}` : "Routed",
-        [d.binding ? `binding ${d.binding}` : null, d.reason].filter(Boolean).join(": "), "ok"];
+        d.reason || (d.binding ? `binding ${d.binding}` : ""), "ok"];
     case "ignored":
       return ["Ignored", d.reason || turn.route_reason, "muted"];
     case "transferred":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, insert, update
 from sqlmodel import col, select
 
 from channels.messages import SwitchboardError
@@ -27,8 +27,9 @@ class LifecycleQueries(SessionQueries):
     async def sweep_policy(self, agent: str, policy: SessionPolicy) -> list[dict[str, Any]]:
         """Apply idle_timeout and max_duration to one agent's open sessions.
 
-        Each row is claimed with a conditional UPDATE on its current state, so when several
-        processes sweep at once exactly one of them moves (and reports) each session.
+        Each move is one `UPDATE ... WHERE state = :before AND <cutoff> RETURNING id`, so the
+        database decides: when several processes sweep at once, each session moves (and is
+        reported, and gets its transcript entry) in exactly one of them.
         """
         now = self.clock.now()
         moves: list[tuple[str, str, str, datetime]] = []  # (from, to, cause, cutoff)
@@ -42,32 +43,26 @@ class LifecycleQueries(SessionQueries):
         done: list[dict[str, Any]] = []
         for before, target, cause, cutoff in moves:
             column = Session.started_at if cause == "max_duration" else Session.last_activity_at
+            values: dict[str, Any] = {"state": target}
+            if target == "ended":
+                values.update(ended_at=now, end_cause=cause)
             async with self.tx() as db:
-                candidates = (await db.exec(select(Session.id).where(
-                    Session.agent == agent, Session.state == before,
-                    column < self.naive(cutoff)).limit(1000))).all()
-            for session_id in candidates:
-                moved = await self._claim_transition(session_id, before, target, cause, now)
+                result = await db.exec(
+                    update(Session)
+                    .where(col(Session.agent) == agent, col(Session.state) == before,
+                           column < self.naive(cutoff))
+                    .values(**values).returning(col(Session.id)))
+                moved = [row[0] for row in result.all()]
                 if moved:
-                    done.append(moved)
+                    await db.exec(insert(SessionMessage), params=[
+                        {"session_id": session_id, "at": now, "role": "system",
+                         "text": f"session {before} → {target} ({cause})", "turn_id": None,
+                         "data": {"from": before, "to": target, "cause": cause,
+                                  "actor": "policy"}}
+                        for session_id in moved])
+            done += [{"session_id": session_id, "from": before, "to": target, "cause": cause,
+                      "actor": "policy"} for session_id in moved]
         return done
-
-    async def _claim_transition(self, session_id: str, before: str, target: str, cause: str,
-                                now: datetime) -> dict[str, Any] | None:
-        values: dict[str, Any] = {"state": target}
-        if target == "ended":
-            values.update(ended_at=now, end_cause=cause)
-        async with self.tx() as db:
-            result = await db.exec(update(Session).where(
-                Session.id == session_id, Session.state == before).values(**values))
-            if result.rowcount != 1:
-                return None
-            db.add(SessionMessage(session_id=session_id, at=now, role="system",
-                                  text=f"session {before} → {target} ({cause})",
-                                  data={"from": before, "to": target, "cause": cause,
-                                        "actor": "policy"}))
-        return {"session_id": session_id, "from": before, "to": target, "cause": cause,
-                "actor": "policy"}
 
     async def change_state(self, session_id: str, target: str, *, cause: str, actor: str,
                            transfer_to: str | None = None) -> dict[str, Any] | None:
