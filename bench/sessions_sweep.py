@@ -2,9 +2,10 @@
 
     python bench/sessions_sweep.py [--sessions 100000] [--database-url URL]
 
-Fills a fresh database (SQLite by default; PostgreSQL with --database-url, which should name a
-scratch database: the bench leaves its rows there) with sessions of one agent, then times the sweep `serve` runs on its schedule: once when nothing is due (the usual
-case), once when every session goes idle, once when every session ends.
+Fills a fresh database (SQLite by default; with --database-url, a scratch PostgreSQL database:
+the bench leaves its rows there) with live sessions of one agent, then times the sweep that
+`serve` runs on its schedule: once when nothing is due (the usual case), once when every
+session goes idle, once when every session ends.
 """
 
 from __future__ import annotations
@@ -12,21 +13,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import sys
 import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from sqlalchemy import insert
 
-from sqlalchemy import insert  # noqa: E402
-
-from switchboard import db  # noqa: E402
-from switchboard.clock import Clock  # noqa: E402
-from switchboard.config import SessionPolicy  # noqa: E402
-from switchboard.models import Session  # noqa: E402
-from switchboard.store import Store  # noqa: E402
+from switchboard import db
+from switchboard.clock import Clock
+from switchboard.config import SessionPolicy
+from switchboard.models import Session
+from switchboard.store import Store
 
 
 async def fill(store: Store, count: int) -> None:
