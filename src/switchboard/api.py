@@ -116,7 +116,8 @@ def api_routes(runtime: Runtime) -> APIRouter:
 
         filters: dict[str, Any] = {"agent": agent, "state": state, "user": user,
                                    "source": source, "tag": tag, "account": account,
-                                   "include_archived": include_archived}
+                                   "include_archived": include_archived,
+                                   "archive_after": runtime.config.sessions.auto_archive_after}
         try:
             for key, value in (("started_after", started_after),
                                ("started_before", started_before)):

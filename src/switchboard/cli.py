@@ -166,10 +166,26 @@ def turns_show(turn_id: str, as_json: JsonOption = False) -> None:
 def sessions_list(
     agent: str | None = None, state: str | None = None, user: str | None = None,
     source: str | None = None, tag: str | None = None, cursor: str | None = None,
+    started_after: Annotated[str | None, typer.Option(help="ISO date or time")] = None,
+    started_before: Annotated[str | None, typer.Option(help="ISO date or time")] = None,
+    include_archived: bool = False, config: ConfigOption = "bindings.yaml",
     limit: int = 50, as_json: JsonOption = False,
 ) -> None:
     """Newest sessions first, with the API's filters."""
-    filters = {"agent": agent, "state": state, "user": user, "source": source, "tag": tag}
+    from datetime import datetime
+    from pathlib import Path
+
+    filters: dict[str, Any] = {"agent": agent, "state": state, "user": user, "source": source,
+                               "tag": tag, "include_archived": include_archived}
+    if Path(config).exists():
+        filters["archive_after"] = _load(config, strict_env=False).sessions.auto_archive_after
+    for key, value in (("started_after", started_after), ("started_before", started_before)):
+        if value:
+            try:
+                filters[key] = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                err.print(f"--{key.replace('_', '-')}: {value!r} is not an ISO date or time")
+                raise typer.Exit(1) from None
     sessions, next_cursor = _with_store(lambda s: s.list_sessions(filters, cursor, limit))
     if as_json:
         _print_json({"sessions": sessions, "next_cursor": next_cursor})

@@ -247,3 +247,24 @@ def test_sse_shows_a_slack_turn_in_order_and_resumes_with_last_event_id(serve, f
         "turn.received", "turn.routed", "turn.delivered"]
     assert again[-1]["data"]["turn_id"] == second["id"]
     assert server.http.get("/api/events").status_code == 401
+
+
+def test_listing_filters_and_auto_archive(serve, fake_slack):
+    server = serve(config(fake_slack.api_url, sessions="\n  auto_archive_after: 1d"))
+    alice = dm(server, "hi", user="U0ALICE", channel="D0ALICE")["session_id"]
+    bob = dm(server, "hi", user="U0BOB", channel="D0BOB")["session_id"]
+    listed = server.api("GET", "/api/sessions", params={"user": "U0BOB"}).json()["sessions"]
+    assert [s["id"] for s in listed] == [bob]
+    assert listed[0]["turn_count"] == 1 and listed[0]["source"] == "slack"
+    newest_first = [s["id"] for s in server.api("GET", "/api/sessions").json()["sessions"]]
+    assert newest_first == [bob, alice]
+    started = listed[0]["started_at"]
+    after = server.api("GET", "/api/sessions", params={"started_after": started}).json()
+    assert [s["id"] for s in after["sessions"]] == [bob]
+    server.api("POST", f"/api/sessions/{alice}/end", token=OPERATOR)
+    server.travel(days=2)
+    default = [s["id"] for s in server.api("GET", "/api/sessions").json()["sessions"]]
+    assert alice not in default
+    archived = server.api("GET", "/api/sessions", params={"include_archived": "true"}).json()
+    assert alice in [s["id"] for s in archived["sessions"]]
+    assert server.api("GET", f"/api/sessions/{alice}").status_code == 200

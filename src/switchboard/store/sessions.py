@@ -166,9 +166,11 @@ class SessionQueries(StoreBase):
             query = query.where(Session.started_at >= self.naive(filters["started_after"]))
         if filters.get("started_before"):
             query = query.where(Session.started_at < self.naive(filters["started_before"]))
-        archive = filters.get("archive_before")
-        if archive is not None and not filters.get("include_archived"):
-            query = query.where((Session.state != "ended") | (Session.ended_at >= archive))
+        archive = filters.get("archive_after")
+        if archive and not filters.get("include_archived"):
+            # ended sessions older than auto_archive_after leave default listings
+            cutoff = self.naive(self.clock.now() - archive)
+            query = query.where((Session.state != "ended") | (Session.ended_at >= cutoff))
         if cursor:
             at, ident = decode_cursor(cursor)
             at = self.naive(at)
