@@ -29,6 +29,7 @@ class InboundMessage:
     thread: str | None = None
     mentioned: bool = False
     starts_thread: bool = False
+    for_agent: str | None = None  # addressed to one agent (mail to its inbox)
     sender_name: str = ""
     ignore_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -104,6 +104,9 @@ def _check(
     message: InboundMessage, binding: Binding, replied_in_thread: frozenset[str]
 ) -> tuple[tuple[int, int, int, int], str] | str:
     """Rank and reason when the binding answers the message, else the reason it does not."""
+    if message.for_agent and binding.agent != message.for_agent:
+        return (f"{message.conversation} belongs to agent {message.for_agent}; binding "
+                f"{binding.name} is for agent {binding.agent}")
     if binding.allow_conversations and message.conversation not in binding.allow_conversations:
         return (
             f"conversation {message.conversation} is not in allow_conversations "

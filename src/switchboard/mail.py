@@ -87,14 +87,8 @@ class MailService:
             for name in self.accounts:
                 self.runtime.account_errors[name] = words
 
-    @property
-    def port(self) -> int | None:
-        """The port SMTP listens on (useful when started on port 0)."""
-        if self.server is None or not self.server.sockets:
-            return None
-        return int(self.server.sockets[0].getsockname()[1])
-
     async def stop(self) -> None:
+        """Stop accepting connections; sessions in flight are cut off at shutdown."""
         if self.server is None:
             return
         self.server.close()
@@ -154,6 +148,7 @@ class MailService:
             # one mail to two inboxes of an account is two turns, so the id names the inbox
             event_id=f"{inbox.address}:{message.event_id}",
             thread=root,
+            for_agent=inbox.agent,
             raw={**message.raw, "envelope": {"mail_from": envelope_sender,
                                              "rcpt_to": inbox.address},
                  **raw_payload(raw)},

@@ -441,7 +441,8 @@ def message_from_turn(row: Turn) -> InboundMessage:
         conversation=row.conversation, kind=row.kind or "channel",  # type: ignore[arg-type]
         sender=row.sender, text=row.text, message_id=row.message_id, thread=row.thread,
         mentioned=bool(extra.pop("mentioned", False)),
-        starts_thread=bool(extra.pop("starts_thread", False)), sender_name=row.sender_name,
+        starts_thread=bool(extra.pop("starts_thread", False)),
+        for_agent=extra.pop("for_agent", None), sender_name=row.sender_name,
         ignore_reason=extra.pop("ignore_reason", None), raw=row.payload or {}, extra=extra)
 
 

@@ -74,6 +74,7 @@ class Runtime:
         self.pipeline = Pipeline(self.config, self.store, self.adapters,
                                  build_handlers(self.config.agents, self.http), self.events,
                                  self.metrics)
+        self.mail = MailService(self)
         self.operators: dict[str, Operator] = {}
         self._background: list[asyncio.Task[Any]] = []
 
@@ -89,7 +90,6 @@ class Runtime:
                 await self._start_slack(name, settings)
             elif isinstance(settings, TelegramSettings):
                 await self._start_telegram(name, settings)
-        self.mail = MailService(self)
         await self.mail.start(self.smtp_host, self.smtp_port)
         self._background.append(asyncio.create_task(self._sweep_outbox()))
         self.scheduler = AsyncIOScheduler()
@@ -241,8 +241,7 @@ class Runtime:
     async def stop(self) -> None:
         if getattr(self, "scheduler", None) is not None:
             self.scheduler.shutdown(wait=False)
-        if getattr(self, "mail", None) is not None:
-            await self.mail.stop()
+        await self.mail.stop()
         for task in self._background:
             task.cancel()
         for task in self._background:

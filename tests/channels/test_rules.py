@@ -437,3 +437,20 @@ def test_match_is_deterministic_and_ignores_list_position(scenario, rnd: random.
 def test_ignore_reason_always_wins(scenario, why):
     message, bindings, replied = scenario
     assert match(replace(message, ignore_reason=why), bindings, replied) == NoMatch(why)
+
+
+def test_mail_to_an_agents_inbox_reaches_only_that_agents_binding():
+    from channels.messages import InboundMessage
+    from channels.rules import Binding, Match, NoMatch, match
+
+    first = Binding(name="a-mail", agent="alpha", account="mail", order=0)
+    second = Binding(name="b-mail", agent="beta", account="mail", order=1)
+    mail = InboundMessage(provider="email", account="mail", event_id="e1",
+                          conversation="beta@agents.test", kind="dm", sender="x@acme.com",
+                          text="hi", for_agent="beta")
+    decision = match(mail, [first, second])
+    assert isinstance(decision, Match) and decision.binding is second
+    lonely = match(mail, [first])
+    assert isinstance(lonely, NoMatch)
+    assert lonely.reason == ("beta@agents.test belongs to agent beta; binding a-mail is for "
+                             "agent alpha")

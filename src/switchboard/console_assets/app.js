@@ -77,7 +77,11 @@ async function render() {
   const ticket = ++app.rendering;
   main.setAttribute("aria-busy", "true");
   try {
-    const view = await pick(parts)(main, { ...context, params, parts, me: app.me });
+    // Each view draws into a root of its own: a late redraw of a view already left writes
+    // into a detached element, never over the page that replaced it.
+    const root = h("div", { class: "view" });
+    fill(main, root);
+    const view = await pick(parts)(root, { ...context, params, parts, me: app.me });
     if (ticket !== app.rendering) {
       if (view && view.dispose) view.dispose();
       return;

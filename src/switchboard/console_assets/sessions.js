@@ -177,18 +177,23 @@ export async function sessionView(main, ctx, id) {
   const meta = await ctx.meta().catch(() => null);
   const agents = meta ? meta.agents.map((a) => a.name) : [];
   const path = `/api/sessions/${encodeURIComponent(id)}`;
+  let timer = null;
+  let gone = false;
 
   async function act(action, body) {
+    if (action === "delete") {
+      gone = true; // no redraw of a session that is about to vanish
+      clearTimeout(timer);
+    }
     try {
       const answer = action === "delete"
         ? await ctx.api(path, { method: "DELETE" })
         : await ctx.api(`${path}/${action}`, { method: "POST", body: body || {} });
       ctx.notify(answer.message || "done");
-      if (action === "delete") return ctx.navigate("/sessions");
+      if (action === "delete") return ctx.navigate("/sessions", {});
       await draw();
-      const next = main.querySelector(".action-bar button") || main.querySelector("h1");
-      if (next) next.focus();
     } catch (error) {
+      gone = false;
       ctx.notify(error.message, "error");
     }
   }
@@ -197,6 +202,8 @@ export async function sessionView(main, ctx, id) {
     const s = await ctx.api(path);
     const opened = new Set([...main.querySelectorAll(".transcript details[open]")]
       .map((el) => el.closest("li").dataset.entry));
+    const focused = main.contains(document.activeElement) ? document.activeElement : null;
+    const focusAction = focused && focused.dataset.action;
     fill(main,
       h("p", { class: "crumbs" }, h("a", { href: "#/sessions", text: "← Sessions" })),
       h("h1", { tabindex: "-1" }, "Session ", h("span", { class: "mono", text: s.id }), " ",
@@ -226,15 +233,29 @@ export async function sessionView(main, ctx, id) {
       const details = li.querySelector("details");
       if (details && opened.has(li.dataset.entry)) details.open = true;
     }
+    if (focused) { // a live redraw keeps the keyboard where it was
+      const again = focusAction
+        ? main.querySelector(`[data-action="${focusAction}"]`)
+          || main.querySelector(".action-bar button")
+        : null;
+      (again || main.querySelector("h1")).focus();
+    }
   }
   await draw();
-  let timer = null;
   return {
     onEvent(event) {
-      if (event.data.session_id !== id) return;
+      if (event.data.session_id !== id || gone) return;
       clearTimeout(timer);
+      if (event.name === "session.deleted") {
+        gone = true;
+        ctx.notify(`Session ${id} was deleted by ${event.data.actor || "an admin"}.`);
+        return;
+      }
       timer = setTimeout(() => draw().catch(() => {}), 150);
     },
-    dispose: () => clearTimeout(timer),
+    dispose() {
+      gone = true;
+      clearTimeout(timer);
+    },
   };
 }

@@ -254,8 +254,13 @@ export async function turnView(main, ctx, id) {
       clearTimeout(timer);
       timer = setTimeout(() => {
         const open = main.querySelector("details.raw")?.open;
+        const focused = main.contains(document.activeElement) ? document.activeElement : null;
         draw().then(() => {
           if (open) main.querySelector("details.raw").open = true;
+          if (focused) { // a live redraw keeps the keyboard on the page, not lost on <body>
+            const raw = focused.closest("details.raw");
+            main.querySelector(raw ? "details.raw summary" : "h1").focus();
+          }
         }).catch((e) => ctx.notify(e.message, "error"));
       }, 120);
     },

@@ -193,7 +193,7 @@ def _turn_from(message: InboundMessage, payload: dict[str, Any], extra: dict[str
         message_id=message.message_id, sender=message.sender, sender_name=message.sender_name,
         text=message.text, received_at=now, status="pending", payload=payload,
         extra={**message.extra, **extra, "mentioned": message.mentioned,
-               "starts_thread": message.starts_thread,
+               "starts_thread": message.starts_thread, "for_agent": message.for_agent,
                **({"ignore_reason": message.ignore_reason} if message.ignore_reason else {})},
     )
 
