@@ -39,6 +39,11 @@ class EventHub:
         self._changed = asyncio.Event()
         return event
 
+    @property
+    def last_id(self) -> int:
+        """The id of the newest event, 0 before the first."""
+        return self._buffer[-1].id if self._buffer else 0
+
     def since(self, last_id: int) -> list[LiveEvent]:
         return [e for e in self._buffer if e.id > last_id]
 

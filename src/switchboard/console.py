@@ -95,9 +95,7 @@ def console_routes(runtime: Runtime) -> APIRouter:
     async def me(who: Annotated[Operator, Depends(viewer)]) -> dict[str, Any]:
         """Who the caller is, and the live event to stream from (so a console that loads
         its tables next neither misses events nor replays the whole buffer)."""
-        recent = runtime.events.since(0)
-        return {"name": who.name, "role": who.role,
-                "last_event_id": recent[-1].id if recent else 0}
+        return {"name": who.name, "role": who.role, "last_event_id": runtime.events.last_id}
 
     @router.get("/api/bindings", tags=["operators"], dependencies=[Depends(viewer)])
     async def bindings() -> dict[str, Any]:
