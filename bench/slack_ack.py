@@ -1,0 +1,675 @@
+"""Slack acknowledgement benchmark: Switchboard `serve` against a bare slack-bolt `AsyncApp`.
+
+Both servers get the same load, one after the other (never both at once): wrk over 32
+connections posting distinct, correctly signed `app_mention` events (pre-generated here, sent by
+bench/mention.lua), and both reply through the same fake Slack Web API (bench/fake_slack.py),
+which runs in its own process and counts the replies.
+
+Per row: acknowledgements per second (2xx answers only), ack latency p50/p99 (wrk --latency),
+replies delivered and replies per second (from the first request of the measured run to the
+last reply), and whether every acknowledged event got its reply. For Switchboard the SQLite
+database is cross-checked (turns by status, received → delivered lag).
+
+    /tmp/venv/bin/python bench/slack_ack.py --duration 15 [--json]
+
+Targets (from the issue): Switchboard acks/s >= bare bolt acks/s, Switchboard ack p99 < 50 ms,
+every reply delivered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+LUA = BENCH / "mention.lua"
+SECRET = "bench-signing-secret-0123456789abcdef"
+BOT_TOKEN = "xoxb-bench"
+ACCOUNT = "slack-acme"
+P99_TARGET_MS = 50.0
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_json(method: str, url: str, body: bytes | None = None,
+              headers: dict[str, str] | None = None, timeout: float = 5.0
+              ) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            status = int(response.status)
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        status = error.code
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError:
+        data = {"raw": raw.decode(errors="replace")}
+    return status, data if isinstance(data, dict) else {"value": data}
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before {url} answered")
+        try:
+            status, _ = http_json("GET", url, timeout=1.0)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:g}s")
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+class FakeSlack:
+    """bench/fake_slack.py in its own process, so it does not share a GIL with the load."""
+
+    def __init__(self, workdir: Path) -> None:
+        port_file = workdir / "fake.port"
+        self.log = (workdir / "fake.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, str(BENCH / "fake_slack.py"), "--port-file", str(port_file)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().strip():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the fake Slack API did not start; see {workdir}/fake.log")
+            time.sleep(0.05)
+        self.base = f"http://127.0.0.1:{int(port_file.read_text())}"
+        self.api_url = f"{self.base}/api/"
+
+    def count(self) -> dict[str, Any]:
+        return http_json("GET", f"{self.base}/count")[1]
+
+    def reset(self) -> None:
+        http_json("POST", f"{self.base}/reset", b"")
+
+    def close(self) -> None:
+        stop(self.process, 5)
+        self.log.close()
+
+
+# --- load ----------------------------------------------------------------------------------------
+
+
+class Events:
+    """Distinct event ids and message ts across the whole bench run."""
+
+    def __init__(self, channels: int) -> None:
+        self.seq = 0
+        self.base = int(time.time())
+        self.channels = channels
+
+    def signed(self, tag: str) -> tuple[str, str, str]:
+        """(timestamp, signature, body) of one new app_mention event."""
+        self.seq += 1
+        seq = self.seq
+        now = int(time.time())
+        ts = f"{self.base + seq // 1_000_000}.{seq % 1_000_000:06d}"
+        channel = f"CBENCH{seq % self.channels:03d}"
+        user = f"U{seq % 97:05d}"
+        body = json.dumps({
+            "token": "legacy-verification-token", "team_id": "T1", "api_app_id": "ABENCH",
+            "type": "event_callback", "event_id": f"Ev{tag}{seq:09d}", "event_time": now,
+            "event": {"type": "app_mention", "user": user, "text": f"<@UBOT> ping {seq}",
+                      "ts": ts, "channel": channel, "event_ts": ts, "channel_type": "channel",
+                      "team": "T1"},
+            "authorizations": [{"enterprise_id": None, "team_id": "T1", "user_id": "UBOT",
+                                "is_bot": True, "is_enterprise_install": False}],
+            "is_ext_shared_channel": False,
+        }, separators=(",", ":"))
+        stamp = str(now)
+        digest = hmac.new(SECRET.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256)
+        return stamp, f"v0={digest.hexdigest()}", body
+
+    def write(self, prefix: Path, count: int, threads: int, tag: str) -> None:
+        """`count` requests split over one file per wrk thread (PREFIX.0, PREFIX.1, ...)."""
+        files = [prefix.with_name(f"{prefix.name}.{t}").open("w") for t in range(threads)]
+        try:
+            for i in range(count):
+                files[i % threads].write("\t".join(self.signed(tag)) + "\n")
+        finally:
+            for f in files:
+                f.close()
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    duration_s: float
+    errors: dict[str, int]
+    latency_ms: dict[str, float]
+    wrapped: int
+    threads: list[dict[str, int]]
+    cpu_s: float
+    text: str
+
+    @property
+    def acks(self) -> int:
+        return self.requests - self.errors.get("status", 0)
+
+
+def run_wrk(url: str, prefix: Path, *, threads: int, connections: int, duration: float,
+            timeout_s: float = 10.0) -> WrkResult:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency",
+               f"--timeout={timeout_s:g}s", "-s", str(LUA), url, "--", str(prefix)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    found = re.search(r"^BENCH_JSON (.*)$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    data = json.loads(found.group(1))
+    return WrkResult(
+        requests=data["requests"], duration_s=data["duration_us"] / 1e6, errors=data["errors"],
+        latency_ms={k: (v / 1000.0) for k, v in data["latency_us"].items()},
+        wrapped=data["wrapped"], threads=data["threads"], cpu_s=cpu,
+        text=done.stdout.split("BENCH_JSON", 1)[0].rstrip())
+
+
+# --- servers -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    events_url: str
+    health_url: str
+    database: Path | None = None
+
+
+def switchboard_server(workdir: Path, api_url: str, session_scope: str,
+                       src: str | None = None) -> Server:
+    port, smtp_port = free_port(), free_port()
+    config = workdir / "bindings.yaml"
+    config.write_text(f"""\
+agents:
+  triager:
+    handler: echo
+accounts:
+  {ACCOUNT}:
+    provider: slack
+    bot_token: {BOT_TOKEN}
+    signing_secret: {SECRET}
+    api_url: {api_url}
+    mode: http
+bindings:
+  - name: triage-slack
+    agent: triager
+    account: {ACCOUNT}
+    dm: true
+    mentions: true
+    session_scope: {session_scope}
+operators:
+  - name: bench
+    role: admin
+    token: bench-token
+""")
+    database = workdir / "bench.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    env = {**os.environ, "SWITCHBOARD_DATABASE_URL": f"sqlite:///{database}"}
+    if src:  # another checkout's src/ ahead of the installed (editable) one
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(Path(src).resolve()), env.get("PYTHONPATH", "")) if p)
+    return Server(
+        name="switchboard",
+        command=[sys.executable, "-m", "switchboard", "serve", "--config", str(config),
+                 "--port", str(port), "--smtp-port", str(smtp_port), "--log-level", "warning"],
+        env=env, events_url=f"http://127.0.0.1:{port}/slack/{ACCOUNT}/events",
+        health_url=f"http://127.0.0.1:{port}/healthz", database=database)
+
+
+def bare_server(api_url: str) -> Server:
+    port = free_port()
+    return Server(
+        name="bare bolt",
+        command=[sys.executable, str(BENCH / "bare_bolt.py"), "--port", str(port),
+                 "--api-url", api_url, "--signing-secret", SECRET, "--bot-token", BOT_TOKEN],
+        env=dict(os.environ), events_url=f"http://127.0.0.1:{port}/slack/events",
+        health_url=f"http://127.0.0.1:{port}/healthz")
+
+
+# --- one row -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    name: str
+    acks: int = 0
+    duration_s: float = 0.0
+    acks_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    non_2xx: int = 0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    replies: int = 0
+    replies_per_s: float = 0.0
+    last_reply_after_s: float = 0.0
+    every_reply: bool = False
+    wrapped: int = 0
+    machine_busy_before: float | None = None
+    server_cpu: float = 0.0  # cores the server used during the measured run
+    wrk_cpu: float = 0.0  # cores wrk used
+    fake_cpu: float = 0.0  # cores the fake Web API used
+    others_cpu: float = 0.0  # cores everything else on the machine used
+    db: dict[str, Any] = field(default_factory=dict)
+    stderr: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, summed over CPUs."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def machine_busy(seconds: float = 1.0) -> float | None:
+    """Share of all CPUs busy over `seconds` while the bench itself is idle: other work on the
+    machine skews every figure."""
+    try:
+        busy0, total0 = cpu_times()
+        time.sleep(seconds)
+        busy1, total1 = cpu_times()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy1 - busy0) / max(1e-9, total1 - total0)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_replies(fake: FakeSlack, expected: int, *, timeout: float, settle: float,
+                     database: Path | None = None, quiet: float = 2.0) -> dict[str, Any]:
+    """Until the fake has `expected` replies and then nothing new for `quiet` s (requests that
+    were in flight when wrk stopped are answered too), and, with a database, no turn is still
+    on its way; or until the count stops growing for `settle` s, or `timeout`."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while True:
+        counts = fake.count()
+        now = time.monotonic()
+        if counts["posts"] != last:
+            last, since = counts["posts"], now
+        if now > deadline or now - since > settle:
+            return counts
+        if (counts["posts"] >= expected and now - since >= quiet
+                and (database is None or unfinished_turns(database) == 0)):
+            return counts
+        time.sleep(0.2)
+
+
+def unfinished_turns(database: Path) -> int:
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as db:
+        return int(db.execute("select count(*) from turns where status not in "
+                              "('delivered', 'failed', 'ignored', 'duplicate')").fetchone()[0])
+
+
+def scan_stderr(path: Path) -> dict[str, Any]:
+    """What the server complained about: counts by kind and a few distinct samples."""
+    kinds: Counter[str] = Counter()
+    samples: list[str] = []
+    seen: set[str] = set()
+    for line in path.read_text(errors="replace").splitlines():
+        lowered = line.lower()
+        kind = ("database is locked" if "database is locked" in lowered
+                else "traceback" if line.startswith("Traceback")
+                else "error" if " ERROR " in line or " CRITICAL " in line
+                else "warning" if " WARNING " in line
+                else None)
+        if kind is None:
+            continue
+        kinds[kind] += 1
+        key = re.sub(r"^\S+ \S+ ", "", line)  # without the asctime
+        key = re.sub(r"\b(turn|ses|sess)_\w+|\d+", "#", key)
+        if key not in seen and len(samples) < 6:
+            seen.add(key)
+            samples.append(line[:300])
+    return {"counts": dict(kinds), "samples": samples}
+
+
+def sqlite_crosscheck(database: Path, tag: str) -> dict[str, Any]:
+    """Turns by status; received → delivered lag of the measured run's turns."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as db:
+        statuses = dict(db.execute("select status, count(*) from turns group by status"))
+        deliveries = {str(k): v for k, v in db.execute(
+            "select delivery_status, count(*) from turns group by delivery_status")}
+        measured = db.execute("select count(*), sum(status = 'delivered') from turns "
+                              "where event_id like ?", (f"Ev{tag}%",)).fetchone()
+        rows = db.execute(
+            "select r.at, d.at from turns t "
+            "join turn_events r on r.turn_id = t.id and r.name = 'received' "
+            "join turn_events d on d.turn_id = t.id and d.name = 'delivered' "
+            "where t.event_id like ?", (f"Ev{tag}%",)).fetchall()
+    lags = sorted((_when(d) - _when(r)).total_seconds() * 1000 for r, d in rows)
+    return {"turns_by_status": statuses, "turns_by_delivery_status": deliveries,
+            "measured_turns": measured[0], "measured_delivered": measured[1] or 0,
+            "reply_lag_ms": {"p50": _pct(lags, 50), "p99": _pct(lags, 99),
+                             "max": lags[-1] if lags else 0.0}}
+
+
+def _when(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    return round(values[min(len(values) - 1, int(len(values) * p / 100))], 1)
+
+
+def run_row(server: Server, fake: FakeSlack, events: Events, workdir: Path,
+            args: argparse.Namespace, log: TextIO) -> Row:
+    row = Row(server.name)
+    deadline = time.monotonic() + args.wait_quiet
+    row.machine_busy_before = machine_busy()
+    while (row.machine_busy_before is not None and row.machine_busy_before > 0.1
+           and time.monotonic() < deadline):
+        row.machine_busy_before = machine_busy(2.0)
+    if row.machine_busy_before is not None and row.machine_busy_before > 0.1:
+        row.notes.append(f"the machine was {row.machine_busy_before:.0%} busy with other work "
+                         "just before this row: figures are skewed")
+    slug = server.name.replace(" ", "_")
+    stderr_path = workdir / f"{slug}.stderr"
+
+    def say(text: str) -> None:
+        print(f"[{server.name}] {text}", file=log, flush=True)
+
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(server.command, env=server.env, stdout=stderr, stderr=stderr,
+                                   cwd=workdir)
+        profiler: subprocess.Popen[bytes] | None = None
+        try:
+            wait_healthy(server.health_url, process)
+            say(f"up (pid {process.pid}); sanity request")
+            stamp, signature, body = events.signed("S")
+            status, answer = http_json("POST", server.events_url, body.encode(), {
+                "Content-Type": "application/json", "X-Slack-Request-Timestamp": stamp,
+                "X-Slack-Signature": signature})
+            if status != 200:
+                raise RuntimeError(f"{server.name} answered {status} {answer} to a signed event")
+            expected_before = 1
+            if args.warmup > 0:
+                prefix = workdir / f"{slug}.warmup"
+                events.write(prefix, int(args.warmup * args.max_rate), args.threads, "W")
+                say(f"warm-up {args.warmup:g}s")
+                warm = run_wrk(server.events_url, prefix, threads=args.threads,
+                               connections=args.connections, duration=args.warmup)
+                expected_before += warm.acks
+            counts = wait_for_replies(fake, expected_before, timeout=args.reply_timeout,
+                                      settle=args.settle, database=server.database)
+            if counts["posts"] < expected_before:
+                row.notes.append(f"warm-up: {counts['posts']} replies for {expected_before} "
+                                 "acknowledged events")
+            fake.reset()
+            prefix = workdir / f"{slug}.run"
+            total = int(args.duration * args.max_rate)
+            events.write(prefix, total, args.threads, "M")
+            if args.profile and shutil.which("py-spy"):
+                out = workdir / f"{slug}.folded"
+                profiler = subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(process.pid), "--rate", "100",
+                     "--duration", str(int(args.duration)), "--format", "raw", "--threads",
+                     "--idle", "--output", str(out)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                row.notes.append(f"py-spy profile: {out}")
+            say(f"load {args.duration:g}s, {args.connections} connections, "
+                f"{total} distinct events ready")
+            started = time.time()
+            cpu_before = process_cpu(process.pid)
+            fake_before = process_cpu(fake.process.pid)
+            machine_before = cpu_times()[0]
+            result = run_wrk(server.events_url, prefix, threads=args.threads,
+                             connections=args.connections, duration=args.duration)
+            server_cpu = process_cpu(process.pid) - cpu_before
+            fake_cpu = process_cpu(fake.process.pid) - fake_before
+            others = cpu_times()[0] - machine_before - server_cpu - fake_cpu - result.cpu_s
+            say("load done; waiting for replies")
+            counts = wait_for_replies(fake, result.acks, timeout=args.reply_timeout,
+                                      settle=args.settle, database=server.database)
+            if profiler is not None:
+                profiler.wait(60)
+            if args.verbose:
+                print(result.text, file=log, flush=True)
+            row.acks = result.acks
+            row.duration_s = result.duration_s
+            row.acks_per_s = result.acks / result.duration_s if result.duration_s else 0.0
+            row.p50_ms = result.latency_ms["p50"]
+            row.p90_ms = result.latency_ms["p90"]
+            row.p99_ms = result.latency_ms["p99"]
+            row.max_ms = result.latency_ms["max"]
+            row.non_2xx = result.errors.get("status", 0)
+            row.socket_errors = {k: v for k, v in result.errors.items() if k != "status" and v}
+            row.wrapped = result.wrapped
+            row.server_cpu = round(server_cpu / result.duration_s, 2)
+            row.wrk_cpu = round(result.cpu_s / result.duration_s, 2)
+            row.fake_cpu = round(fake_cpu / result.duration_s, 2)
+            row.others_cpu = round(max(0.0, others) / result.duration_s, 2)
+            if row.others_cpu > 0.15:
+                row.notes.append(f"other processes used {row.others_cpu:.2f} CPUs during the "
+                                 "measured run: figures are skewed")
+            row.replies = counts["posts"]
+            last = counts.get("last_post") or started
+            row.last_reply_after_s = max(0.0, last - started)
+            row.replies_per_s = row.replies / row.last_reply_after_s if row.replies else 0.0
+            # wrk does not count requests still in flight when it stops, which the server may
+            # have acknowledged and answered too: replies can exceed acks, never fall short.
+            row.every_reply = row.replies >= row.acks and counts["distinct_threads"] >= row.acks
+            if result.wrapped:
+                row.notes.append(f"INVALID: wrk ran out of distinct events {result.wrapped} "
+                                 "times; raise --max-rate")
+            if row.non_2xx:
+                row.notes.append(f"{row.non_2xx} non-2xx answers")
+            if row.socket_errors:
+                row.notes.append(f"socket errors {row.socket_errors}")
+            if not row.every_reply:
+                row.notes.append(f"missing replies: {row.replies} replies "
+                                 f"({counts['distinct_threads']} threads) for {row.acks} acks")
+            if server.database is not None:
+                row.db = sqlite_crosscheck(server.database, "M")
+                if row.db["measured_delivered"] != row.db["measured_turns"]:
+                    row.every_reply = False
+                    row.notes.append(f"{row.db['measured_turns'] - row.db['measured_delivered']}"
+                                     " recorded turns of the measured run were not delivered")
+        finally:
+            if profiler is not None and profiler.poll() is None:
+                profiler.terminate()
+            stop(process)
+    row.stderr = scan_stderr(stderr_path)
+    row.stderr["file"] = str(stderr_path)
+    return row
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def table(rows: list[Row]) -> str:
+    head = (f"{'':<12} {'acks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+            f"{'replies/s':>10} {'acks':>7} {'replies':>8} {'non2xx':>7} {'cpu':>5} {'wrk':>5}"
+            "  every reply")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.name:<12} {r.acks_per_s:>9.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} "
+                     f"{r.max_ms:>8.1f} {r.replies_per_s:>10.0f} {r.acks:>7} {r.replies:>8} "
+                     f"{r.non_2xx:>7} {r.server_cpu:>5.2f} {r.wrk_cpu:>5.2f}  "
+                     f"{'yes' if r.every_reply else 'NO'}")
+    return "\n".join(lines)
+
+
+def verdict(rows: list[Row]) -> dict[str, Any]:
+    by = {r.name: r for r in rows}
+    sb, bare = by.get("switchboard"), by.get("bare bolt")
+    out: dict[str, Any] = {}
+    if sb and bare and bare.acks_per_s:
+        out["ratio_acks"] = round(sb.acks_per_s / bare.acks_per_s, 3)
+        out["acks_at_least_bare"] = sb.acks_per_s >= bare.acks_per_s
+    if sb:
+        out["switchboard_p99_under_50ms"] = sb.p99_ms < P99_TARGET_MS
+        out["switchboard_every_reply"] = sb.every_reply
+    out["valid"] = all(not r.wrapped for r in rows)
+    out["met"] = bool(out.get("acks_at_least_bare") and out.get("switchboard_p99_under_50ms")
+                      and out.get("switchboard_every_reply") and out["valid"])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="Switchboard vs bare slack-bolt: signed app_mention events under wrk load.")
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per row")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per row")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--max-rate", type=float, default=6000.0,
+                        help="distinct events generated per second of load (an upper bound on "
+                        "the rate; a run that exhausts them is flagged invalid)")
+    parser.add_argument("--channels", type=int, default=16, help="distinct channels mentioned in")
+    parser.add_argument("--session-scope", default="thread",
+                        choices=["thread", "conversation", "sender"],
+                        help="Switchboard binding's session_scope (the example config: thread)")
+    parser.add_argument("--switchboard-src", metavar="DIR",
+                        help="run Switchboard from this src/ directory (e.g. a `git archive "
+                        "HEAD src` snapshot) instead of the installed one")
+    parser.add_argument("--rows", default="switchboard,bare",
+                        help="which rows, in order: switchboard, bare")
+    parser.add_argument("--reply-timeout", type=float, default=120.0,
+                        help="longest wait for replies after the load stops")
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="stop waiting when the reply count has not grown for this long")
+    parser.add_argument("--wait-quiet", type=float, default=30.0,
+                        help="before each row, wait up to this long for other work on the "
+                        "machine to stop (CPU under 10%%)")
+    parser.add_argument("--pause", type=float, default=2.0, help="seconds between rows")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy record each server during the measured run (collapsed stacks "
+                        "with threads and idle frames, kept in the work directory; skews it)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--verbose", action="store_true", help="print wrk's own output")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args()
+
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk  (Debian/Ubuntu package 'wrk')",
+              file=sys.stderr)
+        return 2
+    if args.profile and shutil.which("py-spy") is None:
+        print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
+        return 2
+    log = sys.stderr
+    workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    print(f"work directory {workdir}; {os.cpu_count()} CPUs", file=log, flush=True)
+    fake = FakeSlack(workdir)
+    events = Events(args.channels)
+    rows: list[Row] = []
+    try:
+        for name in [n.strip() for n in args.rows.split(",") if n.strip()]:
+            if name == "switchboard":
+                server = switchboard_server(workdir, fake.api_url, args.session_scope,
+                                            args.switchboard_src)
+            elif name in {"bare", "bolt", "bare bolt"}:
+                server = bare_server(fake.api_url)
+            else:
+                parser.error(f"unknown row {name!r}")
+            if rows:
+                time.sleep(args.pause)
+            fake.reset()
+            try:
+                rows.append(run_row(server, fake, events, workdir, args, log))
+            except (RuntimeError, OSError, ValueError) as error:
+                slug = server.name.replace(" ", "_")
+                stderr_path = workdir / f"{slug}.stderr"
+                tail = (stderr_path.read_text(errors="replace").splitlines()[-15:]
+                        if stderr_path.exists() else [])
+                print(f"[{server.name}] FAILED: {error}", *tail, sep="\n", file=log)
+                rows.append(Row(server.name, notes=[f"FAILED: {error}"],
+                                stderr=scan_stderr(stderr_path) if stderr_path.exists() else {}))
+    finally:
+        fake.close()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result = verdict(rows)
+    if args.json:
+        print(json.dumps({"rows": [asdict(r) for r in rows], **result,
+                          "settings": {k: v for k, v in vars(args).items() if k != "json"},
+                          "cpus": os.cpu_count()}, indent=2))
+        return 0
+    print(table(rows))
+    if "ratio_acks" in result:
+        print(f"\nratio switchboard/bare acks/s: {result['ratio_acks']:.2f} "
+              f"({'meets' if result['acks_at_least_bare'] else 'misses'} >= 1.0)")
+    if "switchboard_p99_under_50ms" in result:
+        print(f"switchboard ack p99 < {P99_TARGET_MS:g} ms: "
+              f"{'yes' if result['switchboard_p99_under_50ms'] else 'NO'}; every reply "
+              f"delivered: {'yes' if result['switchboard_every_reply'] else 'NO'}")
+    for r in rows:
+        if r.db:
+            print(f"\n{r.name} database: turns by status {r.db['turns_by_status']}; measured "
+                  f"run {r.db['measured_delivered']}/{r.db['measured_turns']} delivered; "
+                  f"received->delivered lag p50 {r.db['reply_lag_ms']['p50']} ms, "
+                  f"p99 {r.db['reply_lag_ms']['p99']} ms")
+        if r.stderr.get("counts"):
+            print(f"{r.name} stderr: {r.stderr['counts']}")
+            for sample in r.stderr["samples"]:
+                print(f"    {sample}")
+        for note in r.notes:
+            print(f"{r.name}: {note}")
+    print(f"\ntargets met: {'yes' if result['met'] else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
