@@ -39,6 +39,9 @@ async def echo(request: AgentRequest) -> AgentResult:
     return AgentResult(reply=f"echo: {request.turn['text']}", model=request.model)
 
 
+echo.wants_transcript = False  # type: ignore[attr-defined]
+
+
 def _history(transcript: list[dict[str, Any]]) -> list[dict[str, str]]:
     roles = {"user": "user", "agent": "assistant"}
     return [{"role": roles[m["role"]], "content": m["text"]} for m in transcript

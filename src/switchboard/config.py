@@ -146,6 +146,7 @@ class DeliveryConfig(_Strict):
     backoff: Duration = timedelta(seconds=1)
     max_backoff: Duration = timedelta(minutes=5)
     agent_concurrency: int = Field(default=16, ge=1)
+    workers: int = Field(default=16, ge=1)  # turns worked on at once, per process
     lease: Duration = timedelta(seconds=30)  # how long one delivery attempt may hold its row
     worker_timeout: Duration = timedelta(seconds=15)  # silence after which a process is dead
 

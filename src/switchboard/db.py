@@ -8,7 +8,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_URL = "sqlite:///./switchboard.db"
@@ -46,13 +47,26 @@ def create_engine(url: str | None = None) -> AsyncEngine:
     """The one async engine of a process."""
     url = url or database_url()
     if is_sqlite(url):
-        engine = create_async_engine(_driver(url, asynchronous=True), pool_size=8,
+        # One connection (plus the acknowledgement writer's, see ack_engine): SQLite has one
+        # writer, and more connections only wait in its busy handler (sleeps up to 100 ms).
+        engine = create_async_engine(_driver(url, asynchronous=True), pool_size=1,
                                      max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
         engine = create_async_engine(_driver(url, asynchronous=True), pool_size=10,
                                      max_overflow=10, pool_pre_ping=True)
     return engine
+
+
+def sqlite_thread_engine(engine: AsyncEngine) -> Engine | None:
+    """On SQLite, a synchronous engine for a database thread: a whole transaction is one hop
+    to that thread, instead of one turn of the event loop per statement."""
+    if engine.dialect.name != "sqlite":
+        return None
+    sync = sa_create_engine(engine.url.set(drivername="sqlite"), pool_size=1, max_overflow=0,
+                            connect_args={"check_same_thread": False})
+    event.listen(sync, "connect", _sqlite_pragmas)
+    return sync
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:

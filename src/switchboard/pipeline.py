@@ -31,7 +31,6 @@ from switchboard.store import (
     Store,
     aware,
     session_dict,
-    turn_dict,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +66,8 @@ class Pipeline:
         self.handlers = handlers
         self.events = events
         self.agent_slots = asyncio.Semaphore(config.delivery.agent_concurrency)
+        self.workers = asyncio.Semaphore(config.delivery.workers)
+        self.lease = config.delivery.lease or LEASE
         self._scope_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         from switchboard.controls import SessionControls
@@ -95,31 +96,36 @@ class Pipeline:
 
     async def handle(self, turn_id: str, message: InboundMessage | None = None) -> None:
         """Route, answer and deliver one recorded turn."""
-        if message is None:
-            row = await self.store.get_turn_row(turn_id)
-            if row is None:
+        async with self.workers:  # bounded, so turn work never crowds out acknowledgements
+            if message is None:
+                row = await self.store.get_turn_row(turn_id)
+                if row is None:
+                    return
+                message = message_from_turn(row)
+            decision = await self.route(turn_id, message)
+            if isinstance(decision, NoMatch):
                 return
-            message = message_from_turn(row)
-        decision = await self.route(turn_id, message)
-        if isinstance(decision, NoMatch):
-            return
-        route = await self.scope(turn_id, message, decision.binding)
-        async with self._scope_lock(f"{route.agent}:{route.key}"):
-            if message.extra.get("command") in CHAT_COMMANDS:
-                await self.chat_command(turn_id, message, route)
-                return
-            opened = await self.join_session(turn_id, message, route)
-            if opened.refused:
-                await self.refuse(turn_id, message, opened.refused)
-                return
-            if opened.state == "paused":
-                await self.hold(turn_id, message, opened.session_id)
-                return
-            outbox_id = await self.answer([turn_id], message, route, opened.session_id)
-            if outbox_id is not None:
-                await self.deliver(outbox_id)
+            route = self.scope(message, decision.binding)
+            async with self._scope_lock(f"{route.agent}:{route.key}"):
+                if message.extra.get("command") in CHAT_COMMANDS:
+                    await self.chat_command(turn_id, message, route)
+                    return
+                opened = await self.join_session(turn_id, message, route, decision.reason)
+                if opened.refused:
+                    await self.refuse(turn_id, message, opened.refused)
+                    return
+                if opened.state == "paused":
+                    await self.hold(turn_id, message, opened.session_id)
+                    return
+                assert opened.session is not None
+                outbox = await self.answer([turn_id], message,
+                                           Route(route.binding, opened.agent, route.key),
+                                           opened.session)
+                if outbox is not None:
+                    await self.deliver_claimed(outbox)
 
     async def route(self, turn_id: str, message: InboundMessage) -> Match | NoMatch:
+        """Match the bindings; an ignored turn is recorded here, a match with its session."""
         replied = frozenset[str]()
         if message.thread:
             replied = await self.store.bindings_replied_in_thread(
@@ -133,46 +139,34 @@ class Pipeline:
             self.metrics.turns.labels(message.provider, "ignored").inc()
             return decision
         b = decision.binding
-        await self.store.update_turn(turn_id, "routed", {"binding": b.name, "agent": b.agent,
-                                                         "reason": decision.reason},
-                                     binding=b.name, agent=b.agent, route_reason=decision.reason)
         self.events.publish("turn.routed", {"turn_id": turn_id, "binding": b.name,
                                             "agent": b.agent, "reason": decision.reason})
         return decision
 
-    async def scope(self, turn_id: str, message: InboundMessage, binding: Binding) -> Route:
-        """The session scope of the turn, and the agent that answers in it (a transfer may
-        have handed the scope to another agent)."""
+    @staticmethod
+    def scope(message: InboundMessage, binding: Binding) -> Route:
+        """The session scope of the turn under the binding's `session_scope`."""
         thread = message.reply_thread if binding.session_scope == "thread" else None
         key = scope_key(binding.session_scope, account=message.account,
                         conversation=message.conversation, thread=thread,
                         sender=message.sender)
-        transfer = await self.store.transfer_target(binding.agent, key)
-        if transfer is None:
-            return Route(binding, binding.agent, key)
-        target, source = transfer
-        await self.store.update_turn(turn_id, "transferred", {"from_session": source,
-                                                              "agent": target}, agent=target)
-        return Route(binding, target, key)
+        return Route(binding, binding.agent, key)
 
-    async def join_session(self, turn_id: str, message: InboundMessage, route: Route) -> Opened:
+    async def join_session(self, turn_id: str, message: InboundMessage, route: Route,
+                           reason: str) -> Opened:
+        """Record the route and find, reopen or start the session (a transferred scope goes
+        to its new agent), in one transaction."""
         request = ScopeRequest(agent=route.agent, scope_key=route.key,
                                binding=route.binding.name if route.binding else None,
                                account=message.account,
                                provider=message.provider, source=message.provider,
                                user_id=message.sender, user_name=message.sender_name)
-        opened = await self.store.open_session(request, self.config.policy_for(route.agent))
+        opened = await self.store.route_to_session(turn_id, request,
+                                                   self.config.policy_for(route.agent), reason)
         self.publish_transitions(opened.transitions)
-        if opened.refused:
-            return opened
-        event = {"created": "session_created", "reopened": "session_reopened"}.get(
-            opened.how, "session_resumed")
-        await self.store.update_turn(turn_id, event, {"session_id": opened.session_id,
-                                                      "scope": route.key},
-                                     session_id=opened.session_id)
         if opened.how == "created":
             self.events.publish("session.created", {"session_id": opened.session_id,
-                                                    "agent": route.agent})
+                                                    "agent": opened.agent})
         return opened
 
     async def refuse(self, turn_id: str, message: InboundMessage, reason: str) -> None:
@@ -181,8 +175,9 @@ class Pipeline:
                                      route_reason=reason)
         notice = ("You already have the maximum number of open conversations with this "
                   "agent. End one (for example with /end) before starting another.")
-        outbox_id = await self.store.record_notice(turn_id, reply_for(message, notice))
-        await self.deliver(outbox_id)
+        outbox = await self.store.record_notice(turn_id, reply_for(message, notice),
+                                                lease=self.lease)
+        await self.deliver_claimed(outbox)
 
     async def hold(self, turn_id: str, message: InboundMessage, session_id: str) -> None:
         await self.store.hold_turn(turn_id, session_id, message.text)
@@ -202,41 +197,44 @@ class Pipeline:
         if binding is None:
             return
         route = Route(binding, session.agent, session.scope_key)
-        async with self._scope_lock(f"{route.agent}:{route.key}"):
-            outbox_id = await self.answer([t.id for t in held], last, route, session_id,
-                                          already_in_transcript=True)
-        if outbox_id is not None:
-            await self.deliver(outbox_id)
+        async with self._scope_lock(f"{binding.agent}:{route.key}"):
+            outbox = await self.answer([t.id for t in held], last, route,
+                                       session_dict(session), already_in_transcript=True)
+        if outbox is not None:
+            await self.deliver_claimed(outbox)
 
     async def chat_command(self, turn_id: str, message: InboundMessage, route: Route) -> None:
         """`/new` and `/end` from the person who owns the session."""
         command = message.extra["command"]
-        reply = await self.controls.user_command(command, agent=route.agent, scope=route.key,
+        transfer = await self.store.transfer_target(route.agent, route.key)
+        agent = transfer[0] if transfer else route.agent
+        reply = await self.controls.user_command(command, agent=agent, scope=route.key,
                                                  user=message.sender)
         await self.store.update_turn(turn_id, "command", {"command": command, "answer": reply},
                                      route_reason=f"the chat command /{command}")
-        outbox_id = await self.store.record_notice(turn_id, reply_for(message, reply),
-                                                   keep_status=False)
-        await self.deliver(outbox_id)
+        outbox = await self.store.record_notice(turn_id, reply_for(message, reply),
+                                                keep_status=False, lease=self.lease)
+        await self.deliver_claimed(outbox)
 
     async def answer(self, turn_ids: list[str], message: InboundMessage, route: Route,
-                     session_id: str, already_in_transcript: bool = False) -> int | None:
-        """Run the agent and record its reply with the outbox row; None when it failed."""
-        turn_id = turn_ids[-1]
-        session = await self.store.session_row(session_id)
-        assert session is not None
+                     session: dict[str, Any], already_in_transcript: bool = False
+                     ) -> Outbox | None:
+        """Run the agent and record its reply with its outbox row (leased to this process for
+        the first attempt); None when the agent failed."""
+        turn_id, session_id = turn_ids[-1], session["id"]
         agent = self.config.agents[route.agent]
-        model = (session.model_override if agent.allow_model_override else None) \
+        model = (session.get("model_override") if agent.allow_model_override else None) \
             or (route.binding.model if route.binding else None) or agent.model
-        turn = await self.store.get_turn_row(turn_id)
-        assert turn is not None
-        transcript = await self.store.transcript(session_id, limit=50)
+        handler = self.handlers[route.agent]
+        transcript = []
+        if getattr(handler, "wants_transcript", True):
+            transcript = await self.store.transcript(session_id, limit=50)
         request = AgentRequest(
-            turn=turn_dict(turn), session=session_dict(session), transcript=transcript,
+            turn=turn_view(turn_id, message), session=session, transcript=transcript,
             model=model, on_delta=lambda delta: self._delta(session_id, turn_id, delta))
         try:
             async with self.agent_slots:
-                result = await run_timed(self.handlers[route.agent], request)
+                result = await run_timed(handler, request)
         except AgentError as error:
             self.metrics.turns.labels(message.provider, "failed").inc(len(turn_ids))
             for failed in turn_ids:
@@ -246,19 +244,22 @@ class Pipeline:
                                                     "session_id": session_id})
             return None
         self.metrics.agent.labels(route.agent).observe(result.duration_ms / 1000)
-        outbox_id = await self.store.record_reply(
+        outbox = await self.store.record_reply(
             turn_ids, session_id, None if already_in_transcript else message.text, result,
-            reply_for(message, result.reply))
+            reply_for(message, result.reply), lease=self.lease)
         self.events.publish("session.message.created", {"session_id": session_id,
                                                         "turn_id": turn_id, "role": "agent",
                                                         "text": result.reply})
-        return outbox_id
+        return outbox
 
     async def deliver(self, outbox_id: int) -> None:
+        """Lease an outbox row (a retry, or one a dead process left) and attempt delivery."""
+        row = await self.store.claim_outbox(outbox_id, self.lease)
+        if row is not None:
+            await self.deliver_claimed(row)
+
+    async def deliver_claimed(self, row: Outbox) -> None:
         """One delivery attempt of a leased outbox row; schedules the retry when it fails."""
-        row = await self.store.claim_outbox(outbox_id, self.config.delivery.lease or LEASE)
-        if row is None:
-            return
         adapter = self.adapters.get(row.account)
         if adapter is None:
             reason = self.config.disabled.get(row.account, "the account is not running")
@@ -368,9 +369,11 @@ class Pipeline:
                           session_id: str) -> None:
         async with self._scope_lock(f"{route.agent}:{route.key}"):
             await self.store.touch_session(session_id, None)
-            outbox_id = await self.answer([turn_id], message, route, session_id)
-            if outbox_id is not None:
-                await self.deliver(outbox_id)
+            session = await self.store.session_row(session_id)
+            assert session is not None
+            outbox = await self.answer([turn_id], message, route, session_dict(session))
+            if outbox is not None:
+                await self.deliver_claimed(outbox)
 
     # --- recovery and housekeeping -----------------------------------------------------------
 
@@ -431,6 +434,14 @@ def reply_for(message: InboundMessage, text: str) -> OutboundMessage:
     return OutboundMessage(provider=message.provider, account=message.account,
                            conversation=message.conversation, text=text, thread=thread,
                            reply_to=reply_to, extra=dict(message.extra.get("reply_extra") or {}))
+
+
+def turn_view(turn_id: str, message: InboundMessage) -> dict[str, Any]:
+    """The turn as an agent handler sees it."""
+    return {"id": turn_id, "provider": message.provider, "account": message.account,
+            "event_id": message.event_id, "conversation": message.conversation,
+            "kind": message.kind, "thread": message.thread, "sender": message.sender,
+            "sender_name": message.sender_name, "text": message.text}
 
 
 def message_from_turn(row: Turn) -> InboundMessage:

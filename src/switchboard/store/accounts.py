@@ -35,12 +35,11 @@ class AccountQueries(StoreBase):
 
     async def note_traffic(self, account: str, *, inbound: bool = False, outbound: bool = False,
                            error: str | None = None) -> None:
-        async with self.tx() as db:
-            await self.note_traffic_in(db, account, inbound=inbound, outbound=outbound,
-                                       error=error)
+        await self.run_tx(lambda db: self.note_traffic_in(db, account, inbound=inbound,
+                                                          outbound=outbound, error=error))
 
-    async def note_traffic_in(self, db: Any, account: str, *, inbound: bool = False,
-                              outbound: bool = False, error: str | None = None) -> None:
+    def note_traffic_in(self, db: Any, account: str, *, inbound: bool = False,
+                        outbound: bool = False, error: str | None = None) -> None:
         """Account health, written inside the caller's transaction."""
         now = self.clock.now()
         values: dict[str, Any] = {}
@@ -52,7 +51,7 @@ class AccountQueries(StoreBase):
             values.update(last_error=error, last_error_at=now)
         stmt = self._insert(AccountHealth).values(account=account, **values)
         stmt = stmt.on_conflict_do_update(index_elements=["account"], set_=values)
-        await db.exec(stmt)
+        db.exec(stmt)
 
     async def account_health(self) -> dict[str, dict[str, Any]]:
         async with self.tx() as db:

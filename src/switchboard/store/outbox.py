@@ -27,7 +27,8 @@ class AgentResult:
 
 class OutboxQueries(AccountQueries):
     async def record_reply(self, turn_ids: list[str], session_id: str, user_text: str | None,
-                           result: AgentResult, outbound: OutboundMessage) -> int:
+                           result: AgentResult, outbound: OutboundMessage,
+                           lease: timedelta) -> Outbox:
         """Transcript (user message, activity, reply), turn fields and the outbox row, at once.
 
         Either all of it is written or none, so a crash leaves the turn waiting for its agent
@@ -36,7 +37,8 @@ class OutboxQueries(AccountQueries):
         """
         now = self.clock.now()
         turn_id = turn_ids[-1]
-        async with self.tx() as db:
+
+        def work(db: Any) -> Any:
             if user_text is not None:
                 db.add(SessionMessage(session_id=session_id, at=now, role="user",
                                       text=user_text, turn_id=turn_id))
@@ -51,8 +53,8 @@ class OutboxQueries(AccountQueries):
                                       "turn_count": Session.turn_count + len(turn_ids)}
             if result.context is not None:
                 values["context"] = result.context
-            await db.exec(update(Session).where(Session.id == session_id).values(**values))
-            await db.exec(update(Turn).where(col(Turn.id).in_(turn_ids)).values(
+            db.exec(update(Session).where(Session.id == session_id).values(**values))
+            db.exec(update(Turn).where(col(Turn.id).in_(turn_ids)).values(
                 reply_text=result.reply, agent_ms=result.duration_ms,
                 delivery_status="pending", session_id=session_id))
             for answered in turn_ids:
@@ -61,31 +63,38 @@ class OutboxQueries(AccountQueries):
                                          **({"model": result.model} if result.model else {}),
                                          **({"together_with": turn_ids}
                                             if len(turn_ids) > 1 else {})}))
-            return await self._add_outbox(db, turn_id, outbound, session_id=session_id,
-                                          batch=turn_ids[:-1])
+            return self._add_outbox(db, turn_id, outbound, session_id=session_id,
+                                          batch=turn_ids[:-1], lease=lease)
+
+        return await self.run_tx(work)
 
     async def record_notice(self, turn_id: str, outbound: OutboundMessage,
-                            keep_status: bool = True) -> int:
+                            keep_status: bool = True, lease: timedelta | None = None) -> Outbox:
         """A short message to the person that is not an agent reply (a refusal, a command's
         answer). With `keep_status`, delivering it leaves the turn's status as it is."""
-        async with self.tx() as db:
-            await db.exec(update(Turn).where(Turn.id == turn_id).values(
-                reply_text=outbound.text, delivery_status="pending"))
-            return await self._add_outbox(db, turn_id, outbound, notice=keep_status)
 
-    async def _add_outbox(self, db: Any, turn_id: str, outbound: OutboundMessage, *,
+        def work(db: Any) -> Any:
+            db.exec(update(Turn).where(Turn.id == turn_id).values(
+                reply_text=outbound.text, delivery_status="pending"))
+            return self._add_outbox(db, turn_id, outbound, notice=keep_status, lease=lease)
+
+        return await self.run_tx(work)
+
+    def _add_outbox(self, db: Any, turn_id: str, outbound: OutboundMessage, *,
                           session_id: str | None = None, batch: list[str] | None = None,
-                          notice: bool = False) -> int:
+                          notice: bool = False, lease: timedelta | None = None) -> Outbox:
+        """The outbox row, leased to this process for its first attempt: a crash before that
+        attempt leaves it to be retried when the lease runs out."""
         now = self.clock.now()
         row = Outbox(turn_id=turn_id, session_id=session_id, batch=batch or [], notice=notice,
                      provider=outbound.provider, account=outbound.account,
                      conversation=outbound.conversation, thread=outbound.thread,
                      reply_to=outbound.reply_to, text=outbound.text, extra=outbound.extra,
-                     status="pending", next_attempt_at=now, created_at=now)
+                     status="pending", next_attempt_at=now, created_at=now,
+                     attempts=1, claimed_until=now + (lease or timedelta(seconds=30)))
         db.add(row)
-        await db.flush()
-        assert row.id is not None
-        return row.id
+        db.flush()
+        return row
 
     async def due_outbox(self, limit: int = 100) -> list[int]:
         """Rows ready for an attempt: pending or retrying, due, and not leased by a live worker."""
@@ -117,8 +126,9 @@ class OutboxQueries(AccountQueries):
     async def delivery_succeeded(self, row: Outbox, provider_message_id: str,
                                  detail: dict[str, Any]) -> None:
         now = self.clock.now()
-        async with self.tx() as db:
-            await db.exec(update(Outbox).where(Outbox.id == row.id).values(
+
+        def work(db: Any) -> Any:
+            db.exec(update(Outbox).where(Outbox.id == row.id).values(
                 status="delivered", claimed_until=None))
             values: dict[str, Any] = {
                 "delivery_status": "delivered", "delivery_attempts": row.attempts,
@@ -126,21 +136,24 @@ class OutboxQueries(AccountQueries):
             if not row.notice:
                 values["status"] = "delivered"
             turns = [*row.batch, row.turn_id]
-            await db.exec(update(Turn).where(col(Turn.id).in_(turns)).values(**values))
-            await self.note_traffic_in(db, row.account, outbound=True)
+            db.exec(update(Turn).where(col(Turn.id).in_(turns)).values(**values))
+            self.note_traffic_in(db, row.account, outbound=True)
             for turn_id in turns:
                 db.add(TurnEvent(turn_id=turn_id, at=now, name="delivered",
                                  detail={"attempt": row.attempts,
                                          "provider_message_id": provider_message_id,
                                          **detail}))
 
+        return await self.run_tx(work)
+
     async def delivery_failed(self, row: Outbox, error: str, *, retry_at: datetime | None,
                               detail: dict[str, Any]) -> None:
         """Record a failed attempt: retry at `retry_at`, or fail the turn when it is None."""
         now = self.clock.now()
         final = retry_at is None
-        async with self.tx() as db:
-            await db.exec(update(Outbox).where(Outbox.id == row.id).values(
+
+        def work(db: Any) -> Any:
+            db.exec(update(Outbox).where(Outbox.id == row.id).values(
                 status="failed" if final else "retrying", claimed_until=None,
                 next_attempt_at=retry_at or now))
             turn_values: dict[str, Any] = {
@@ -149,14 +162,16 @@ class OutboxQueries(AccountQueries):
             if final and not row.notice:
                 turn_values["status"] = "failed"
             turns = [*row.batch, row.turn_id]
-            await db.exec(update(Turn).where(col(Turn.id).in_(turns)).values(**turn_values))
-            await self.note_traffic_in(db, row.account, error=error)
+            db.exec(update(Turn).where(col(Turn.id).in_(turns)).values(**turn_values))
+            self.note_traffic_in(db, row.account, error=error)
             for turn_id in turns:
                 db.add(TurnEvent(turn_id=turn_id, at=now,
                                  name="delivery_failed" if final else "delivery_retry",
                                  detail={"attempt": row.attempts, "error": error, **detail,
                                          **({"retry_at": retry_at.isoformat()}
                                             if retry_at else {})}))
+
+        return await self.run_tx(work)
 
     async def outbox_depth(self) -> int:
         async with self.tx() as db:

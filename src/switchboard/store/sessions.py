@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, insert, update
 from sqlmodel import col, select
 
 from sessions import OPEN_STATES, check_transition
 from switchboard.config import SessionPolicy
-from switchboard.models import Session, SessionMessage, Turn, new_id
+from switchboard.models import Session, SessionMessage, Turn, TurnEvent, new_id
 from switchboard.store.base import StoreBase, aware, decode_cursor, encode_cursor, iso
 
 SESSION_FILTERS = ("agent", "state", "source", "tag", "account")
@@ -27,6 +27,8 @@ class Opened:
     state: str = "live"
     refused: str | None = None
     transitions: tuple[dict[str, Any], ...] = ()
+    agent: str = ""
+    session: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,71 +58,113 @@ def _expired(row: Session, policy: SessionPolicy, now: datetime) -> str | None:
 class SessionQueries(StoreBase):
     async def open_session(self, request: ScopeRequest, policy: SessionPolicy) -> Opened:
         """Find the open session of this agent and scope, reopen a recent one, or start one."""
+        return await self.run_tx(lambda db: self._open_in(db, request, policy))
+
+    async def route_to_session(self, turn_id: str, request: ScopeRequest, policy: SessionPolicy,
+                               route_reason: str) -> Opened:
+        """Record the turn's route and join it to its session, in one transaction.
+
+        A scope whose latest session was transferred goes to the target agent instead."""
+        now = self.clock.now()
+
+        def work(db: Any) -> Opened:
+            nonlocal request
+            events: list[tuple[str, dict[str, Any]]] = [
+                ("routed", {"binding": request.binding, "agent": request.agent,
+                            "reason": route_reason})]
+            latest = db.exec(select(Session).where(
+                Session.agent == request.agent, Session.scope_key == request.scope_key,
+            ).order_by(col(Session.started_at).desc()).limit(1)).first()
+            if latest is not None and latest.state == "ended" and latest.transferred_to:
+                events.append(("transferred", {"from_session": latest.id,
+                                               "agent": latest.transferred_to}))
+                request = replace(request, agent=latest.transferred_to)
+            opened = self._open_in(db, request, policy)
+            values: dict[str, Any] = {"binding": request.binding, "agent": request.agent,
+                                      "route_reason": route_reason}
+            if not opened.refused:
+                values["session_id"] = opened.session_id
+                name = {"created": "session_created", "reopened": "session_reopened"}.get(
+                    opened.how, "session_resumed")
+                events.append((name, {"session_id": opened.session_id,
+                                      "scope": request.scope_key}))
+            db.exec(update(Turn).where(col(Turn.id) == turn_id).values(**values))
+            db.execute(insert(TurnEvent), [
+                {"turn_id": turn_id, "at": now, "name": name, "detail": detail}
+                for name, detail in events])
+            return opened
+
+        return await self.run_tx(work)
+
+    def _open_in(self, db: Any, request: ScopeRequest, policy: SessionPolicy) -> Opened:
         now = self.clock.now()
         moved: list[dict[str, Any]] = []
-        async with self.tx() as db:
-            row = (await db.exec(select(Session).where(
-                Session.agent == request.agent, Session.scope_key == request.scope_key,
-                col(Session.state).in_(OPEN_STATES),
-            ).order_by(col(Session.started_at).desc()))).first()
-            if row is not None:
-                cause = _expired(row, policy, now)
-                if cause is None:
-                    before = row.state
-                    if row.state == "idle":
-                        moved.append(self._transition(db, row, "live", cause="user",
-                                                      actor=request.user_id))
-                    row.last_activity_at = now
-                    db.add(row)
-                    return Opened(row.id, "resumed", before, state=row.state,
-                                  transitions=tuple(moved))
-                moved.append(self._transition(db, row, "ended", cause=cause, actor="policy"))
-            recent = await self._recent_ended(db, request, policy, now)
-            if recent is not None:
-                moved.append(self._transition(db, recent, "live", cause="keep_alive",
-                                              actor=request.user_id))
-                recent.ended_at = None
-                recent.end_cause = None
-                recent.last_activity_at = now
-                db.add(recent)
-                return Opened(recent.id, "reopened", "ended", transitions=tuple(moved))
-            limit = policy.max_concurrent_per_user
-            if limit and request.user_id:
-                open_count = (await db.exec(select(func.count()).select_from(Session).where(
-                    Session.agent == request.agent, Session.user_id == request.user_id,
-                    col(Session.state).in_(OPEN_STATES)))).one()
-                if open_count >= limit:
-                    return Opened("", "refused", transitions=tuple(moved), refused=(
-                        f"user {request.user_id} already has {open_count} open session"
-                        f"{'s' if open_count != 1 else ''} with agent {request.agent} "
-                        f"(max_concurrent_per_user is {limit})"))
-            parent = await self._transferred_from(db, request)
-            fresh = Session(
-                id=new_id("ses"), agent=request.agent, account=request.account,
-                provider=request.provider, binding=request.binding, scope_key=request.scope_key,
-                state="live", source=request.source, user_id=request.user_id,
-                user_name=request.user_name, started_at=now, last_activity_at=now,
-                parent_session_id=parent,
-            )
-            db.add(fresh)
-            db.add(SessionMessage(session_id=fresh.id, at=now, role="system",
-                                  text="session started", data={"state": "live"}))
-            return Opened(fresh.id, "created", transitions=tuple(moved))
+        row = db.exec(select(Session).where(
+            Session.agent == request.agent, Session.scope_key == request.scope_key,
+            col(Session.state).in_(OPEN_STATES),
+        ).order_by(col(Session.started_at).desc())).first()
+        if row is not None:
+            cause = _expired(row, policy, now)
+            if cause is None:
+                before = row.state
+                if row.state == "idle":
+                    moved.append(self._transition(db, row, "live", cause="user",
+                                                  actor=request.user_id))
+                row.last_activity_at = now
+                db.add(row)
+                return Opened(row.id, "resumed", before, state=row.state,
+                              transitions=tuple(moved), agent=request.agent,
+                              session=session_dict(row))
+            moved.append(self._transition(db, row, "ended", cause=cause, actor="policy"))
+        recent = self._recent_ended(db, request, policy, now)
+        if recent is not None:
+            moved.append(self._transition(db, recent, "live", cause="keep_alive",
+                                          actor=request.user_id))
+            recent.ended_at = None
+            recent.end_cause = None
+            recent.last_activity_at = now
+            db.add(recent)
+            return Opened(recent.id, "reopened", "ended", transitions=tuple(moved),
+                          agent=request.agent, session=session_dict(recent))
+        limit = policy.max_concurrent_per_user
+        if limit and request.user_id:
+            open_count = db.exec(select(func.count()).select_from(Session).where(
+                Session.agent == request.agent, Session.user_id == request.user_id,
+                col(Session.state).in_(OPEN_STATES))).one()
+            if open_count >= limit:
+                return Opened("", "refused", transitions=tuple(moved), agent=request.agent,
+                              refused=(
+                    f"user {request.user_id} already has {open_count} open session"
+                    f"{'s' if open_count != 1 else ''} with agent {request.agent} "
+                    f"(max_concurrent_per_user is {limit})"))
+        parent = self._transferred_from(db, request)
+        fresh = Session(
+            id=new_id("ses"), agent=request.agent, account=request.account,
+            provider=request.provider, binding=request.binding, scope_key=request.scope_key,
+            state="live", source=request.source, user_id=request.user_id,
+            user_name=request.user_name, started_at=now, last_activity_at=now,
+            parent_session_id=parent,
+        )
+        db.add(fresh)
+        db.add(SessionMessage(session_id=fresh.id, at=now, role="system",
+                              text="session started", data={"state": "live"}))
+        return Opened(fresh.id, "created", transitions=tuple(moved), agent=request.agent,
+                      session=session_dict(fresh))
 
-    async def _recent_ended(self, db: Any, request: ScopeRequest, policy: SessionPolicy,
-                            now: datetime) -> Session | None:
+    def _recent_ended(self, db: Any, request: ScopeRequest, policy: SessionPolicy,
+                      now: datetime) -> Session | None:
         if not policy.keep_alive:
             return None
-        return (await db.exec(select(Session).where(
+        return db.exec(select(Session).where(
             Session.agent == request.agent, Session.scope_key == request.scope_key,
             Session.state == "ended", col(Session.end_cause).in_(("idle_timeout",)),
             col(Session.ended_at) >= self.naive(now - policy.keep_alive),
-        ).order_by(col(Session.ended_at).desc()))).first()
+        ).order_by(col(Session.ended_at).desc())).first()
 
-    async def _transferred_from(self, db: Any, request: ScopeRequest) -> str | None:
-        return (await db.exec(select(Session.id).where(
+    def _transferred_from(self, db: Any, request: ScopeRequest) -> str | None:
+        return db.exec(select(Session.id).where(
             Session.scope_key == request.scope_key, Session.transferred_to == request.agent,
-        ).order_by(col(Session.ended_at).desc()))).first()
+        ).order_by(col(Session.ended_at).desc())).first()
 
     def _transition(self, db: Any, row: Session, target: str, *, cause: str,
                     actor: str) -> dict[str, Any]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlalchemy import insert as sa_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
 
 from channels.messages import InboundMessage
 from switchboard.models import Turn, TurnEvent, Worker, new_id
@@ -36,15 +39,8 @@ class TurnQueries(StoreBase):
         now = self.clock.now()
         turn = _turn_from(message, payload, extra or {}, now)
         turn.owner = self.worker_id
-        try:
-            async with self.tx() as db:
-                db.add(turn)
-                await db.flush()
-                db.add(TurnEvent(turn_id=turn.id, at=now, name="received",
-                                 detail={"event_id": message.event_id}))
+        if await self._commit_in_group(turn):
             return Recorded(turn.id)
-        except IntegrityError:
-            pass
         async with self.tx() as db:
             original = (await db.exec(select(Turn).where(
                 Turn.account == message.account, Turn.status != "duplicate",
@@ -68,6 +64,47 @@ class TurnQueries(StoreBase):
                                         if k.startswith("retry")}}))
         return Recorded(duplicate.id, duplicate_of=original.id)
 
+    async def _commit_in_group(self, turn: Turn) -> bool:
+        """Insert the turn and its `received` event in a transaction shared with whatever other
+        turns arrive meanwhile (group commit): each caller returns once the commit holding its
+        turn is durable, and a burst of webhooks pays for one commit instead of one each.
+        False when a unique index refused the turn (a duplicate)."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._turn_queue.append((turn, done))
+        if self._turn_writer is None or self._turn_writer.done():
+            self._turn_writer = asyncio.create_task(self._write_turn_groups())
+        return await done
+
+    async def _write_turn_groups(self) -> None:
+        while self._turn_queue:
+            group, self._turn_queue = self._turn_queue[:500], self._turn_queue[500:]
+            try:
+                inserted = await self._insert_turns([turn for turn, _ in group])
+            except Exception as error:  # every caller hears it; none is acknowledged
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for turn, done in group:
+                if not done.done():
+                    done.set_result(turn.id in inserted)
+
+    async def _insert_turns(self, turns: list[Turn]) -> set[str]:
+        insert = sqlite_insert if self.is_sqlite else pg_insert
+        rows = [t.model_dump() for t in turns]
+        ids = [t.id for t in turns]
+
+        def write(db: Session) -> set[str]:
+            db.execute(insert(Turn).on_conflict_do_nothing(), rows)
+            inserted = set(db.execute(select(Turn.id).where(col(Turn.id).in_(ids))).scalars())
+            events = [{"turn_id": t.id, "at": t.received_at, "name": "received",
+                       "detail": {"event_id": t.event_id}} for t in turns if t.id in inserted]
+            if events:
+                db.execute(sa_insert(TurnEvent), events)
+            return inserted
+
+        return await self.run_tx(write, ack=True)
+
     async def add_event(self, turn_id: str, name: str, **detail: Any) -> None:
         async with self.tx() as db:
             db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name=name, detail=detail))
@@ -75,12 +112,15 @@ class TurnQueries(StoreBase):
     async def update_turn(self, turn_id: str, event: str | None = None,
                           detail: dict[str, Any] | None = None, **fields: Any) -> None:
         """Change turn fields and append the timeline event that explains the change."""
-        async with self.tx() as db:
+        now = self.clock.now()
+
+        def work(db: Session) -> None:
             if fields:
-                await db.exec(update(Turn).where(Turn.id == turn_id).values(**fields))
+                db.exec(update(Turn).where(col(Turn.id) == turn_id).values(**fields))
             if event:
-                db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name=event,
-                                 detail=detail or {}))
+                db.add(TurnEvent(turn_id=turn_id, at=now, name=event, detail=detail or {}))
+
+        await self.run_tx(work)
 
     async def get_turn_row(self, turn_id: str) -> Turn | None:
         async with self.tx() as db:
