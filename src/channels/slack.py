@@ -68,6 +68,11 @@ class SlackAccount:
 
     async def start(self) -> None:
         """Learn the bot's own ids (auth.test), so its own messages are never answered."""
+        if self.client.session is None:
+            # one connection pool per account; without it slack-sdk opens a session per call
+            self.client.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=10),
+                connector=aiohttp.TCPConnector(limit=64))
         try:
             identity = await self.client.auth_test()
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as error:
