@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from sessions import TransitionRefused
+from switchboard.api_sessions import api_message
 from switchboard.config import Config
 from switchboard.runtime import Operator, Runtime
 from switchboard.store import ActionRefused, SessionNotFound
@@ -206,8 +207,8 @@ def api_routes(runtime: Runtime) -> APIRouter:
     async def send_message(session_id: str, body: MessageBody,
                            who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
         try:
-            return await runtime.pipeline.api_message(session_id, body.text, who.name,
-                                                      wait=body.wait)
+            return await api_message(runtime.pipeline, session_id, body.text, who.name,
+                                     wait=body.wait)
         except SessionNotFound as error:
             raise HTTPException(404, str(error)) from None
         except ActionRefused as error:

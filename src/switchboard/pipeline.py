@@ -21,13 +21,11 @@ from sessions.events import EventHub
 from switchboard.agents import AgentError, AgentRequest, Handler, run_timed
 from switchboard.config import Config
 from switchboard.metrics import Metrics
-from switchboard.models import Outbox, Turn, new_id
+from switchboard.models import Outbox, Turn
 from switchboard.store import (
-    ActionRefused,
     Opened,
     Recorded,
     ScopeRequest,
-    SessionNotFound,
     Store,
     aware,
     session_dict,
@@ -106,7 +104,7 @@ class Pipeline:
             if isinstance(decision, NoMatch):
                 return
             route = self.scope(message, decision.binding)
-            async with self._scope_lock(f"{route.agent}:{route.key}"):
+            async with self.scope_lock(f"{route.agent}:{route.key}"):
                 if message.extra.get("command") in CHAT_COMMANDS:
                     await self.chat_command(turn_id, message, route)
                     return
@@ -197,7 +195,7 @@ class Pipeline:
         if binding is None:
             return
         route = Route(binding, session.agent, session.scope_key)
-        async with self._scope_lock(f"{binding.agent}:{route.key}"):
+        async with self.scope_lock(f"{binding.agent}:{route.key}"):
             outbox = await self.answer([t.id for t in held], last, route,
                                        session_dict(session), already_in_transcript=True)
         if outbox is not None:
@@ -330,51 +328,6 @@ class Pipeline:
         self.events.publish("generation.delta", {"session_id": session_id, "turn_id": turn_id,
                                                  "delta": delta})
 
-    # --- sessions over the API ------------------------------------------------------------
-
-    async def api_message(self, session_id: str, text: str, actor: str,
-                          wait: float = 30.0) -> dict[str, Any]:
-        """A message into an API session: the same turn, transcript and agent as a provider's,
-        delivered into the transcript only. Waits up to `wait` seconds for the reply."""
-        session = await self.store.session_row(session_id)
-        if session is None:
-            raise SessionNotFound(f"no session {session_id}")
-        if session.state == "ended":
-            raise ActionRefused(f"session {session_id} is ended; start a new one")
-        message = InboundMessage(provider="api", account="api", event_id=new_id("evt"),
-                                 conversation=session_id, kind="dm",
-                                 sender=session.user_id or actor, sender_name=actor, text=text)
-        recorded = await self.store.record_turn(message, {"text": text, "actor": actor})
-        turn_id = recorded.turn_id
-        reason = f"sent through the API to session {session_id} by {actor}"
-        await self.store.update_turn(turn_id, "routed", {"reason": reason},
-                                     agent=session.agent, session_id=session_id,
-                                     route_reason=reason)
-        self.events.publish("turn.received", {"turn_id": turn_id, "provider": "api",
-                                              "session_id": session_id})
-        if session.state == "paused":
-            await self.hold(turn_id, message, session_id)
-        else:
-            route = Route(None, session.agent, session.scope_key)
-            self.spawn(self._api_answer(turn_id, message, route, session_id))
-        deadline = asyncio.get_running_loop().time() + wait
-        while True:
-            turn = await self.store.get_turn(turn_id)
-            assert turn is not None
-            if turn["status"] != "pending" or asyncio.get_running_loop().time() >= deadline:
-                return turn
-            await asyncio.sleep(0.05)
-
-    async def _api_answer(self, turn_id: str, message: InboundMessage, route: Route,
-                          session_id: str) -> None:
-        async with self._scope_lock(f"{route.agent}:{route.key}"):
-            await self.store.touch_session(session_id, None)
-            session = await self.store.session_row(session_id)
-            assert session is not None
-            outbox = await self.answer([turn_id], message, route, session_dict(session))
-            if outbox is not None:
-                await self.deliver_claimed(outbox)
-
     # --- recovery and housekeeping -----------------------------------------------------------
 
     async def recover(self, stale_after: timedelta = timedelta(seconds=15)) -> int:
@@ -405,7 +358,7 @@ class Pipeline:
         except Exception:  # the turn stays recorded; recover() picks it up on restart
             log.exception("turn work failed")
 
-    def _scope_lock(self, key: str) -> asyncio.Lock:
+    def scope_lock(self, key: str) -> asyncio.Lock:
         lock = self._scope_locks.get(key)
         if lock is None:
             lock = self._scope_locks[key] = asyncio.Lock()
@@ -455,10 +408,3 @@ def message_from_turn(row: Turn) -> InboundMessage:
         starts_thread=bool(extra.pop("starts_thread", False)),
         for_agent=extra.pop("for_agent", None), sender_name=row.sender_name,
         ignore_reason=extra.pop("ignore_reason", None), raw=row.payload or {}, extra=extra)
-
-
-class TranscriptOnly:
-    """The `api` provider: the reply lives in the session's transcript; nothing to send."""
-
-    async def deliver(self, out: OutboundMessage) -> str:
-        return f"transcript:{out.conversation}"

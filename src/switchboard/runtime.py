@@ -21,6 +21,7 @@ from channels.telegram import TelegramAccount
 from sessions import scope_key
 from sessions.events import EventHub
 from switchboard.agents import build_handlers
+from switchboard.api_sessions import TranscriptOnly
 from switchboard.clock import Clock
 from switchboard.config import Config
 from switchboard.config import SlackAccount as SlackSettings
@@ -29,7 +30,7 @@ from switchboard.db import create_engine
 from switchboard.mail import MailService
 from switchboard.metrics import Metrics
 from switchboard.models import new_id
-from switchboard.pipeline import Pipeline, TranscriptOnly
+from switchboard.pipeline import Pipeline
 from switchboard.store import Store, token_hash
 
 log = logging.getLogger(__name__)

@@ -84,13 +84,7 @@ class LifecycleQueries(SessionQueries):
 
     async def transfer_target(self, agent: str, scope_key: str) -> tuple[str, str] | None:
         """When this agent's latest session in the scope was transferred: (target, source)."""
-        async with self.tx() as db:
-            row = (await db.exec(select(Session).where(
-                Session.agent == agent, Session.scope_key == scope_key,
-            ).order_by(col(Session.started_at).desc()))).first()
-        if row is not None and row.state == "ended" and row.transferred_to:
-            return row.transferred_to, row.id
-        return None
+        return await self.run_tx(lambda db: self._transfer_of(db, agent, scope_key))
 
     async def set_model_override(self, session_id: str, model: str | None, actor: str) -> None:
         async with self.tx() as db:

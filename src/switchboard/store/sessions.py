@@ -56,10 +56,6 @@ def _expired(row: Session, policy: SessionPolicy, now: datetime) -> str | None:
 
 
 class SessionQueries(StoreBase):
-    async def open_session(self, request: ScopeRequest, policy: SessionPolicy) -> Opened:
-        """Find the open session of this agent and scope, reopen a recent one, or start one."""
-        return await self.run_tx(lambda db: self._open_in(db, request, policy))
-
     async def route_to_session(self, turn_id: str, request: ScopeRequest, policy: SessionPolicy,
                                route_reason: str) -> Opened:
         """Record the turn's route and join it to its session, in one transaction.
@@ -72,13 +68,11 @@ class SessionQueries(StoreBase):
             events: list[tuple[str, dict[str, Any]]] = [
                 ("routed", {"binding": request.binding, "agent": request.agent,
                             "reason": route_reason})]
-            latest = db.exec(select(Session).where(
-                Session.agent == request.agent, Session.scope_key == request.scope_key,
-            ).order_by(col(Session.started_at).desc()).limit(1)).first()
-            if latest is not None and latest.state == "ended" and latest.transferred_to:
-                events.append(("transferred", {"from_session": latest.id,
-                                               "agent": latest.transferred_to}))
-                request = replace(request, agent=latest.transferred_to)
+            transfer = self._transfer_of(db, request.agent, request.scope_key)
+            if transfer is not None:
+                target, source = transfer
+                events.append(("transferred", {"from_session": source, "agent": target}))
+                request = replace(request, agent=target)
             opened = self._open_in(db, request, policy)
             values: dict[str, Any] = {"binding": request.binding, "agent": request.agent,
                                       "route_reason": route_reason}
@@ -95,6 +89,16 @@ class SessionQueries(StoreBase):
             return opened
 
         return await self.run_tx(work)
+
+    @staticmethod
+    def _transfer_of(db: Any, agent: str, scope_key: str) -> tuple[str, str] | None:
+        """When this agent's latest session in the scope was transferred: (target, source)."""
+        latest = db.exec(select(Session).where(
+            Session.agent == agent, Session.scope_key == scope_key,
+        ).order_by(col(Session.started_at).desc()).limit(1)).first()
+        if latest is not None and latest.state == "ended" and latest.transferred_to:
+            return latest.transferred_to, latest.id
+        return None
 
     def _open_in(self, db: Any, request: ScopeRequest, policy: SessionPolicy) -> Opened:
         now = self.clock.now()

@@ -1,0 +1,64 @@
+"""Sessions without a provider: an operator tries an agent through the same pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from channels.messages import InboundMessage, OutboundMessage
+from switchboard.models import new_id
+from switchboard.pipeline import Pipeline, Route
+from switchboard.store import ActionRefused, SessionNotFound, session_dict
+
+
+class TranscriptOnly:
+    """The `api` provider: the reply lives in the session's transcript; nothing to send."""
+
+    async def deliver(self, out: OutboundMessage) -> str:
+        return f"transcript:{out.conversation}"
+
+
+async def api_message(pipeline: Pipeline, session_id: str, text: str, actor: str,
+                      wait: float = 30.0) -> dict[str, Any]:
+    """A message into an API session: the same turn, transcript and agent as a provider's,
+    delivered into the transcript only. Waits up to `wait` seconds for the reply."""
+    store = pipeline.store
+    session = await store.session_row(session_id)
+    if session is None:
+        raise SessionNotFound(f"no session {session_id}")
+    if session.state == "ended":
+        raise ActionRefused(f"session {session_id} is ended; start a new one")
+    message = InboundMessage(provider="api", account="api", event_id=new_id("evt"),
+                             conversation=session_id, kind="dm",
+                             sender=session.user_id or actor, sender_name=actor, text=text)
+    recorded = await store.record_turn(message, {"text": text, "actor": actor})
+    turn_id = recorded.turn_id
+    reason = f"sent through the API to session {session_id} by {actor}"
+    await store.update_turn(turn_id, "routed", {"reason": reason}, agent=session.agent,
+                            session_id=session_id, route_reason=reason)
+    pipeline.events.publish("turn.received", {"turn_id": turn_id, "provider": "api",
+                                              "session_id": session_id})
+    if session.state == "paused":
+        await pipeline.hold(turn_id, message, session_id)
+    else:
+        route = Route(None, session.agent, session.scope_key)
+        pipeline.spawn(_answer(pipeline, turn_id, message, route, session_id))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        turn = await store.get_turn(turn_id)
+        assert turn is not None
+        if turn["status"] != "pending" or loop.time() >= deadline:
+            return turn
+        await asyncio.sleep(0.05)
+
+
+async def _answer(pipeline: Pipeline, turn_id: str, message: InboundMessage, route: Route,
+                  session_id: str) -> None:
+    async with pipeline.scope_lock(f"{route.agent}:{route.key}"):
+        await pipeline.store.touch_session(session_id, None)
+        session = await pipeline.store.session_row(session_id)
+        assert session is not None
+        outbox = await pipeline.answer([turn_id], message, route, session_dict(session))
+        if outbox is not None:
+            await pipeline.deliver_claimed(outbox)
