@@ -111,6 +111,7 @@ class EmailAccount(_Strict):
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     sender_auth: Literal["none", "authentication-results", "dkim"] = "none"
     authserv_id: str | None = None
+    inboxes: dict[str, str] = {}  # local part -> agent, provisioned when serve starts
 
     def disabled_reason(self) -> str | None:
         return None if self.domain else "domain is not set"
@@ -321,6 +322,11 @@ def _reference_problems(reader: _Reader, raw: dict[str, Any]) -> list[Problem]:
         if name in seen:
             add(("operators", i, "name"), f"duplicate operator name {name!r}")
         seen.setdefault(name, i)
+    for account_name, account in accounts.items():
+        for local, agent_name in _dicts(_dicts(account).get("inboxes")).items():
+            if agent_name not in agents:
+                add(("accounts", account_name, "inboxes", local),
+                    f"unknown agent {agent_name!r}; agents are: {', '.join(agents) or 'none'}")
     for agent_name, agent in agents.items():
         agent = _dicts(agent)
         here = ("agents", agent_name)

@@ -72,6 +72,7 @@ class MailService:
         """Register the outbound adapters; serve SMTP when a port is given."""
         for name, settings in self.accounts.items():
             self.runtime.adapters[name] = EmailAdapter(name, settings, self.store)
+            await self.provision_declared(name, settings)
         if port is None or not self.accounts:
             return
         quiet_protocol_log()
@@ -86,6 +87,19 @@ class MailService:
             log.error("%s", words)
             for name in self.accounts:
                 self.runtime.account_errors[name] = words
+
+    async def provision_declared(self, account: str, settings: EmailAccount) -> None:
+        """Addresses the config declares (`inboxes:` on the account) exist from the start;
+        one an operator revoked stays revoked."""
+        for local, agent in settings.inboxes.items():
+            address = f"{local}@{settings.domain}".lower()
+            try:
+                await self.store.provision_inbox(address, agent, account)
+            except AddressTaken:
+                current = await self.store.active_inbox(address, [account])
+                if current is None or current.agent != agent:
+                    log.warning("inbox %s from the config is revoked or belongs to another "
+                                "agent; left as it is", address)
 
     async def stop(self) -> None:
         """Stop accepting connections; sessions in flight are cut off at shutdown."""

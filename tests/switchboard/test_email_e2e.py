@@ -474,3 +474,29 @@ def test_relay_refusal_fails_a_down_relay_retries_and_the_maildir_says_where(
         (waiting["id"], "alice@example.com", down, "Nightly job"),
         (kept["id"], "alice@example.com", offline, "Hi")]
     assert re.fullmatch(r"turn_[0-9a-f]+", received[0]["turn_id"])
+
+
+def test_inboxes_declared_in_the_config_exist_from_the_start(serve, tmp_path):
+    maildir = tmp_path / "outbound"
+    server = serve(f"""
+agents:
+  triager: {{handler: echo}}
+accounts:
+  mail:
+    provider: email
+    domain: agents.localhost
+    maildir: {maildir}
+    inboxes:
+      triager: triager
+bindings:
+  - {{agent: triager, account: mail}}
+""")
+    listed = server.api("GET", "/api/inboxes").json()["inboxes"]
+    assert [(i["email_address"], i["agent"]) for i in listed] == [
+        ("triager@agents.localhost", "triager")]
+    message_id, raw = compose("you@example.com", "triager@agents.localhost", "Are you there?")
+    send(server, "you@example.com", "triager@agents.localhost", raw)
+    turn = turn_of(server, "triager@agents.localhost", message_id)
+    assert turn["status"] == "delivered"
+    assert any(e["name"] == "delivered" and "maildir" in e.get("detail", {})
+               for e in server.turn(turn["id"])["events"])
