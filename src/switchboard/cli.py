@@ -86,6 +86,8 @@ def serve(
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level != "debug":  # a line per sweep run is noise
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     settings = _load(config, strict_env=False)
     for name, reason in settings.disabled.items():
         err.print(f"[yellow]account {name} is disabled:[/yellow] {reason}", highlight=False)
@@ -126,13 +128,13 @@ def turns_list(
     if as_json:
         _print_json({"turns": turns, "next_cursor": next_cursor})
         return
-    table = Table("id", "received", "provider/account", "conversation", "sender", "status",
-                  "agent", "session", "reason")
+    table = Table("id", "status", "received", "account", "from", "agent")
     _keep_ids_whole(table)
+    table.columns[1].no_wrap = True
     for t in turns:
-        table.add_row(t["id"], t["received_at"], f"{t['provider']}/{t['account']}",
-                      t["conversation"], t["sender"], t["status"], t["agent"] or "",
-                      t["session_id"] or "", t["route_reason"] or "")
+        table.add_row(t["id"], t["status"], (t["received_at"] or "")[:19].replace("T", " "),
+                      f"{t['provider']}/{t['account']}", f"{t['sender']} in {t['conversation']}",
+                      t["agent"] or "")
     console.print(table)
     if next_cursor:
         console.print(f"more: --cursor {next_cursor}")
