@@ -28,6 +28,8 @@ class FakeSlackAPI:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.delay = 0.0
+        self.down_until = 0.0
+        self.refused = 0
         self._ts = 0
         self._sockets: list[web.WebSocketResponse] = []
         self.socket_acks: list[dict[str, Any]] = []
@@ -51,6 +53,10 @@ class FakeSlackAPI:
         with self._lock:
             self._failures += [("500", {})] * times
 
+    def down_for(self, seconds: float) -> None:
+        """Answer every chat.postMessage with HTTP 503 for the next `seconds`."""
+        self.down_until = time.time() + seconds
+
     def posts_to(self, channel: str) -> list[dict[str, Any]]:
         with self._lock:
             return [p for p in self.posts if p.get("channel") == channel]
@@ -71,6 +77,9 @@ class FakeSlackAPI:
 
     async def _post_message(self, request: web.Request) -> web.Response:
         params = await self._params(request)
+        if time.time() < self.down_until:
+            self.refused += 1
+            return web.Response(status=503, text="service unavailable")
         if self.delay:
             await asyncio.sleep(self.delay)
         with self._lock:

@@ -301,3 +301,39 @@ def test_serve_generates_an_admin_token_once_and_stops_cleanly(tmp_path):
     finally:
         second.kill()
     assert not any("sb_" in line for line in second.printed()), second.stdout
+
+
+def test_session_actions_from_the_cli(tmp_path, sqlite_url, fake_slack):
+    from conftest import OPERATORS_YAML, Server, slack_config, slack_message
+
+    config = tmp_path / "bindings.yaml"
+    config.write_text(slack_config(fake_slack.api_url) + OPERATORS_YAML)
+    server = Server(config, sqlite_url).start()
+    try:
+        event = slack_message("hello", channel="D0ALICE", channel_type="im")
+        sid = server.wait_turn(server.slack_event("slack-acme", event).json()["turn_id"])[
+            "session_id"]
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "switchboard", "sessions", *args],
+                                  capture_output=True, text=True, cwd=tmp_path,
+                                  env={**os.environ, "SWITCHBOARD_DATABASE_URL": sqlite_url})
+
+        assert cli("pause", sid).returncode == 0
+        assert server.api("GET", f"/api/sessions/{sid}").json()["state"] == "paused"
+        held = server.wait_turn(server.slack_event("slack-acme", slack_message(
+            "while paused", channel="D0ALICE", channel_type="im")).json()["turn_id"])
+        assert held["status"] == "held"
+        assert cli("resume", sid).returncode == 0
+        # the running serve answers what was held within a sweep
+        assert server.wait_turn(held["id"], until=lambda t: t["status"] == "delivered",
+                                timeout=10)["status"] == "delivered"
+        refused = cli("delete", sid)
+        assert refused.returncode == 1 and "only ended sessions" in refused.stderr
+        assert cli("end", sid).returncode == 0
+        again = cli("end", sid)
+        assert again.returncode == 0 and "already ended" in again.stdout
+        assert cli("delete", sid).returncode == 0
+        assert server.api("GET", f"/api/sessions/{sid}").status_code == 404
+    finally:
+        server.stop()

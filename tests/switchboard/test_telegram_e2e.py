@@ -259,3 +259,25 @@ def test_cli_set_webhook_registers_url_with_secret(tmp_path, fake_telegram):
     missing = CliRunner().invoke(app, ["telegram", "set-webhook", "nope", "--url", "https://x",
                                        "--config", str(path)])
     assert missing.exit_code == 1
+
+
+def test_new_and_end_commands_end_the_persons_session(serve, fake_telegram):
+    server = serve(telegram_config(fake_telegram.base_url))
+    first = server.wait_turn(post(server, update(message("hello"))).json()["turn_id"])
+    sid = first["session_id"]
+    end = message("/end", entities=[{"type": "bot_command", "offset": 0, "length": 4}])
+    ended = server.wait_turn(post(server, update(end)).json()["turn_id"])
+    assert ended["status"] == "delivered" and "/end" in ended["route_reason"]
+    assert "has ended" in fake_telegram.calls("sendMessage")[-1]["text"]
+    assert server.api("GET", f"/api/sessions/{sid}").json()["state"] == "ended"
+    second = server.wait_turn(post(server, update(message("again"))).json()["turn_id"])
+    assert second["session_id"] != sid
+    new = message("/new@switchboard_bot", chat_type="group", chat_id=-500,
+                  entities=[{"type": "bot_command", "offset": 0, "length": 20}])
+    group_first = message("@switchboard_bot hi", chat_type="group", chat_id=-500,
+                          entities=[{"type": "mention", "offset": 0, "length": 16}])
+    group_sid = server.wait_turn(post(server, update(group_first)).json()["turn_id"])[
+        "session_id"]
+    server.wait_turn(post(server, update(new)).json()["turn_id"])
+    assert "Started fresh" in fake_telegram.calls("sendMessage")[-1]["text"]
+    assert server.api("GET", f"/api/sessions/{group_sid}").json()["state"] == "ended"
