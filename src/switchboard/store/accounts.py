@@ -33,11 +33,6 @@ class AccountQueries(StoreBase):
         async with self.tx() as db:
             await db.exec(stmt)
 
-    async def note_traffic(self, account: str, *, inbound: bool = False, outbound: bool = False,
-                           error: str | None = None) -> None:
-        await self.run_tx(lambda db: self.note_traffic_in(db, account, inbound=inbound,
-                                                          outbound=outbound, error=error))
-
     def note_traffic_in(self, db: Any, account: str, *, inbound: bool = False,
                         outbound: bool = False, error: str | None = None) -> None:
         """Account health, written inside the caller's transaction."""

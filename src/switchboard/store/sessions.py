@@ -232,11 +232,6 @@ class SessionQueries(StoreBase):
         nxt = encode_cursor(aware(page[-1].started_at), page[-1].id) if more else None  # type: ignore[arg-type]
         return [session_dict(s) for s in page], nxt
 
-    async def session_turns(self, session_id: str) -> int:
-        async with self.tx() as db:
-            return (await db.exec(select(func.count()).select_from(Turn).where(
-                Turn.session_id == session_id))).one()
-
     async def touch_session(self, session_id: str, context: dict[str, Any] | None) -> None:
         values: dict[str, Any] = {"last_activity_at": self.clock.now()}
         if context is not None:

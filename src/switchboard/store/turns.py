@@ -105,10 +105,6 @@ class TurnQueries(StoreBase):
 
         return await self.run_tx(write, ack=True)
 
-    async def add_event(self, turn_id: str, name: str, **detail: Any) -> None:
-        async with self.tx() as db:
-            db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name=name, detail=detail))
-
     async def update_turn(self, turn_id: str, event: str | None = None,
                           detail: dict[str, Any] | None = None, **fields: Any) -> None:
         """Change turn fields and append the timeline event that explains the change."""
