@@ -7,8 +7,8 @@ from typing import Any
 
 from channels.messages import InboundMessage, OutboundMessage
 from switchboard.models import new_id
-from switchboard.pipeline import Pipeline, Route
-from switchboard.store import ActionRefused, SessionNotFound, session_dict
+from switchboard.pipeline import Pipeline
+from switchboard.store import ActionRefused, SessionNotFound
 
 
 class TranscriptOnly:
@@ -41,8 +41,7 @@ async def api_message(pipeline: Pipeline, session_id: str, text: str, actor: str
     if session.state == "paused":
         await pipeline.hold(turn_id, message, session_id)
     else:
-        route = Route(None, session.agent, session.scope_key)
-        pipeline.spawn(_answer(pipeline, turn_id, message, route, session_id))
+        pipeline.spawn(pipeline.answer_in_session(turn_id, message, session_id))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
@@ -52,13 +51,3 @@ async def api_message(pipeline: Pipeline, session_id: str, text: str, actor: str
             return turn
         await asyncio.sleep(0.05)
 
-
-async def _answer(pipeline: Pipeline, turn_id: str, message: InboundMessage, route: Route,
-                  session_id: str) -> None:
-    async with pipeline.scope_lock(f"{route.agent}:{route.key}"):
-        await pipeline.store.touch_session(session_id, None)
-        session = await pipeline.store.session_row(session_id)
-        assert session is not None
-        outbox = await pipeline.answer([turn_id], message, route, session_dict(session))
-        if outbox is not None:
-            await pipeline.deliver_claimed(outbox)

@@ -100,6 +100,9 @@ class Pipeline:
                 if row is None:
                     return
                 message = message_from_turn(row)
+            if message.provider == "api":  # typed into a session: no bindings to match
+                await self.answer_in_session(turn_id, message, message.conversation)
+                return
             decision = await self.route(turn_id, message)
             if isinstance(decision, NoMatch):
                 return
@@ -213,6 +216,19 @@ class Pipeline:
         outbox = await self.store.record_notice(turn_id, reply_for(message, reply),
                                                 keep_status=False, lease=self.lease)
         await self.deliver_claimed(outbox)
+
+    async def answer_in_session(self, turn_id: str, message: InboundMessage,
+                                session_id: str) -> None:
+        """Answer a turn addressed to a session directly (sessions over the API)."""
+        session = await self.store.session_row(session_id)
+        if session is None:
+            return
+        route = Route(None, session.agent, session.scope_key)
+        async with self.scope_lock(f"{route.agent}:{route.key}"):
+            await self.store.touch_session(session_id, None)
+            outbox = await self.answer([turn_id], message, route, session_dict(session))
+            if outbox is not None:
+                await self.deliver_claimed(outbox)
 
     async def answer(self, turn_ids: list[str], message: InboundMessage, route: Route,
                      session: dict[str, Any], already_in_transcript: bool = False

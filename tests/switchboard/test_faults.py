@@ -208,3 +208,35 @@ def test_provider_down_for_a_minute_then_back(serve, fake_slack, database_url):
     assert sorted(p["text"] for p in fake_slack.posts) == sorted(
         f"echo: <@UBOT> outage {n}" for n in range(5))
     assert fake_slack.refused >= 10
+
+
+def test_api_session_turn_is_answered_after_a_crash(tmp_path, fake_slack):
+    from conftest import OPERATOR
+    from fakes.agents import HTTPAgent
+
+    with HTTPAgent() as agent:
+        agent.mode = "stall"
+        config = tmp_path / "bindings.yaml"
+        config.write_text(f"""
+agents:
+  helpdesk: {{handler: http, url: "{agent.url}/turn", timeout: 30s}}
+{FAST_RECOVERY}{OPERATORS_YAML}""")
+        database = f"sqlite:///{tmp_path / 'sb.db'}"
+        first = ServeProcess(config, database, tmp_path)
+        sid = first.api("POST", "/api/agents/helpdesk/sessions", token=OPERATOR,
+                        json={"tag": "test"}).json()["id"]
+        turn = first.api("POST", f"/api/sessions/{sid}/messages", token=OPERATOR,
+                         json={"text": "are you there", "wait": 0}).json()
+        assert turn["status"] == "pending"
+        time.sleep(0.5)  # the agent is working on it
+        first.kill()
+        first.stop()
+        agent.mode = "ok"
+        second = ServeProcess(config, database, tmp_path)
+        try:
+            [done] = settle(second, [turn["id"]], timeout=30).values()
+        finally:
+            second.stop()
+    assert done["status"] == "delivered", done
+    assert done["reply_text"].startswith("agent says: are you there")
+    assert "recovered" in [e["name"] for e in done["events"]]
