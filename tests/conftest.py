@@ -238,16 +238,15 @@ bindings:
 """
 
 
-def read_sse(url: str, token: str, into: list[dict[str, Any]], stop: threading.Event,
-             last_event_id: str | None = None) -> None:
+def sse_events(url: str, token: str, last_event_id: str | None = None
+               ) -> Iterator[dict[str, Any]]:
+    """Server-Sent Events as a client reads them: `id`, `event` and JSON `data` per event."""
     headers = {"Authorization": f"Bearer {token}"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
     with httpx.stream("GET", url, headers=headers, timeout=30) as response:
         current: dict[str, Any] = {}
         for line in response.iter_lines():
-            if stop.is_set():
-                return
             if line.startswith("id: "):
                 current["id"] = line[4:]
             elif line.startswith("event: "):
@@ -255,12 +254,17 @@ def read_sse(url: str, token: str, into: list[dict[str, Any]], stop: threading.E
             elif line.startswith("data: "):
                 current["data"] = json.loads(line[6:])
             elif not line and "event" in current:
-                into.append(current)
+                yield current
                 current = {}
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+def read_sse(url: str, token: str, into: list[dict[str, Any]], stop: threading.Event,
+             last_event_id: str | None = None) -> None:
+    """Collect events into `into` until `stop` is set (checked as each event arrives)."""
+    for event in sse_events(url, token, last_event_id):
+        if stop.is_set():
+            return
+        into.append(event)
 
 
 class ServeProcess:

@@ -177,13 +177,9 @@ def api_routes(runtime: Runtime) -> APIRouter:
         return await act(controls.set_model(session_id, body.model, who.name))
 
     @router.delete("/sessions/{session_id}")
+    @router.post("/sessions/{session_id}/delete")
     async def delete(session_id: str, who: Annotated[Operator, Depends(admin)]
                      ) -> dict[str, Any]:
-        return await act(controls.delete(session_id, who.name))
-
-    @router.post("/sessions/{session_id}/delete")
-    async def delete_post(session_id: str, who: Annotated[Operator, Depends(admin)]
-                          ) -> dict[str, Any]:
         return await act(controls.delete(session_id, who.name))
 
     @router.get("/audit", dependencies=[Depends(admin)])

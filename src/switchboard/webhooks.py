@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from channels.messages import RejectedRequest
+from channels.slack import SlackAccount
 from switchboard.runtime import Runtime
+from switchboard.store import Recorded
 
 log = logging.getLogger(__name__)
 
 
 def _problem(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _acknowledged(recorded: Recorded) -> JSONResponse:
+    """The 200 a provider waits for, sent once the turn is durably recorded."""
+    body: dict[str, Any] = {"ok": True, "turn_id": recorded.turn_id}
+    if recorded.duplicate_of:
+        body["duplicate_of"] = recorded.duplicate_of
+    return JSONResponse(body)
 
 
 def webhook_routes(runtime: Runtime) -> APIRouter:
@@ -35,15 +46,27 @@ def webhook_routes(runtime: Runtime) -> APIRouter:
         await runtime.store.note_rejected(account, error.reason)
         return _problem(error.status, str(error), **{"X-Slack-No-Retry": "1"})
 
-    @router.post("/slack/{account}/events", summary="Slack Events API")
-    async def slack_events(account: str, request: Request) -> Response:
+    async def signed_slack(account: str, request: Request, content_type: str
+                           ) -> tuple[SlackAccount, dict[str, Any]] | Response:
+        """The account and the verified, parsed body of a Slack request; or the answer that
+        refuses it (disabled account, bad signature, malformed body)."""
         if (refusal := await unavailable(account, "slack")) is not None:
             return refusal
         slack = runtime.slack[account]
         body = await request.body()
         try:
             slack.verify(request.headers, body)
-            payload = slack.parse_body(body, request.headers.get("content-type", ""))
+            return slack, slack.parse_body(body, content_type)
+        except RejectedRequest as error:
+            return await rejected(account, error)
+
+    @router.post("/slack/{account}/events", summary="Slack Events API")
+    async def slack_events(account: str, request: Request) -> Response:
+        signed = await signed_slack(account, request, request.headers.get("content-type", ""))
+        if isinstance(signed, Response):
+            return signed
+        slack, payload = signed
+        try:
             if payload.get("type") == "url_verification":
                 return JSONResponse({"challenge": payload.get("challenge", "")})
             if payload.get("type") != "event_callback":
@@ -58,21 +81,14 @@ def webhook_routes(runtime: Runtime) -> APIRouter:
             extra = {"retry_num": request.headers["x-slack-retry-num"],
                      "retry_reason": request.headers.get("x-slack-retry-reason", "")}
         recorded = await runtime.pipeline.receive(message, extra)
-        return JSONResponse({"ok": True, "turn_id": recorded.turn_id,
-                             **({"duplicate_of": recorded.duplicate_of}
-                                if recorded.duplicate_of else {})})
+        return _acknowledged(recorded)
 
     @router.post("/slack/{account}/commands", summary="Slack slash command (/agent new|end)")
     async def slack_command(account: str, request: Request) -> Response:
-        if (refusal := await unavailable(account, "slack")) is not None:
-            return refusal
-        slack = runtime.slack[account]
-        body = await request.body()
-        try:
-            slack.verify(request.headers, body)
-            form = slack.parse_body(body, "application/x-www-form-urlencoded")
-        except RejectedRequest as error:
-            return await rejected(account, error)
+        signed = await signed_slack(account, request, "application/x-www-form-urlencoded")
+        if isinstance(signed, Response):
+            return signed
+        _, form = signed
         answer = await runtime.slash_command(account, form)
         return JSONResponse({"response_type": "ephemeral", "text": answer})
 
@@ -88,8 +104,6 @@ def webhook_routes(runtime: Runtime) -> APIRouter:
             recorded = await runtime.receive_telegram(bot, await request.body(), request.headers)
         except RejectedRequest as error:
             return await rejected(account, error)
-        return JSONResponse({"ok": True, "turn_id": recorded.turn_id,
-                             **({"duplicate_of": recorded.duplicate_of}
-                                if recorded.duplicate_of else {})})
+        return _acknowledged(recorded)
 
     return router

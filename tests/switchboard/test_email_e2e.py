@@ -19,12 +19,11 @@ from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from conftest import OPERATOR, VIEWER, Server, free_port
+from conftest import OPERATOR, VIEWER, Server, free_port, sse_events
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 AUTHSERV = "mx.agents.test"
@@ -39,21 +38,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def read_sse(url: str, into: list[dict[str, Any]],
              enough: Callable[[list[dict[str, Any]]], bool]) -> None:
-    """Collect Server-Sent Events (event name and JSON data) until `enough` of them came;
-    then the stream is closed, so the server can shut down without waiting for it."""
-    with httpx.stream("GET", url, headers={"Authorization": f"Bearer {VIEWER}"},
-                      timeout=30) as response:
-        current: dict[str, Any] = {}
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                current["event"] = line[7:]
-            elif line.startswith("data: "):
-                current["data"] = json.loads(line[6:])
-            elif not line and "event" in current:
-                into.append(current)
-                current = {}
-                if enough(into):
-                    return
+    """Collect live events until `enough` of them came; then the stream is closed, so the
+    server can shut down without waiting for it."""
+    for event in sse_events(url, VIEWER):
+        into.append(event)
+        if enough(into):
+            return
 
 
 class Relay:
