@@ -37,10 +37,10 @@ class TurnQueries(StoreBase):
         so two processes racing on one retry still record a single original.
         """
         now = self.clock.now()
-        turn = _turn_from(message, payload, extra or {}, now)
-        turn.owner = self.worker_id
-        if await self._commit_in_group(turn):
-            return Recorded(turn.id)
+        row = _turn_row(message, payload, extra or {}, now)
+        row["owner"] = self.worker_id
+        if await self._commit_in_group(row):
+            return Recorded(row["id"])
         async with self.tx() as db:
             original = (await db.exec(select(Turn).where(
                 Turn.account == message.account, Turn.status != "duplicate",
@@ -50,11 +50,10 @@ class TurnQueries(StoreBase):
             ))).first()
             if original is None:  # lost a race with a delete; record it plainly next time
                 raise RuntimeError("duplicate turn without an original")
-            duplicate = _turn_from(message, payload, extra or {}, now)
-            duplicate.status = "duplicate"
-            duplicate.duplicate_of = original.id
-            duplicate.dedupe_key = None
-            duplicate.route_reason = _duplicate_reason(message, original)
+            duplicate = Turn(**{**_turn_row(message, payload, extra or {}, now),
+                                "status": "duplicate", "duplicate_of": original.id,
+                                "dedupe_key": None,
+                                "route_reason": _duplicate_reason(message, original)})
             db.add(duplicate)
             db.add(TurnEvent(turn_id=duplicate.id, at=now, name="duplicate",
                              detail={"original": original.id}))
@@ -64,13 +63,13 @@ class TurnQueries(StoreBase):
                                         if k.startswith("retry")}}))
         return Recorded(duplicate.id, duplicate_of=original.id)
 
-    async def _commit_in_group(self, turn: Turn) -> bool:
+    async def _commit_in_group(self, row: dict[str, Any]) -> bool:
         """Insert the turn and its `received` event in a transaction shared with whatever other
         turns arrive meanwhile (group commit): each caller returns once the commit holding its
         turn is durable, and a burst of webhooks pays for one commit instead of one each.
         False when a unique index refused the turn (a duplicate)."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._turn_queue.append((turn, done))
+        self._turn_queue.append((row, done))
         if self._turn_writer is None or self._turn_writer.done():
             self._turn_writer = asyncio.create_task(self._write_turn_groups())
         return await done
@@ -79,28 +78,33 @@ class TurnQueries(StoreBase):
         while self._turn_queue:
             group, self._turn_queue = self._turn_queue[:500], self._turn_queue[500:]
             try:
-                inserted = await self._insert_turns([turn for turn, _ in group])
+                inserted = await self._insert_turns([row for row, _ in group])
             except Exception as error:  # every caller hears it; none is acknowledged
                 for _, done in group:
                     if not done.done():
                         done.set_exception(error)
                 continue
-            for turn, done in group:
+            for row, done in group:
                 if not done.done():
-                    done.set_result(turn.id in inserted)
+                    done.set_result(row["id"] in inserted)
 
-    async def _insert_turns(self, turns: list[Turn]) -> set[str]:
+    async def _insert_turns(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Plain rows through SQLAlchemy Core: the hottest write there is, and ORM objects
+        would cost more than the insert itself."""
         insert = sqlite_insert if self.is_sqlite else pg_insert
-        rows = [t.model_dump() for t in turns]
-        ids = [t.id for t in turns]
+        turns, events = Turn.__table__, TurnEvent.__table__
+        ids = [row["id"] for row in rows]
 
         def write(db: Session) -> set[str]:
-            db.execute(insert(Turn).on_conflict_do_nothing(), rows)
-            inserted = set(db.execute(select(Turn.id).where(col(Turn.id).in_(ids))).scalars())
-            events = [{"turn_id": t.id, "at": t.received_at, "name": "received",
-                       "detail": {"event_id": t.event_id}} for t in turns if t.id in inserted]
-            if events:
-                db.execute(sa_insert(TurnEvent), events)
+            connection = db.connection()
+            connection.execute(insert(turns).on_conflict_do_nothing(), rows)
+            inserted = set(connection.execute(
+                select(turns.c.id).where(turns.c.id.in_(ids))).scalars())
+            received = [{"turn_id": row["id"], "at": row["received_at"], "name": "received",
+                         "detail": {"event_id": row["event_id"]}}
+                        for row in rows if row["id"] in inserted]
+            if received:
+                connection.execute(sa_insert(events), received)
             return inserted
 
         return await self.run_tx(write, ack=True)
@@ -220,18 +224,23 @@ class TurnQueries(StoreBase):
         return out
 
 
-def _turn_from(message: InboundMessage, payload: dict[str, Any], extra: dict[str, Any],
-               now: datetime) -> Turn:
-    return Turn(
-        id=new_id("turn"), provider=message.provider, account=message.account,
-        event_id=message.event_id, dedupe_key=message.dedupe_key,
-        conversation=message.conversation, kind=message.kind, thread=message.thread,
-        message_id=message.message_id, sender=message.sender, sender_name=message.sender_name,
-        text=message.text, received_at=now, status="pending", payload=payload,
-        extra={**message.extra, **extra, "mentioned": message.mentioned,
-               "starts_thread": message.starts_thread, "for_agent": message.for_agent,
-               **({"ignore_reason": message.ignore_reason} if message.ignore_reason else {})},
-    )
+def _turn_row(message: InboundMessage, payload: dict[str, Any], extra: dict[str, Any],
+              now: datetime) -> dict[str, Any]:
+    """The turns row of a newly received message: every column, so a batch inserts as one."""
+    return {
+        "id": new_id("turn"), "provider": message.provider, "account": message.account,
+        "event_id": message.event_id, "dedupe_key": message.dedupe_key,
+        "conversation": message.conversation, "kind": message.kind, "thread": message.thread,
+        "message_id": message.message_id, "sender": message.sender,
+        "sender_name": message.sender_name, "text": message.text, "received_at": now,
+        "status": "pending", "route_reason": None, "binding": None, "agent": None,
+        "session_id": None, "reply_text": None, "delivery_status": None,
+        "delivery_attempts": 0, "provider_message_id": None, "error": None,
+        "duplicate_of": None, "owner": None, "agent_ms": None, "payload": payload,
+        "extra": {**message.extra, **extra, "mentioned": message.mentioned,
+                  "starts_thread": message.starts_thread, "for_agent": message.for_agent,
+                  **({"ignore_reason": message.ignore_reason} if message.ignore_reason else {})},
+    }
 
 
 def _duplicate_reason(message: InboundMessage, original: Turn) -> str:
