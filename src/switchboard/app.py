@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,39 +9,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.console import console_routes
 from switchboard.mail import inbox_routes
 from switchboard.runtime import Runtime
-from switchboard.webhooks import webhook_routes
+from switchboard.webhooks import ProviderWebhooks, Webhooks, webhook_routes
 
 
-class AckLatency:
-    """Acknowledgement latency of provider webhooks (the time the provider waits), as plain
-    ASGI middleware: it sits on the hottest path, where BaseHTTPMiddleware costs too much."""
-
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
-        self.app = app
-        self.runtime = runtime
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        provider = path.split("/", 2)[1] if path.count("/") >= 2 else ""
-        if provider not in ("slack", "telegram"):
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            elapsed = time.perf_counter() - started
-            self.runtime.metrics.ack.labels(provider).observe(elapsed)
-
-
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: Runtime) -> ASGIApp:
+    """The FastAPI app behind `ProviderWebhooks`, which answers the provider webhooks first."""
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -53,7 +31,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(title="Switchboard", version=__version__, lifespan=lifespan)
     app.state.runtime = runtime
-    app.include_router(webhook_routes(runtime))
+    webhooks = Webhooks(runtime)
+    app.include_router(webhook_routes(webhooks))
     app.include_router(api_routes(runtime))
     app.include_router(inbox_routes(runtime))
     app.include_router(console_routes(runtime))
@@ -71,11 +50,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         return PlainTextResponse(runtime.metrics.render(),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    app.add_middleware(AckLatency, runtime=runtime)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         return JSONResponse({"error": "; ".join(problems)}, status_code=400)
 
-    return app
+    return ProviderWebhooks(app, webhooks)
