@@ -92,7 +92,7 @@ def serve(
     for name, reason in settings.disabled.items():
         err.print(f"[yellow]account {name} is disabled:[/yellow] {reason}", highlight=False)
     db.upgrade()
-    runtime = Runtime(settings, smtp_port=smtp_port, smtp_host=host)
+    runtime = Runtime(settings, smtp_port=smtp_port, smtp_host=host, freeze_gc=True)
     uvicorn.run(create_app(runtime), host=host, port=port, log_level=log_level,
                 access_log=log_level == "debug", timeout_graceful_shutdown=10)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -64,7 +65,8 @@ class Pipeline:
         self.handlers = handlers
         self.events = events
         self.agent_slots = asyncio.Semaphore(config.delivery.agent_concurrency)
-        self.workers = asyncio.Semaphore(config.delivery.workers)
+        self._queue: deque[tuple[str, InboundMessage | None]] = deque()
+        self._runners = 0
         self.lease = config.delivery.lease or LEASE
         self._scope_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -87,43 +89,64 @@ class Pipeline:
             self.events.publish("turn.received", {"turn_id": recorded.turn_id,
                                                   "provider": message.provider,
                                                   "account": message.account})
-            self.spawn(self.handle(recorded.turn_id, message))
+            self.enqueue(recorded.turn_id, message)
         return recorded
+
+    def enqueue(self, turn_id: str, message: InboundMessage | None = None) -> None:
+        """Queue a recorded turn for `handle`. At most `delivery.workers` turns are worked at
+        once; the rest wait as plain entries in a queue (not as tasks), which keeps a flood of
+        acknowledged turns cheap to hold until their replies catch up."""
+        self._queue.append((turn_id, message))
+        if self._runners < self.config.delivery.workers:
+            self._runners += 1
+            self.spawn(self._work_queue())
+
+    async def _work_queue(self) -> None:
+        try:
+            while self._queue:
+                turn_id, message = self._queue.popleft()
+                try:
+                    await self.handle(turn_id, message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the turn stays recorded; recover() picks it up on restart
+                    log.exception("turn %s failed", turn_id)
+        finally:
+            self._runners -= 1
 
     # --- after the acknowledgement -----------------------------------------------------------
 
     async def handle(self, turn_id: str, message: InboundMessage | None = None) -> None:
         """Route, answer and deliver one recorded turn."""
-        async with self.workers:  # bounded, so turn work never crowds out acknowledgements
-            if message is None:
-                row = await self.store.get_turn_row(turn_id)
-                if row is None:
-                    return
-                message = message_from_turn(row)
-            if message.provider == "api":  # typed into a session: no bindings to match
-                await self.answer_in_session(turn_id, message, message.conversation)
+        if message is None:
+            row = await self.store.get_turn_row(turn_id)
+            if row is None:
                 return
-            decision = await self.route(turn_id, message)
-            if isinstance(decision, NoMatch):
+            message = message_from_turn(row)
+        if message.provider == "api":  # typed into a session: no bindings to match
+            await self.answer_in_session(turn_id, message, message.conversation)
+            return
+        decision = await self.route(turn_id, message)
+        if isinstance(decision, NoMatch):
+            return
+        route = self.scope(message, decision.binding)
+        async with self.scope_lock(f"{route.agent}:{route.key}"):
+            if message.extra.get("command") in CHAT_COMMANDS:
+                await self.chat_command(turn_id, message, route)
                 return
-            route = self.scope(message, decision.binding)
-            async with self.scope_lock(f"{route.agent}:{route.key}"):
-                if message.extra.get("command") in CHAT_COMMANDS:
-                    await self.chat_command(turn_id, message, route)
-                    return
-                opened = await self.join_session(turn_id, message, route, decision.reason)
-                if opened.refused:
-                    await self.refuse(turn_id, message, opened.refused)
-                    return
-                if opened.state == "paused":
-                    await self.hold(turn_id, message, opened.session_id)
-                    return
-                assert opened.session is not None
-                outbox = await self.answer([turn_id], message,
-                                           Route(route.binding, opened.agent, route.key),
-                                           opened.session)
-                if outbox is not None:
-                    await self.deliver_claimed(outbox)
+            opened = await self.join_session(turn_id, message, route, decision.reason)
+            if opened.refused:
+                await self.refuse(turn_id, message, opened.refused)
+                return
+            if opened.state == "paused":
+                await self.hold(turn_id, message, opened.session_id)
+                return
+            assert opened.session is not None
+            outbox = await self.answer([turn_id], message,
+                                       Route(route.binding, opened.agent, route.key),
+                                       opened.session)
+            if outbox is not None:
+                await self.deliver_claimed(outbox)
 
     async def route(self, turn_id: str, message: InboundMessage) -> Match | NoMatch:
         """Match the bindings; an ignored turn is recorded here, a match with its session."""
@@ -352,7 +375,7 @@ class Pipeline:
         when their lease expires."""
         orphans = await self.store.orphaned_turns(stale_after)
         for turn_id in orphans:
-            self.spawn(self.handle(turn_id))
+            self.enqueue(turn_id)
         return len(orphans)
 
     async def deliver_due(self) -> None:
@@ -381,7 +404,9 @@ class Pipeline:
         return lock
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Let in-flight turns finish (shutdown), then cancel what is left."""
+        """Let in-flight turns finish (shutdown), then cancel what is left. Turns still queued
+        stay recorded as this process's; recovery takes them over."""
+        self._queue.clear()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 import sys
@@ -58,6 +59,7 @@ class Runtime:
     smtp_port: int | None = 2525
     session_sweep: float = 30.0
     heartbeat_interval: float | None = None
+    freeze_gc: bool = False  # serve: keep start-up objects out of the cyclic collector
 
     def __post_init__(self) -> None:
         self.engine = create_engine(self.database_url)
@@ -102,6 +104,12 @@ class Runtime:
                                max_instances=1, coalesce=True, id="session-sweep")
         self.scheduler.start()
         self._background.append(asyncio.create_task(self._heartbeat()))
+        if self.freeze_gc:
+            # Everything built so far lives as long as the process. Left to the collector,
+            # each full pass walks all of it and stalls the event loop for a hundred ms or
+            # more under load (the acknowledgement p99); frozen, it is never walked again.
+            gc.collect()
+            gc.freeze()
 
     async def _heartbeat(self) -> None:
         """Say this process is alive; take over what dead processes left unanswered."""

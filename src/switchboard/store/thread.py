@@ -4,51 +4,92 @@ that record webhook turns first."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-ACK, WORK = 0, 1  # priorities: lower runs first
+ACK, WORK = 0, 1  # ACK: the transaction that records webhook turns; WORK: everything else
+
+# While acknowledgements keep coming, the rest of the work may use this share of the thread's
+# time (seconds of work per second); when none has come for QUIET seconds it runs unmetered.
+WORK_SHARE = 0.15
+QUIET = 0.005
+BURST = 0.05  # the most unmetered work time saved up for the next flood
 
 
 class DatabaseThread:
-    """A single worker thread with a priority queue of jobs.
+    """A single worker thread that runs whole transactions, acknowledgements first.
 
     SQLite allows one writer at a time; giving every write to one thread means no transaction
-    ever waits in SQLite's busy handler (which sleeps), and acknowledgements never wait behind
-    a queue of other work, only behind the one transaction already running.
+    ever waits in SQLite's busy handler (which sleeps). Acknowledgements never wait behind a
+    queue of other work, only behind the one transaction already running, and during a flood
+    of them the other work is metered to WORK_SHARE of the thread, so it cannot set the pace
+    of acknowledgements; it catches up when the flood stops.
     """
 
     def __init__(self, name: str = "sb-db") -> None:
-        self._jobs: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
-        self._order = itertools.count()
+        self._acks: deque[Any] = deque()
+        self._work: deque[Any] = deque()
+        self._ready = threading.Condition()
+        self._stopping = False
+        self._budget = BURST
+        self._refilled = self._last_ack = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
+    def _next(self) -> tuple[Any, bool] | None:
+        """The next job and whether it is an acknowledgement; None once stopped."""
+        with self._ready:
+            while True:
+                if self._acks:
+                    return self._acks.popleft(), True
+                if self._work and self._stopping:
+                    return self._work.popleft(), False
+                if self._work:
+                    now = time.monotonic()
+                    self._budget = min(BURST, self._budget + (now - self._refilled) * WORK_SHARE)
+                    self._refilled = now
+                    if self._budget > 0 or now - self._last_ack > QUIET:
+                        return self._work.popleft(), False
+                    self._ready.wait(min(QUIET, -self._budget / WORK_SHARE))
+                elif self._stopping:
+                    return None
+                else:
+                    self._ready.wait()
+
     def _run(self) -> None:
-        while True:
-            _, _, job = self._jobs.get()
-            if job is None:
-                return
-            loop, future, work = job
+        while (picked := self._next()) is not None:
+            (loop, future, work), ack = picked
+            started = time.monotonic()
             try:
                 result = work()
             except BaseException as error:  # handed to the awaiting coroutine
                 loop.call_soon_threadsafe(_settle, future, None, error)
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)
+            finished = time.monotonic()
+            with self._ready:
+                if ack:
+                    self._last_ack = finished
+                elif self._acks or started - self._last_ack <= QUIET:  # metered in a flood
+                    self._budget -= finished - started
 
     async def run(self, work: Callable[[], T], priority: int = WORK) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((priority, next(self._order), (loop, future, work)))
+        with self._ready:
+            (self._acks if priority == ACK else self._work).append((loop, future, work))
+            self._ready.notify()
         return await future
 
     def stop(self) -> None:
-        self._jobs.put((99, next(self._order), None))
+        """Finish the jobs queued, then end the thread."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
