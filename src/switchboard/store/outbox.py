@@ -10,7 +10,8 @@ from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 
 from channels.messages import OutboundMessage
-from switchboard.models import Outbox, Session, SessionMessage, Turn, TurnEvent
+from switchboard.models import Outbox, Turn, TurnEvent
+from switchboard.store import statements as sql
 from switchboard.store.accounts import AccountQueries
 
 
@@ -39,32 +40,35 @@ class OutboxQueries(AccountQueries):
         turn_id = turn_ids[-1]
 
         def work(db: Any) -> Any:
+            entries: list[dict[str, Any]] = []
             if user_text is not None:
-                db.add(SessionMessage(session_id=session_id, at=now, role="user",
-                                      text=user_text, turn_id=turn_id))
-            for item in result.activity:
-                db.add(SessionMessage(session_id=session_id, at=now, role="activity",
-                                      text=str(item.get("name") or item.get("type") or ""),
-                                      turn_id=turn_id, data=item))
-            db.add(SessionMessage(session_id=session_id, at=now, role="agent", text=result.reply,
-                                  turn_id=turn_id, data={"model": result.model}
-                                  if result.model else {}))
-            values: dict[str, Any] = {"last_activity_at": now,
-                                      "turn_count": Session.turn_count + len(turn_ids)}
+                entries.append({"role": "user", "text": user_text, "data": {}})
+            entries += [{"role": "activity", "data": item,
+                         "text": str(item.get("name") or item.get("type") or "")}
+                        for item in result.activity]
+            entries.append({"role": "agent", "text": result.reply,
+                            "data": {"model": result.model} if result.model else {}})
+            connection = db.connection()
+            connection.execute(sql.ADD_MESSAGES, [
+                {"session_id": session_id, "at": now, "turn_id": turn_id, **entry}
+                for entry in entries])
+            touch = {"session": session_id, "now": now, "answered": len(turn_ids)}
             if result.context is not None:
-                values["context"] = result.context
-            db.exec(update(Session).where(Session.id == session_id).values(**values))
-            db.exec(update(Turn).where(col(Turn.id).in_(turn_ids)).values(
-                reply_text=result.reply, agent_ms=result.duration_ms,
-                delivery_status="pending", session_id=session_id))
-            for answered in turn_ids:
-                db.add(TurnEvent(turn_id=answered, at=now, name="agent_replied",
-                                 detail={"duration_ms": result.duration_ms,
-                                         **({"model": result.model} if result.model else {}),
-                                         **({"together_with": turn_ids}
-                                            if len(turn_ids) > 1 else {})}))
+                connection.execute(sql.TOUCH_SESSION_CONTEXT, {**touch,
+                                                               "v_context": result.context})
+            else:
+                connection.execute(sql.TOUCH_SESSION, touch)
+            connection.execute(sql.REPLIED, {"turns": turn_ids, "v_reply": result.reply,
+                                             "v_agent_ms": result.duration_ms,
+                                             "v_session_id": session_id})
+            detail = {"duration_ms": result.duration_ms,
+                      **({"model": result.model} if result.model else {}),
+                      **({"together_with": turn_ids} if len(turn_ids) > 1 else {})}
+            connection.execute(sql.ADD_EVENTS, [
+                {"turn_id": answered, "at": now, "name": "agent_replied", "detail": detail}
+                for answered in turn_ids])
             return self._add_outbox(db, turn_id, outbound, session_id=session_id,
-                                          batch=turn_ids[:-1], lease=lease)
+                                    batch=turn_ids[:-1], lease=lease)
 
         return await self.run_tx(work)
 
@@ -86,15 +90,15 @@ class OutboxQueries(AccountQueries):
         """The outbox row, leased to this process for its first attempt: a crash before that
         attempt leaves it to be retried when the lease runs out."""
         now = self.clock.now()
-        row = Outbox(turn_id=turn_id, session_id=session_id, batch=batch or [], notice=notice,
-                     provider=outbound.provider, account=outbound.account,
-                     conversation=outbound.conversation, thread=outbound.thread,
-                     reply_to=outbound.reply_to, text=outbound.text, extra=outbound.extra,
-                     status="pending", next_attempt_at=now, created_at=now,
-                     attempts=1, claimed_until=now + (lease or timedelta(seconds=30)))
-        db.add(row)
-        db.flush()
-        return row
+        values = sql.outbox_row(
+            turn_id=turn_id, session_id=session_id, batch=batch or [], notice=notice,
+            provider=outbound.provider, account=outbound.account,
+            conversation=outbound.conversation, thread=outbound.thread,
+            reply_to=outbound.reply_to, text=outbound.text, extra=outbound.extra,
+            next_attempt_at=now, created_at=now, attempts=1,
+            claimed_until=now + (lease or timedelta(seconds=30)))
+        values["id"] = db.connection().execute(sql.ADD_OUTBOX, values).scalar_one()
+        return Outbox(**values)
 
     async def due_outbox(self, limit: int = 100) -> list[int]:
         """Rows ready for an attempt: pending or retrying, due, and not leased by a live worker."""
@@ -128,21 +132,17 @@ class OutboxQueries(AccountQueries):
         now = self.clock.now()
 
         def work(db: Any) -> Any:
-            db.exec(update(Outbox).where(Outbox.id == row.id).values(
-                status="delivered", claimed_until=None))
-            values: dict[str, Any] = {
-                "delivery_status": "delivered", "delivery_attempts": row.attempts,
-                "provider_message_id": provider_message_id, "error": None}
-            if not row.notice:
-                values["status"] = "delivered"
+            connection = db.connection()
+            connection.execute(sql.OUTBOX_DELIVERED, {"row": row.id})
             turns = [*row.batch, row.turn_id]
-            db.exec(update(Turn).where(col(Turn.id).in_(turns)).values(**values))
+            connection.execute(sql.TURNS_DELIVERED if row.notice else sql.TURNS_DELIVERED_ANSWERED,
+                               {"turns": turns, "v_attempts": row.attempts,
+                                "v_message_id": provider_message_id})
             self.note_traffic_in(db, row.account, outbound=True)
-            for turn_id in turns:
-                db.add(TurnEvent(turn_id=turn_id, at=now, name="delivered",
-                                 detail={"attempt": row.attempts,
-                                         "provider_message_id": provider_message_id,
-                                         **detail}))
+            connection.execute(sql.ADD_EVENTS, [
+                {"turn_id": turn_id, "at": now, "name": "delivered",
+                 "detail": {"attempt": row.attempts, "provider_message_id": provider_message_id,
+                            **detail}} for turn_id in turns])
 
         return await self.run_tx(work)
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from sessions import OPEN_STATES, check_transition
 from switchboard.config import SessionPolicy
-from switchboard.models import Session, SessionMessage, Turn, TurnEvent, new_id
+from switchboard.models import Session, SessionMessage, new_id
+from switchboard.store import statements as sql
 from switchboard.store.base import StoreBase, aware, decode_cursor, encode_cursor, iso
 
 SESSION_FILTERS = ("agent", "state", "source", "tag", "account")
@@ -82,8 +83,11 @@ class SessionQueries(StoreBase):
                     opened.how, "session_resumed")
                 events.append((name, {"session_id": opened.session_id,
                                       "scope": request.scope_key}))
-            db.exec(update(Turn).where(col(Turn.id) == turn_id).values(**values))
-            db.execute(insert(TurnEvent), [
+            connection = db.connection()
+            connection.execute(
+                sql.ROUTE_TURN_TO_SESSION if "session_id" in values else sql.ROUTE_TURN,
+                {"turn": turn_id, **{f"v_{k}": v for k, v in values.items()}})
+            connection.execute(sql.ADD_EVENTS, [
                 {"turn_id": turn_id, "at": now, "name": name, "detail": detail}
                 for name, detail in events])
             return opened
@@ -93,9 +97,8 @@ class SessionQueries(StoreBase):
     @staticmethod
     def _transfer_of(db: Any, agent: str, scope_key: str) -> tuple[str, str] | None:
         """When this agent's latest session in the scope was transferred: (target, source)."""
-        latest = db.exec(select(Session).where(
-            Session.agent == agent, Session.scope_key == scope_key,
-        ).order_by(col(Session.started_at).desc()).limit(1)).first()
+        latest = db.connection().execute(
+            sql.LATEST_IN_SCOPE, {"agent": agent, "scope": scope_key}).first()
         if latest is not None and latest.state == "ended" and latest.transferred_to:
             return latest.transferred_to, latest.id
         return None
@@ -103,10 +106,8 @@ class SessionQueries(StoreBase):
     def _open_in(self, db: Any, request: ScopeRequest, policy: SessionPolicy) -> Opened:
         now = self.clock.now()
         moved: list[dict[str, Any]] = []
-        row = db.exec(select(Session).where(
-            Session.agent == request.agent, Session.scope_key == request.scope_key,
-            col(Session.state).in_(OPEN_STATES),
-        ).order_by(col(Session.started_at).desc())).first()
+        row = db.execute(sql.OPEN_IN_SCOPE, {"agent": request.agent,
+                                             "scope": request.scope_key}).scalars().first()
         if row is not None:
             cause = _expired(row, policy, now)
             if cause is None:
@@ -149,9 +150,11 @@ class SessionQueries(StoreBase):
             user_name=request.user_name, started_at=now, last_activity_at=now,
             parent_session_id=parent,
         )
-        db.add(fresh)
-        db.add(SessionMessage(session_id=fresh.id, at=now, role="system",
-                              text="session started", data={"state": "live"}))
+        connection = db.connection()
+        connection.execute(sql.ADD_SESSION, fresh.model_dump())
+        connection.execute(sql.ADD_MESSAGES, {"session_id": fresh.id, "at": now, "role": "system",
+                                              "text": "session started", "turn_id": None,
+                                              "data": {"state": "live"}})
         return Opened(fresh.id, "created", transitions=tuple(moved), agent=request.agent,
                       session=session_dict(fresh))
 
@@ -166,9 +169,8 @@ class SessionQueries(StoreBase):
         ).order_by(col(Session.ended_at).desc())).first()
 
     def _transferred_from(self, db: Any, request: ScopeRequest) -> str | None:
-        return db.exec(select(Session.id).where(
-            Session.scope_key == request.scope_key, Session.transferred_to == request.agent,
-        ).order_by(col(Session.ended_at).desc())).first()
+        return db.connection().execute(sql.TRANSFERRED_FROM, {
+            "scope": request.scope_key, "agent": request.agent}).scalar()
 
     def _transition(self, db: Any, row: Session, target: str, *, cause: str,
                     actor: str) -> dict[str, Any]:
