@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,8 +12,10 @@ from sqlmodel import Field, SQLModel
 
 
 def new_id(prefix: str) -> str:
-    """Sortable-enough unique ids such as `turn_…` and `ses_…`."""
-    return f"{prefix}_{secrets.token_hex(10)}"
+    """Unique ids such as `turn_…` and `ses_…`: milliseconds since the epoch, then random bits.
+    They sort by creation, and a busy table's primary key index grows at its end instead of
+    at random pages all over it."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
 
 
 def utcnow() -> datetime:

@@ -11,7 +11,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -89,7 +89,9 @@ class Pipeline:
             self.events.publish("turn.received", {"turn_id": recorded.turn_id,
                                                   "provider": message.provider,
                                                   "account": message.account})
-            self.enqueue(recorded.turn_id, message)
+            # the payload is recorded; the queue keeps the message without it, so a long
+            # queue holds few objects for the cyclic collector to walk
+            self.enqueue(recorded.turn_id, replace(message, raw={}))
         return recorded
 
     def enqueue(self, turn_id: str, message: InboundMessage | None = None) -> None:

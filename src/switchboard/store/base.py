@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from switchboard.clock import Clock
 from switchboard.db import sqlite_thread_engine
-from switchboard.store.thread import ACK, WORK, DatabaseThread
+from switchboard.store.thread import ACK, WORK, Checkpointer, DatabaseThread
 
 T = TypeVar("T")
 
@@ -60,6 +60,9 @@ class StoreBase:
         # hop each: the write lock is never held across turns of the event loop.
         self._thread_engine = sqlite_thread_engine(engine)
         self._thread = DatabaseThread() if self._thread_engine is not None else None
+        database = engine.url.database if self.is_sqlite else None
+        self._checkpointer = (Checkpointer(database)
+                              if database and database != ":memory:" else None)
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[AsyncSession]:
@@ -102,6 +105,8 @@ class StoreBase:
             self._thread_engine.dispose()
         if self._thread is not None:
             self._thread.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     def naive(self, value: datetime) -> datetime:
         """Times as bound parameters: SQLite compares strings, so drop the zone there."""

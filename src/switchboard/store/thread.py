@@ -4,6 +4,8 @@ that record webhook turns first."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 ACK, WORK = 0, 1  # ACK: the transaction that records webhook turns; WORK: everything else
 
 # While acknowledgements keep coming, the rest of the work may use this share of the thread's
@@ -90,6 +93,35 @@ class DatabaseThread:
         with self._ready:
             self._stopping = True
             self._ready.notify()
+
+
+class Checkpointer:
+    """Copies SQLite's write-ahead log into the database file every `interval` seconds, from a
+    connection of its own. A passive checkpoint neither waits for nor blocks writers, so the
+    fsync it ends with is never part of a commit; the log restarts once it is all copied."""
+
+    def __init__(self, path: str, interval: float = 1.0) -> None:
+        self._path = path
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sb-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self._path, timeout=0, check_same_thread=False)
+        try:
+            while not self._stop.wait(self._interval):
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as error:  # busy or gone: the next round tries again
+                    log.debug("checkpoint skipped: %s", error)
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
