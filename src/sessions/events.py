@@ -30,13 +30,16 @@ class EventHub:
         self._buffer: deque[LiveEvent] = deque(maxlen=keep)
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
+        self._watched = False  # whether a stream waits on _changed
 
     def publish(self, name: str, data: dict[str, Any]) -> LiveEvent:
         event = LiveEvent(next(self._ids), name,
                           datetime.now(UTC).isoformat().replace("+00:00", "Z"), data)
         self._buffer.append(event)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._watched:  # wake the streams; with none, a flood of events costs no more
+            self._changed.set()
+            self._changed = asyncio.Event()
+            self._watched = False
         return event
 
     @property
@@ -52,6 +55,7 @@ class EventHub:
         """Events after `last_id`, forever; None every `heartbeat` seconds of silence."""
         while True:
             waiter = self._changed
+            self._watched = True
             pending = self.since(last_id)
             for event in pending:
                 last_id = event.id

@@ -154,6 +154,8 @@ class ProviderWebhooks:
     def __init__(self, app: ASGIApp, webhooks: Webhooks) -> None:
         self.app = app
         self.webhooks = webhooks
+        ack = webhooks.runtime.metrics.ack
+        self._timers = {provider: ack.labels(provider) for provider in ("slack", "telegram")}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = _PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
@@ -177,8 +179,7 @@ class ProviderWebhooks:
         headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
-        self.webhooks.runtime.metrics.ack.labels(found[1]).observe(
-            time.perf_counter() - started)
+        self._timers[found[1]].observe(time.perf_counter() - started)
 
 
 async def _body(receive: Receive) -> bytes | None:
