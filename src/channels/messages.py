@@ -98,7 +98,7 @@ class DeliveryError(SwitchboardError):
 class RejectedRequest(SwitchboardError):
     """A webhook request that must not become a turn: bad signature, stale, malformed, wrong secret.
 
-    `reason` is the short counter key (bad_signature, stale, malformed, bad_secret);
+    `reason` is the short counter key (bad_signature, stale, malformed, bad_secret, oversized);
     `status` is the HTTP status to answer with.
     """
 

@@ -165,8 +165,10 @@ class ProviderWebhooks:
             return
         started = time.perf_counter()
         body = await _body(receive)
-        if body is None:
-            answer = _problem(413, f"request body is larger than {MAX_BODY} bytes")
+        if body is None:  # counted like any other request that never became a turn
+            answer = self.webhooks.unavailable(found[2], found[1]) or \
+                await self.webhooks.rejected(found[2], RejectedRequest(
+                    "oversized", f"request body is larger than {MAX_BODY} bytes", status=413))
         else:
             try:
                 answer = await handler(found[2], Headers(scope=scope), body)

@@ -80,10 +80,14 @@ def test_bad_signature_stale_and_malformed_are_rejected_and_counted(serve, fake_
     assert malformed.status_code == 400
     unsigned = server.http.post("/slack/slack-acme/events", content=b"{}")
     assert unsigned.status_code == 401
+    oversized = server.slack_post("slack-acme", b"{" + b" " * (2 * 1024 * 1024) + b"}")
+    assert oversized.status_code == 413
+    assert "larger than" in oversized.json()["error"]
 
     assert server.turns() == []
     [account] = server.api("GET", "/api/accounts").json()["accounts"]
-    assert account["rejected"] == {"bad_signature": 2, "stale": 1, "malformed": 1}
+    assert account["rejected"] == {"bad_signature": 2, "stale": 1, "malformed": 1,
+                                   "oversized": 1}
     assert account["enabled"] is True
     # the process keeps serving
     ok = server.slack_event("slack-acme", slack_message("<@UBOT> fine", etype="app_mention"))
