@@ -362,7 +362,7 @@ class Pipeline:
         return random.uniform(base / 2, min(cap, base * 2 ** (attempts - 1)))
 
     async def _retry_later(self, outbox_id: int, delay: float) -> None:
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay + 0.01)  # a timer may fire a hair early; the claim checks
         await self.deliver(outbox_id)
 
     async def _delta(self, session_id: str, turn_id: str, delta: str) -> None:

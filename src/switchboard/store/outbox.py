@@ -120,6 +120,7 @@ class OutboxQueries(AccountQueries):
         async with self.tx() as db:
             result = await db.exec(update(Outbox).where(
                 Outbox.id == outbox_id, col(Outbox.status).in_(("pending", "retrying")),
+                Outbox.next_attempt_at <= self.naive(now),  # not before its backoff is over
                 or_(col(Outbox.claimed_until).is_(None),
                     Outbox.claimed_until < self.naive(now)),
             ).values(claimed_until=now + lease, attempts=Outbox.attempts + 1))
