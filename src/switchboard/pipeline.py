@@ -106,13 +106,7 @@ class Pipeline:
     async def _work_queue(self) -> None:
         try:
             while self._queue:
-                turn_id, message = self._queue.popleft()
-                try:
-                    await self.handle(turn_id, message)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the turn stays recorded; recover() picks it up on restart
-                    log.exception("turn %s failed", turn_id)
+                await self._guard(self.handle(*self._queue.popleft()))
         finally:
             self._runners -= 1
 
