@@ -91,6 +91,11 @@ class Session(SQLModel, table=True):
         Index("ix_sessions_scope", "agent", "scope_key", "state"),
         Index("ix_sessions_started", "started_at"),
         Index("ix_sessions_state_activity", "state", "last_activity_at"),
+        # Where a new session in a scope came from, when an earlier one was transferred: only
+        # transferred sessions are indexed, so opening a session never scans the table.
+        Index("ix_sessions_transferred", "scope_key", "transferred_to",
+              sqlite_where=text("transferred_to IS NOT NULL"),
+              postgresql_where=text("transferred_to IS NOT NULL")),
     )
 
     id: str = Field(primary_key=True)
