@@ -162,11 +162,9 @@ class SessionQueries(StoreBase):
                       now: datetime) -> Session | None:
         if not policy.keep_alive:
             return None
-        return db.exec(select(Session).where(
-            Session.agent == request.agent, Session.scope_key == request.scope_key,
-            Session.state == "ended", col(Session.end_cause).in_(("idle_timeout",)),
-            col(Session.ended_at) >= self.naive(now - policy.keep_alive),
-        ).order_by(col(Session.ended_at).desc())).first()
+        return db.execute(sql.RECENT_ENDED, {
+            "agent": request.agent, "scope": request.scope_key,
+            "since": self.naive(now - policy.keep_alive)}).scalars().first()
 
     def _transferred_from(self, db: Any, request: ScopeRequest) -> str | None:
         return db.connection().execute(sql.TRANSFERRED_FROM, {

@@ -55,6 +55,11 @@ OPEN_IN_SCOPE = select(Session).where(
     Session.agent == bindparam("agent"), Session.scope_key == bindparam("scope"),  # type: ignore[arg-type]
     Session.state.in_(OPEN_STATES),  # type: ignore[attr-defined]
 ).order_by(Session.started_at.desc())  # type: ignore[attr-defined]
+RECENT_ENDED = select(Session).where(
+    Session.agent == bindparam("agent"), Session.scope_key == bindparam("scope"),  # type: ignore[arg-type]
+    Session.state == "ended", Session.end_cause == "idle_timeout",  # type: ignore[arg-type]
+    Session.ended_at >= bindparam("since"),  # type: ignore[operator]
+).order_by(Session.ended_at.desc())  # type: ignore[union-attr]
 TRANSFERRED_FROM = select(sessions.c.id).where(
     sessions.c.scope_key == bindparam("scope"), sessions.c.transferred_to == bindparam("agent"),
 ).order_by(sessions.c.ended_at.desc()).limit(1)
