@@ -108,7 +108,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(
             create_app(self.runtime), host="127.0.0.1", port=self.port, log_level="warning",
-            lifespan="on"))
+            lifespan="on", timeout_graceful_shutdown=2))  # `serve` waits 10 s; an open live
+        # event stream would otherwise hold the stop until the join below gives up
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
@@ -260,11 +261,16 @@ def sse_events(url: str, token: str, last_event_id: str | None = None
 
 def read_sse(url: str, token: str, into: list[dict[str, Any]], stop: threading.Event,
              last_event_id: str | None = None) -> None:
-    """Collect events into `into` until `stop` is set (checked as each event arrives)."""
-    for event in sse_events(url, token, last_event_id):
-        if stop.is_set():
-            return
-        into.append(event)
+    """Collect events into `into` until `stop` is set (checked as each event arrives, and when
+    the server, stopping, cuts the stream)."""
+    try:
+        for event in sse_events(url, token, last_event_id):
+            if stop.is_set():
+                return
+            into.append(event)
+    except httpx.TransportError:
+        if not stop.is_set():
+            raise
 
 
 class ServeProcess:
