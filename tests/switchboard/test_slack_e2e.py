@@ -162,6 +162,14 @@ def test_channel_not_found_fails_the_turn_with_slacks_words(serve, fake_slack):
     assert turn["delivery_attempts"] == 1
     [account] = server.api("GET", "/api/accounts").json()["accounts"]
     assert account["last_error"] == "channel_not_found"
+    assert account["last_error_at"] is not None and account["last_outbound_at"] is None
+    # the next reply goes out: the account shows it, and still shows the last error
+    event = slack_message("<@UBOT> and now?", etype="app_mention")
+    turn = server.wait_turn(server.slack_event("slack-acme", event).json()["turn_id"])
+    assert turn["status"] == "delivered"
+    [account] = server.api("GET", "/api/accounts").json()["accounts"]
+    assert account["last_outbound_at"] is not None
+    assert account["last_error"] == "channel_not_found"
 
 
 def test_rate_limit_is_retried_after_retry_after(serve, fake_slack):

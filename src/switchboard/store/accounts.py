@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 
 from switchboard.models import AccountHealth, Cursor, OperatorToken, RejectedCount, Turn
 from switchboard.store.base import StoreBase, iso
+
+_HEALTH_UPSERTS: dict[tuple[bool, tuple[str, ...]], Any] = {}
 
 
 def token_hash(token: str) -> str:
@@ -44,9 +46,21 @@ class AccountQueries(StoreBase):
             values["last_outbound_at"] = now
         if error is not None:
             values.update(last_error=error, last_error_at=now)
-        stmt = self._insert(AccountHealth).values(account=account, **values)
-        stmt = stmt.on_conflict_do_update(index_elements=["account"], set_=values)
-        db.exec(stmt)
+        db.connection().execute(self._health_upsert(tuple(values)), {
+            "v_account": account, **{f"v_{name}": value for name, value in values.items()}})
+
+    def _health_upsert(self, columns: tuple[str, ...]) -> Any:
+        """The account-health upsert setting `columns`, built once per dialect and column set
+        (it runs with every delivery)."""
+        key = (self.is_sqlite, columns)
+        if (stmt := _HEALTH_UPSERTS.get(key)) is None:
+            table: Any = AccountHealth.__table__
+            stmt = self._insert(table).values(
+                account=bindparam("v_account"),
+                **{name: bindparam(f"v_{name}", type_=table.c[name].type) for name in columns})
+            stmt = _HEALTH_UPSERTS[key] = stmt.on_conflict_do_update(
+                index_elements=["account"], set_={name: stmt.excluded[name] for name in columns})
+        return stmt
 
     async def account_health(self) -> dict[str, dict[str, Any]]:
         async with self.tx() as db:
