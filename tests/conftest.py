@@ -106,10 +106,11 @@ class Server:
                                smtp_port=self.smtp_port)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # An open live-event stream is cut 2 s into a stop (`serve` waits 10 s); otherwise it
+        # would hold the stop until the join in stop() gives up.
         self.server = uvicorn.Server(uvicorn.Config(
             create_app(self.runtime), host="127.0.0.1", port=self.port, log_level="warning",
-            lifespan="on", timeout_graceful_shutdown=2))  # `serve` waits 10 s; an open live
-        # event stream would otherwise hold the stop until the join below gives up
+            lifespan="on", timeout_graceful_shutdown=2))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.http = httpx.Client(base_url=self.url, timeout=10)
 

@@ -14,12 +14,8 @@ from sqlmodel import SQLModel
 from switchboard import db, models  # noqa: F401  (models registers the tables)
 
 
-def _sync_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
 def test_migrations_build_the_models_schema(database_url: str) -> None:
-    engine = sa.create_engine(_sync_url(database_url))
+    engine = sa.create_engine(db._driver(database_url, asynchronous=False))  # as upgrade() does
     try:
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection),
