@@ -156,11 +156,14 @@ async def test_a_data_trickled_line_by_line_ends_at_data_timeout(serve_smtp) -> 
     started = time.monotonic()
     answer = asyncio.create_task(client.reply())
     while not answer.done() and time.monotonic() - started < 5:
-        await client.send(b"a line, slowly\r\n")  # each well within the idle timeout
+        try:
+            await client.send(b"a line, slowly\r\n")  # each well within the idle timeout
+        except ConnectionError:  # closed: the answer is already in the reader
+            break
         await asyncio.sleep(0.2)
     answer = await answer
     assert answer.startswith("421 4.4.2 "), answer
-    assert 1.4 < time.monotonic() - started < 3
+    assert 1.4 < time.monotonic() - started < 4
     assert await client.closed()
     assert inbox.delivered == []
 
@@ -175,7 +178,7 @@ async def test_noop_every_so_often_does_not_keep_a_session_forever(serve_smtp) -
         await asyncio.sleep(0.2)
         answer = await client.command("NOOP")
     assert answer.startswith("421 4.4.2 "), answer
-    assert 1.4 < time.monotonic() - started < 3
+    assert 1.4 < time.monotonic() - started < 4
 
 
 @pytest.mark.asyncio
