@@ -1,6 +1,14 @@
 """Email building blocks: parse what arrives, check who sent it, serve SMTP, send replies."""
 
-from inbox.auth import AUTH_MODES, aligned, allow_sender, check_sender
+from inbox.auth import (
+    AUTH_MODES,
+    SenderCheckDeferred,
+    aligned,
+    allow_sender,
+    check_sender,
+    reply_address,
+)
+from inbox.dns import DnsFunc, KeyUnavailable, txt_lookup
 from inbox.outbound import compose_reply, reply_subject, send_via_relay, write_to_maildir
 from inbox.parse import (
     Attachment,
@@ -10,23 +18,29 @@ from inbox.parse import (
     parse_email,
     to_inbound,
 )
-from inbox.smtp import InboxHandler, start_smtp_server
+from inbox.smtp import InboxHandler, SessionLimits, start_smtp_server
 
 __all__ = [
     "AUTH_MODES",
     "Attachment",
+    "DnsFunc",
     "InboxHandler",
+    "KeyUnavailable",
     "MalformedEmail",
     "ParsedEmail",
+    "SenderCheckDeferred",
+    "SessionLimits",
     "aligned",
     "allow_sender",
     "auto_reply_reason",
     "check_sender",
     "compose_reply",
     "parse_email",
+    "reply_address",
     "reply_subject",
     "send_via_relay",
     "start_smtp_server",
     "to_inbound",
+    "txt_lookup",
     "write_to_maildir",
 ]

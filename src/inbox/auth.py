@@ -7,19 +7,24 @@ whether that (authenticated) author may talk to the inbox at all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
 import authres
 import dkim
 
+from channels.messages import SwitchboardError
+from inbox.dns import DnsFunc, KeyUnavailable, txt_lookup
 from inbox.parse import ParsedEmail
 
 log = logging.getLogger(__name__)
 
 AUTH_MODES: tuple[str, ...] = ("none", "authentication-results", "dkim")
 
-DnsFunc = Callable[..., bytes | None]
+
+class SenderCheckDeferred(SwitchboardError):
+    """The sender cannot be checked now (a DKIM key did not come: DNS timeout, SERVFAIL); the
+    sending MTA should retry, as a later lookup may well succeed."""
 
 
 def check_sender(
@@ -32,6 +37,8 @@ def check_sender(
     """None when the From address is authenticated under `mode`, else the reason in words.
 
     "dkim" mode looks keys up in DNS (blocking): from async code call it via asyncio.to_thread.
+    A key that cannot be fetched now raises `SenderCheckDeferred` unless another signature
+    already passes.
     """
     if mode == "none":
         return None
@@ -40,7 +47,7 @@ def check_sender(
             raise ValueError("authentication-results mode needs the authserv-id of our own MTA")
         findings = _authentication_results(parsed, authserv_id.lower())
     elif mode == "dkim":
-        findings = _dkim(raw, parsed.from_domain, dnsfunc)
+        findings = _dkim(raw, parsed.from_domain, dnsfunc or txt_lookup(None, 5.0))
     else:
         raise ValueError(f"unknown sender authentication mode {mode!r}; use one of {AUTH_MODES}")
     if findings is None:
@@ -119,7 +126,7 @@ def _prop(result: authres.AuthenticationResult, ptype: str, name: str) -> str:
     return ""
 
 
-def _dkim(raw: bytes, from_domain: str, dnsfunc: DnsFunc | None) -> list[str] | None:
+def _dkim(raw: bytes, from_domain: str, dnsfunc: DnsFunc) -> list[str] | None:
     """Verify every DKIM signature; one that passes with an aligned d= is enough."""
     try:
         verifier = dkim.DKIM(raw)
@@ -129,11 +136,16 @@ def _dkim(raw: bytes, from_domain: str, dnsfunc: DnsFunc | None) -> list[str] | 
     if not signatures:
         return ["no DKIM signature"]
     findings: list[str] = []
+    unavailable: list[str] = []
     for index in range(len(signatures)):
         try:
             verifier.domain = None
-            ok = verifier.verify(idx=index, dnsfunc=dnsfunc or dkim.dnsplug.get_txt)
+            ok = verifier.verify(idx=index, dnsfunc=dnsfunc)
             reason = "signature does not verify"
+        except KeyUnavailable as exc:
+            unavailable.append(f"the DKIM key of d={_decode(verifier.domain)} cannot be "
+                               f"fetched now: {exc}")
+            continue
         except dkim.DKIMException as exc:
             ok, reason = False, str(exc)
         signer = _decode(verifier.domain)
@@ -143,6 +155,8 @@ def _dkim(raw: bytes, from_domain: str, dnsfunc: DnsFunc | None) -> list[str] | 
             findings.append(f"dkim=pass for d={signer}, which is not aligned with {from_domain}")
         else:
             findings.append(f"dkim=fail (d={signer or '?'}: {reason})")
+    if unavailable:
+        raise SenderCheckDeferred("; ".join(unavailable))
     return findings
 
 
@@ -150,3 +164,24 @@ def _decode(value: bytes | str | None) -> str:
     if isinstance(value, bytes):
         return value.decode("ascii", "replace").lower()
     return (value or "").lower()
+
+
+def reply_address(parsed: ParsedEmail, envelope_sender: str, mode: str) -> tuple[str, list[str]]:
+    """Whom a reply may go to, and what was passed over (in words).
+
+    Only the authenticated sender is answered: the From that passed `mode`, or with mode "none"
+    the envelope sender (where answers go by RFC 3834 §4), never a Reply-To, which anyone can
+    write and would make the agent mail a third party.
+    """
+    notes: list[str] = []
+    envelope = envelope_sender.strip().lower()
+    answer = parsed.from_addr
+    if mode == "none" and envelope:
+        answer = envelope
+        if parsed.from_addr != envelope:
+            notes.append(f"From {parsed.from_addr} not answered: sender_auth is none, so the "
+                         f"envelope sender {envelope} is answered")
+    if parsed.reply_to and parsed.reply_to.lower() != answer:
+        notes.insert(0, f"Reply-To {parsed.reply_to} ignored: not the authenticated sender "
+                        f"{answer}")
+    return answer, notes

@@ -20,32 +20,37 @@ log = logging.getLogger(__name__)
 # "Re:" and its common translations; a subject already carrying one is not prefixed again.
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|vs|rif|odp)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 _MAX_REFERENCES = 20  # keep the References header short; the first and latest ids matter most
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def compose_reply(
     *,
     inbox_address: str,
-    sender: str,
+    to: str,
     subject: str,
     message_id: str,
     reply_text: str,
     domain: str,
     references: Sequence[str] = (),
-    reply_to: str | None = None,
     inbox_name: str = "",
     now: datetime | None = None,
 ) -> EmailMessage:
-    """A reply from the inbox to the original's Reply-To (else its sender), in its thread.
+    """A reply from the inbox to `to` (the authenticated sender, see `inbox.auth.reply_address`),
+    in the original's thread.
 
     The original is given as plain stored values (`message_id`, `references`, `subject`),
-    ids with their angle brackets. `Auto-Submitted: auto-replied` keeps other robots quiet.
+    ids with their angle brackets; what they decoded to is cleaned before it becomes a header
+    (an encoded-word can hold a line feed). `Auto-Submitted: auto-replied` keeps robots quiet.
+    A ValueError means this reply cannot be built at all.
     """
     msg = EmailMessage()
-    msg["From"] = formataddr((inbox_name, inbox_address)) if inbox_name else inbox_address
-    msg["To"] = reply_to or sender
+    name = header_text(inbox_name)
+    msg["From"] = formataddr((name, inbox_address)) if name else inbox_address
+    msg["To"] = to
     msg["Subject"] = reply_subject(subject)
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=domain)
+    message_id = clean_message_id(message_id)
     thread = reply_references(references, message_id)
     if message_id:
         msg["In-Reply-To"] = message_id
@@ -59,7 +64,7 @@ def compose_reply(
 
 def reply_subject(subject: str) -> str:
     """`Re: <subject>`, without stacking a second prefix."""
-    subject = " ".join(subject.split())
+    subject = header_text(subject)
     if _REPLY_PREFIX.match(subject):
         return subject
     return f"Re: {subject}" if subject else "Re: (no subject)"
@@ -68,12 +73,29 @@ def reply_subject(subject: str) -> str:
 def reply_references(references: Sequence[str], message_id: str) -> list[str]:
     """The original's References plus its Message-ID, without repeats, trimmed in the middle."""
     thread: list[str] = []
-    for ref in [*references, message_id]:
+    for ref in map(clean_message_id, [*references, message_id]):
         if ref and ref not in thread:
             thread.append(ref)
     if len(thread) > _MAX_REFERENCES:
         thread = [thread[0], *thread[-(_MAX_REFERENCES - 1):]]
     return thread
+
+
+def header_text(text: str) -> str:
+    """Text fit for one header line: whitespace runs (line feeds too) become one space, other
+    control characters go."""
+    return _CONTROLS.sub("", " ".join(text.split()))
+
+
+def clean_message_id(value: str) -> str:
+    """`<id>` with no whitespace or control characters in it, or "" when nothing usable is left
+    (a bare `id` gets its brackets)."""
+    text = _CONTROLS.sub("", "".join(value.split()))
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    if not text or "<" in text or ">" in text:
+        return ""
+    return f"<{text}>"
 
 
 async def send_via_relay(

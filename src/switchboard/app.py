@@ -14,7 +14,7 @@ from starlette.types import ASGIApp
 from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.console import console_routes
-from switchboard.mail import inbox_routes
+from switchboard.inboxes import inbox_routes
 from switchboard.runtime import Runtime
 from switchboard.webhooks import ProviderWebhooks, Webhooks, webhook_routes
 

@@ -364,7 +364,7 @@ def inbox_provision(
     as_json: JsonOption = False,
 ) -> None:
     """Give an agent an email address on an email account's domain; prints the address."""
-    from switchboard.mail import InboxRefused, provision
+    from switchboard.inboxes import InboxRefused, provision
     from switchboard.store.inboxes import inbox_dict
 
     settings = _load(config, strict_env=False)

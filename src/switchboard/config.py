@@ -12,13 +12,23 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from channels.messages import SwitchboardError
 from channels.rules import Binding
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_SIZES = {"B": 1, "KB": 10**3, "KiB": 2**10, "MB": 10**6, "MiB": 2**20, "GB": 10**9,
+          "GiB": 2**30, None: 1}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -36,7 +46,21 @@ def parse_duration(value: Any) -> timedelta | None:
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
 
 
+def parse_size(value: Any) -> Any:
+    """`65536`, `64KiB`, `10MiB`, `1GiB` (or KB, MB, GB: powers of 1000) as a number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size; use a number of bytes, 512KiB or 10MiB")
+    if isinstance(value, int | float) or value is None:
+        return value
+    found = _SIZE.match(str(value))
+    if not found:
+        raise ValueError(f"{value!r} is not a size; use a number of bytes, 512KiB or 10MiB")
+    return int(float(found.group(1)) * _SIZES[found.group(2)])
+
+
 Duration = Annotated[timedelta | None, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Timeout = Annotated[timedelta, BeforeValidator(parse_duration), Field(gt=timedelta(0))]
 
 
 class _Strict(BaseModel):
@@ -108,13 +132,35 @@ class EmailAccount(_Strict):
     relay_username: str | None = None
     relay_password: str | None = None
     maildir: str = "./outbound-mail"
-    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_message_bytes: Size = Field(default=10 * 1024 * 1024, ge=1024)
     sender_auth: Literal["none", "authentication-results", "dkim"] = "none"
     authserv_id: str | None = None
+    dns_resolver: str | None = None  # where `sender_auth: dkim` asks for keys: IP[:port]
+    dns_timeout: Timeout = timedelta(seconds=5)
     inboxes: dict[str, str] = {}  # local part -> agent, provisioned when serve starts
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _resolver(cls, value: str | None) -> str | None:
+        if value is not None:
+            from inbox.dns import parse_resolver  # only then: the CLI need not load inbox
+
+            parse_resolver(value)
+        return value
 
     def disabled_reason(self) -> str | None:
         return None if self.domain else "domain is not set"
+
+
+class SmtpConfig(_Strict):
+    """What the one SMTP server of `serve` (all email accounts) holds at once, and how long."""
+
+    max_sessions: int = Field(default=50, ge=1)  # connections beyond this hear 421
+    max_inflight_bytes: Size = Field(default=64 * 2**20, ge=1024)  # DATA held by all sessions
+    max_line_bytes: Size = Field(default=64 * 2**10, ge=1001, le=2**24)
+    idle_timeout: Timeout = timedelta(minutes=5)  # silence between commands or DATA lines
+    data_timeout: Timeout = timedelta(minutes=10)  # one DATA, however slowly it trickles
+    session_timeout: Timeout = timedelta(minutes=30)  # one connection, however busy
 
 
 AccountConfig = Annotated[
@@ -159,6 +205,7 @@ class _Document(_Strict):
     sessions: SessionPolicy = SessionPolicy()
     operators: list[OperatorConfig] = []
     delivery: DeliveryConfig = DeliveryConfig()
+    smtp: SmtpConfig = SmtpConfig()
 
 
 @dataclass(frozen=True)
@@ -192,6 +239,7 @@ class Config:
     operators: tuple[OperatorConfig, ...]
     delivery: DeliveryConfig
     disabled: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
 
     def policy_for(self, agent: str) -> SessionPolicy:
         override = self.agents[agent].sessions if agent in self.agents else None
@@ -347,6 +395,34 @@ def _reference_problems(reader: _Reader, raw: dict[str, Any]) -> list[Problem]:
     return problems
 
 
+def _capacity_problems(reader: _Reader, raw: dict[str, Any]) -> list[Problem]:
+    """An SMTP server whose in-flight budget is smaller than a message an account takes would
+    answer that message 452 forever."""
+    smtp = _dicts(raw.get("smtp"))
+    try:
+        budget = parse_size(smtp.get("max_inflight_bytes", SmtpConfig().max_inflight_bytes))
+    except ValueError:
+        return []  # reported by the model
+    problems: list[Problem] = []
+    for name, account in _dicts(raw.get("accounts")).items():
+        account = _dicts(account)
+        if account.get("provider") != "email":
+            continue
+        try:
+            largest = parse_size(account.get("max_message_bytes", 10 * 1024 * 1024))
+        except ValueError:
+            continue
+        if isinstance(budget, int) and isinstance(largest, int) and budget < largest:
+            path = ("smtp", "max_inflight_bytes") if "max_inflight_bytes" in smtp else \
+                ("accounts", name, "max_message_bytes")
+            problems.append(Problem(
+                reader.file, reader.line(path), "smtp.max_inflight_bytes",
+                f"{budget} bytes is less than max_message_bytes of account {name} ({largest}): "
+                "one such message could never be taken; raise max_inflight_bytes or lower "
+                "max_message_bytes"))
+    return problems
+
+
 def _bindings(doc: _Document) -> tuple[Binding, ...]:
     out: list[Binding] = []
     taken: set[str] = set()
@@ -391,6 +467,7 @@ def load_config(path: str | Path, *, strict_env: bool = True) -> Config:
         problems.append(Problem(file, reader.line(var_path), _dotted(var_path),
                                 f"environment variable {name} is not set"))
     problems += _reference_problems(reader, raw)
+    problems += _capacity_problems(reader, raw)
     try:
         doc = _Document.model_validate(raw)
     except ValidationError as error:
@@ -410,4 +487,5 @@ def load_config(path: str | Path, *, strict_env: bool = True) -> Config:
         operators=tuple(doc.operators),
         delivery=doc.delivery,
         disabled=MappingProxyType(disabled),
+        smtp=doc.smtp,
     )

@@ -3,8 +3,9 @@
 Inbound: aiosmtpd on the app's own event loop accepts mail for provisioned inboxes only; each
 accepted message is parsed, its sender authenticated, checked for loops, threaded through
 Message-ID/In-Reply-To/References, and recorded by the pipeline before the client hears 250.
-Outbound: `EmailAdapter` composes the threaded reply and hands it to the account's relay, or
-drops it into the account's maildir when no relay is configured.
+Outbound: `EmailAdapter` composes the threaded reply to the authenticated sender (never to a
+Reply-To: `inbox.auth.reply_address`) and hands it to the account's relay, or drops it into the
+account's maildir when no relay is configured.
 """
 
 from __future__ import annotations
@@ -15,33 +16,34 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated, Any
+from email.errors import MessageError
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from fastapi import APIRouter, Body, Depends, HTTPException
-from pydantic import BaseModel
 
-from channels.messages import DeliveryError, DeliveryReceipt, OutboundMessage, SwitchboardError
+from channels.messages import DeliveryError, DeliveryReceipt, OutboundMessage
 from inbox import (
+    DnsFunc,
     InboxHandler,
     MalformedEmail,
     ParsedEmail,
+    SessionLimits,
     auto_reply_reason,
     check_sender,
     compose_reply,
     parse_email,
+    reply_address,
     send_via_relay,
     start_smtp_server,
     to_inbound,
+    txt_lookup,
     write_to_maildir,
 )
-from inbox.auth import DnsFunc
-from switchboard.config import Config, EmailAccount
+from switchboard.config import EmailAccount, SmtpConfig
 from switchboard.models import InboxAddress
 from switchboard.store import Store
-from switchboard.store.inboxes import AddressTaken, inbox_dict
+from switchboard.store.inboxes import AddressTaken
 
 if TYPE_CHECKING:
     from switchboard.runtime import Runtime
@@ -58,13 +60,16 @@ def email_accounts(runtime: Runtime) -> dict[str, EmailAccount]:
 
 class MailService:
     """The email side of one `serve` process: one SMTP server for all email accounts, and an
-    outbound adapter per account. `dnsfunc` replaces DNS for `sender_auth: dkim` (tests)."""
+    outbound adapter per account."""
 
-    def __init__(self, runtime: Runtime, dnsfunc: DnsFunc | None = None) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.store: Store = runtime.store
         self.accounts = email_accounts(runtime)
-        self.dnsfunc = dnsfunc
+        # where `sender_auth: dkim` fetches keys: the account's dns_resolver, else the system's
+        self.key_lookups: dict[str, DnsFunc] = {
+            name: txt_lookup(s.dns_resolver, s.dns_timeout.total_seconds())
+            for name, s in self.accounts.items()}
         self.server: asyncio.base_events.Server | None = None
         self._account_of: dict[str, str] = {}  # recipient address → account, learned at RCPT
 
@@ -81,7 +86,8 @@ class MailService:
                                 max_message_bytes=limit)
         hostname = next(iter(self.accounts.values())).domain
         try:
-            self.server = await start_smtp_server(handler, host, port, limit, hostname=hostname)
+            self.server = await start_smtp_server(handler, host, port, limit, hostname=hostname,
+                                                  limits=session_limits(self.runtime.config.smtp))
         except OSError as error:  # the port is taken: the rest of Switchboard still serves
             words = f"the SMTP server cannot listen on {host}:{port}: {error.strerror or error}"
             log.error("%s", words)
@@ -149,7 +155,8 @@ class MailService:
                       envelope_sender: str, own: set[str]) -> str:
         """Turn one email to one inbox into a recorded turn; returns the turn id."""
         settings = self.accounts[inbox.account]
-        reason = await self.ignore_reason(settings, parsed, raw, envelope_sender, own)
+        reason = await self.ignore_reason(inbox.account, parsed, raw, envelope_sender, own)
+        answer, passed_over = reply_address(parsed, envelope_sender, settings.sender_auth)
         message = to_inbound(parsed, account=inbox.account, inbox_address=inbox.address,
                              raw=raw, ignore_reason=reason)
         own_id = parsed.message_id or message.event_id
@@ -168,7 +175,8 @@ class MailService:
                  **raw_payload(raw)},
             extra={**message.extra, "inbox_agent": inbox.agent,
                    "text_from_html": parsed.text_from_html,
-                   "reply_extra": reply_extra(parsed, inbox.address, settings.domain)},
+                   "reply_extra": {**reply_extra(parsed, inbox.address, settings.domain),
+                                   "to": answer, "ignored": passed_over}},
         )
         recorded = await self.runtime.pipeline.receive(message)
         self.runtime.events.publish("email.received", {
@@ -178,13 +186,15 @@ class MailService:
             **({"duplicate_of": recorded.duplicate_of} if recorded.duplicate_of else {})})
         return recorded.turn_id
 
-    async def ignore_reason(self, settings: EmailAccount, parsed: ParsedEmail, raw: bytes,
+    async def ignore_reason(self, account: str, parsed: ParsedEmail, raw: bytes,
                             envelope_sender: str, own: set[str]) -> str | None:
         """Why this mail must be recorded but never answered: an unauthenticated From, or
-        automatic mail (auto-replies, bounces, lists, our own inboxes) that could loop."""
+        automatic mail (auto-replies, bounces, lists, our own inboxes) that could loop.
+        `SenderCheckDeferred` when the sender cannot be checked now (the client hears 451)."""
+        settings = self.accounts[account]
         try:
             forged = await asyncio.to_thread(check_sender, raw, parsed, settings.sender_auth,
-                                             settings.authserv_id, self.dnsfunc)
+                                             settings.authserv_id, self.key_lookups[account])
         except ValueError as error:  # authentication-results without an authserv_id
             forged = f"sender authentication is not configured correctly: {error}"
         if forged:
@@ -217,11 +227,20 @@ class AccountLimits(InboxHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+def session_limits(smtp: SmtpConfig) -> SessionLimits:
+    """The `smtp:` section as the SMTP server takes it."""
+    return SessionLimits(
+        max_sessions=smtp.max_sessions, max_inflight_bytes=smtp.max_inflight_bytes,
+        max_line_bytes=smtp.max_line_bytes, idle_timeout=smtp.idle_timeout.total_seconds(),
+        data_timeout=smtp.data_timeout.total_seconds(),
+        session_timeout=smtp.session_timeout.total_seconds())
+
+
 def reply_extra(parsed: ParsedEmail, inbox_address: str, domain: str) -> dict[str, Any]:
     """What `EmailAdapter` needs to compose the threaded reply, kept with the turn."""
     return {"subject": parsed.subject, "message_id": parsed.message_id,
-            "references": list(parsed.references), "reply_to": parsed.reply_to,
-            "sender": parsed.from_addr, "inbox": inbox_address, "domain": domain}
+            "references": list(parsed.references), "sender": parsed.from_addr,
+            "inbox": inbox_address, "domain": domain}
 
 
 def raw_payload(raw: bytes) -> dict[str, str]:
@@ -247,14 +266,20 @@ class EmailAdapter:
 
     async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
         extra = out.extra
-        if not extra.get("sender"):
+        to = extra.get("to") or extra.get("sender")  # never a Reply-To: see reply_address
+        if not to:
             raise DeliveryError("the turn has no sender address to answer", permanent=True)
-        msg = compose_reply(
-            inbox_address=extra.get("inbox") or out.conversation, sender=extra["sender"],
-            subject=extra.get("subject") or "", message_id=extra.get("message_id") or "",
-            reply_text=out.text, domain=extra.get("domain") or self.settings.domain,
-            references=extra.get("references") or [], reply_to=extra.get("reply_to"))
+        try:
+            msg = compose_reply(
+                inbox_address=extra.get("inbox") or out.conversation, to=to,
+                subject=extra.get("subject") or "", message_id=extra.get("message_id") or "",
+                reply_text=out.text, domain=extra.get("domain") or self.settings.domain,
+                references=extra.get("references") or [])
+        except (ValueError, MessageError) as error:  # the same on every attempt: permanent
+            raise DeliveryError(f"the reply cannot be composed: {error}",
+                                permanent=True) from error
         ours = str(msg["Message-ID"])
+        said = {"to": to, **({"ignored": extra["ignored"]} if extra.get("ignored") else {})}
         # before sending: a reply to our answer must find the thread even if we crash right after
         await self.store.remember_thread(self.name, ours, out.thread or extra.get("message_id")
                                          or ours)
@@ -264,132 +289,21 @@ class EmailAdapter:
                                  starttls=settings.relay_starttls,
                                  username=settings.relay_username,
                                  password=settings.relay_password)
-            return DeliveryReceipt(ours, {"relay": f"{settings.relay_host}:{settings.relay_port}"})
+            return DeliveryReceipt(ours, {"relay": f"{settings.relay_host}:{settings.relay_port}",
+                                          **said})
         folder = os.path.abspath(settings.maildir)
         try:
             path = await asyncio.to_thread(write_to_maildir, msg, folder)
         except OSError as error:
             raise DeliveryError(f"cannot write to the maildir {folder}: {error}",
                                 permanent=False) from error
-        return DeliveryReceipt(ours, {"maildir": path})
-
-
-# --- provisioning ------------------------------------------------------------------------------
-
-_LOCAL_PART = re.compile(r"^[a-z0-9._+-]{1,64}$")
-
-
-class InboxRefused(SwitchboardError):
-    """Provisioning cannot be done as asked; `status` is the HTTP status that says so."""
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def check_local_part(local_part: str) -> str:
-    """The local part lowercased, or InboxRefused saying what is wrong with it."""
-    value = local_part.strip().lower()
-    if (not _LOCAL_PART.match(value) or value.startswith(".") or value.endswith(".")
-            or ".." in value):
-        raise InboxRefused(f"{local_part!r} is not a usable local part: use 1 to 64 of a-z, "
-                           "0-9, '.', '_', '+' and '-', with no leading, trailing or double dot")
-    return value
-
-
-def default_local_part(agent: str) -> str:
-    """The agent's name made fit for an address: `Help Desk` becomes `help-desk`."""
-    value = re.sub(r"[^a-z0-9._+-]+", "-", agent.lower())
-    value = re.sub(r"\.{2,}", ".", value).strip(".-")[:60].strip(".-")
-    return value or "agent"
-
-
-async def provision(store: Store, config: Config, agent: str, account: str | None = None,
-                    local_part: str | None = None) -> InboxAddress:
-    """A new inbox address for `agent` on an email account's domain.
-
-    Without `account`, the only email account; without `local_part`, the agent's name, or
-    `name-2`, `name-3`, … when that is taken. Naming a revoked address of the same agent
-    brings it back.
-    """
-    if agent not in config.agents:
-        raise InboxRefused(f"no agent named {agent!r}; agents are: "
-                           f"{', '.join(config.agents) or 'none'}", status=404)
-    choices = {n: s for n, s in config.accounts.items() if isinstance(s, EmailAccount)}
-    if account is None:
-        if not choices:
-            raise InboxRefused("no email account is configured; add one with provider: email")
-        if len(choices) > 1:
-            raise InboxRefused(f"there are several email accounts ({', '.join(choices)}); "
-                               "choose one with account")
-        account = next(iter(choices))
-    if account not in choices:
-        raise InboxRefused(f"no email account named {account!r}; email accounts are: "
-                           f"{', '.join(choices) or 'none'}")
-    domain = choices[account].domain.strip().lower()
-    if not domain:
-        raise InboxRefused(f"email account {account} has no domain; set accounts.{account}.domain")
-    if local_part is not None:
-        address = f"{check_local_part(local_part)}@{domain}"
-        try:
-            return await store.provision_inbox(address, agent, account, revive=True)
-        except AddressTaken:
-            raise InboxRefused(f"{address} is already provisioned (or was revoked from "
-                               "another agent); choose another local part", status=409) from None
-    base = default_local_part(agent)
-    for number in range(1, 1000):
-        candidate = base if number == 1 else f"{base}-{number}"
-        try:
-            return await store.provision_inbox(f"{candidate}@{domain}", agent, account)
-        except AddressTaken:
-            continue
-    raise InboxRefused(f"every {base}-N address on {domain} is taken; give a local part",
-                       status=409)
-
-
-class InboxBody(BaseModel):
-    account: str | None = None
-    local_part: str | None = None
-
-
-def inbox_routes(runtime: Runtime) -> APIRouter:
-    """`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, `DELETE /api/inboxes/{address}`."""
-    from switchboard.api import operator_auth  # api imports the runtime, which imports us
-
-    needs = operator_auth(runtime)
-    router = APIRouter(prefix="/api", tags=["inboxes"])
-    store = runtime.store
-
-    @router.post("/agents/{agent}/inbox", status_code=201,
-                 dependencies=[Depends(needs("operator"))])
-    async def provision_inbox(agent: str, body: Annotated[InboxBody | None, Body()] = None
-                              ) -> dict[str, Any]:
-        body = body or InboxBody()
-        try:
-            row = await provision(store, runtime.config, agent, body.account, body.local_part)
-        except InboxRefused as error:
-            raise HTTPException(error.status, str(error)) from None
-        runtime.events.publish("inbox.provisioned", {"email_address": row.address,
-                                                     "agent": agent, "account": row.account})
-        return inbox_dict(row)
-
-    @router.get("/inboxes", dependencies=[Depends(needs("viewer"))])
-    async def list_inboxes() -> dict[str, Any]:
-        return {"inboxes": [inbox_dict(row) for row in await store.list_inboxes()]}
-
-    @router.delete("/inboxes/{address}", dependencies=[Depends(needs("operator"))])
-    async def revoke_inbox(address: str) -> dict[str, Any]:
-        row = await store.revoke_inbox(address)
-        if row is None:
-            raise HTTPException(404, f"no inbox {address}")
-        runtime.events.publish("inbox.revoked", {"email_address": row.address,
-                                                 "agent": row.agent, "account": row.account})
-        return inbox_dict(row)
-
-    return router
+        except (ValueError, MessageError) as error:  # the message cannot be written out
+            raise DeliveryError(f"the reply cannot be written: {error}",
+                                permanent=True) from error
+        return DeliveryReceipt(ours, {"maildir": path, **said})
 
 
 __all__ = [
-    "AccountLimits", "EmailAdapter", "InboxRefused", "MailService", "email_accounts",
-    "inbox_routes", "provision", "raw_payload",
+    "AccountLimits", "EmailAdapter", "MailService", "email_accounts", "raw_payload",
+    "session_limits",
 ]

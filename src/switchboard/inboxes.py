@@ -1,0 +1,134 @@
+"""Inbox addresses: provisioning one for an agent on an email account's domain, over the CLI
+and the operator API (`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, revoke)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException
+from pydantic import BaseModel
+
+from channels.messages import SwitchboardError
+from switchboard.config import Config, EmailAccount
+from switchboard.models import InboxAddress
+from switchboard.store import Store
+from switchboard.store.inboxes import AddressTaken, inbox_dict
+
+if TYPE_CHECKING:
+    from switchboard.runtime import Runtime
+
+_LOCAL_PART = re.compile(r"^[a-z0-9._+-]{1,64}$")
+
+
+class InboxRefused(SwitchboardError):
+    """Provisioning cannot be done as asked; `status` is the HTTP status that says so."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_local_part(local_part: str) -> str:
+    """The local part lowercased, or InboxRefused saying what is wrong with it."""
+    value = local_part.strip().lower()
+    if (not _LOCAL_PART.match(value) or value.startswith(".") or value.endswith(".")
+            or ".." in value):
+        raise InboxRefused(f"{local_part!r} is not a usable local part: use 1 to 64 of a-z, "
+                           "0-9, '.', '_', '+' and '-', with no leading, trailing or double dot")
+    return value
+
+
+def default_local_part(agent: str) -> str:
+    """The agent's name made fit for an address: `Help Desk` becomes `help-desk`."""
+    value = re.sub(r"[^a-z0-9._+-]+", "-", agent.lower())
+    value = re.sub(r"\.{2,}", ".", value).strip(".-")[:60].strip(".-")
+    return value or "agent"
+
+
+async def provision(store: Store, config: Config, agent: str, account: str | None = None,
+                    local_part: str | None = None) -> InboxAddress:
+    """A new inbox address for `agent` on an email account's domain.
+
+    Without `account`, the only email account; without `local_part`, the agent's name, or
+    `name-2`, `name-3`, … when that is taken. Naming a revoked address of the same agent
+    brings it back.
+    """
+    if agent not in config.agents:
+        raise InboxRefused(f"no agent named {agent!r}; agents are: "
+                           f"{', '.join(config.agents) or 'none'}", status=404)
+    choices = {n: s for n, s in config.accounts.items() if isinstance(s, EmailAccount)}
+    if account is None:
+        if not choices:
+            raise InboxRefused("no email account is configured; add one with provider: email")
+        if len(choices) > 1:
+            raise InboxRefused(f"there are several email accounts ({', '.join(choices)}); "
+                               "choose one with account")
+        account = next(iter(choices))
+    if account not in choices:
+        raise InboxRefused(f"no email account named {account!r}; email accounts are: "
+                           f"{', '.join(choices) or 'none'}")
+    domain = choices[account].domain.strip().lower()
+    if not domain:
+        raise InboxRefused(f"email account {account} has no domain; set accounts.{account}.domain")
+    if local_part is not None:
+        address = f"{check_local_part(local_part)}@{domain}"
+        try:
+            return await store.provision_inbox(address, agent, account, revive=True)
+        except AddressTaken:
+            raise InboxRefused(f"{address} is already provisioned (or was revoked from "
+                               "another agent); choose another local part", status=409) from None
+    base = default_local_part(agent)
+    for number in range(1, 1000):
+        candidate = base if number == 1 else f"{base}-{number}"
+        try:
+            return await store.provision_inbox(f"{candidate}@{domain}", agent, account)
+        except AddressTaken:
+            continue
+    raise InboxRefused(f"every {base}-N address on {domain} is taken; give a local part",
+                       status=409)
+
+
+class InboxBody(BaseModel):
+    account: str | None = None
+    local_part: str | None = None
+
+
+def inbox_routes(runtime: Runtime) -> APIRouter:
+    """`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, `DELETE /api/inboxes/{address}`."""
+    from switchboard.api import operator_auth  # api imports the runtime, which imports us
+
+    needs = operator_auth(runtime)
+    router = APIRouter(prefix="/api", tags=["inboxes"])
+    store = runtime.store
+
+    @router.post("/agents/{agent}/inbox", status_code=201,
+                 dependencies=[Depends(needs("operator"))])
+    async def provision_inbox(agent: str, body: Annotated[InboxBody | None, Body()] = None
+                              ) -> dict[str, Any]:
+        body = body or InboxBody()
+        try:
+            row = await provision(store, runtime.config, agent, body.account, body.local_part)
+        except InboxRefused as error:
+            raise HTTPException(error.status, str(error)) from None
+        runtime.events.publish("inbox.provisioned", {"email_address": row.address,
+                                                     "agent": agent, "account": row.account})
+        return inbox_dict(row)
+
+    @router.get("/inboxes", dependencies=[Depends(needs("viewer"))])
+    async def list_inboxes() -> dict[str, Any]:
+        return {"inboxes": [inbox_dict(row) for row in await store.list_inboxes()]}
+
+    @router.delete("/inboxes/{address}", dependencies=[Depends(needs("operator"))])
+    async def revoke_inbox(address: str) -> dict[str, Any]:
+        row = await store.revoke_inbox(address)
+        if row is None:
+            raise HTTPException(404, f"no inbox {address}")
+        runtime.events.publish("inbox.revoked", {"email_address": row.address,
+                                                 "agent": row.agent, "account": row.account})
+        return inbox_dict(row)
+
+    return router
+
+
+__all__ = ["InboxRefused", "check_local_part", "default_local_part", "inbox_routes", "provision"]
