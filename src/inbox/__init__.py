@@ -1,12 +1,12 @@
 """Email building blocks: parse what arrives, check who sent it, serve SMTP, send replies."""
 
 from inbox.auth import AUTH_MODES, aligned, allow_sender, check_sender
+from inbox.automatic import auto_reply_reason
 from inbox.outbound import compose_reply, reply_subject, send_via_relay, write_to_maildir
 from inbox.parse import (
     Attachment,
     MalformedEmail,
     ParsedEmail,
-    auto_reply_reason,
     parse_email,
     to_inbound,
 )
