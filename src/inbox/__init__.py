@@ -8,13 +8,13 @@ from inbox.auth import (
     check_sender,
     reply_address,
 )
+from inbox.automatic import auto_reply_reason
 from inbox.dns import DnsFunc, KeyUnavailable, txt_lookup
 from inbox.outbound import compose_reply, reply_subject, send_via_relay, write_to_maildir
 from inbox.parse import (
     Attachment,
     MalformedEmail,
     ParsedEmail,
-    auto_reply_reason,
     parse_email,
     to_inbound,
 )

@@ -188,18 +188,20 @@ class MailService:
 
     async def ignore_reason(self, account: str, parsed: ParsedEmail, raw: bytes,
                             envelope_sender: str, own: set[str]) -> str | None:
-        """Why this mail must be recorded but never answered: an unauthenticated From, or
-        automatic mail (auto-replies, bounces, lists, our own inboxes) that could loop.
+        """Why this mail must be recorded but never answered: automatic mail (auto-replies,
+        bounces, reports, lists, our own inboxes) that could loop, or an unauthenticated From.
+        Automatic mail is told first: a bounce's From names no one to authenticate.
         `SenderCheckDeferred` when the sender cannot be checked now (the client hears 451)."""
         settings = self.accounts[account]
+        automatic = auto_reply_reason(parsed, own, envelope_sender=envelope_sender)
+        if automatic:
+            return automatic
         try:
             forged = await asyncio.to_thread(check_sender, raw, parsed, settings.sender_auth,
                                              settings.authserv_id, self.key_lookups[account])
         except ValueError as error:  # authentication-results without an authserv_id
             forged = f"sender authentication is not configured correctly: {error}"
-        if forged:
-            return forged
-        return auto_reply_reason(parsed, own, envelope_sender=envelope_sender)
+        return forged
 
 
 def quiet_protocol_log() -> None:

@@ -8,13 +8,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from inbox.parse import (
-    MalformedEmail,
-    auto_reply_reason,
-    parse_email,
-    strip_quoted,
-    to_inbound,
-)
+from inbox.automatic import auto_reply_reason
+from inbox.parse import MalformedEmail, parse_email, to_inbound
+from inbox.quotes import strip_quoted
 
 HEAD = (
     b"From: Bob Smith <Bob@Acme.com>\r\n"
@@ -158,19 +154,34 @@ def test_attachment_metadata_and_alternative_bodies() -> None:
     ("raw", "words"),
     [
         (b"", "empty"),
-        (b"\x00\xff\xfe\x80 garbage \x9c\r\n\r\n\xff", "no From header"),
-        (b"To: agent@inbox.test\r\nSubject: hi\r\n\r\nbody", "no From header"),
-        (b"From: undisclosed\r\nTo: agent@inbox.test\r\n\r\nbody", "no usable address"),
-        (b"From: @\r\n\r\nbody", "From"),
-        (b"From: a@acme.com\r\nFrom: b@evil.com\r\n\r\nbody", "several From headers"),
-        (b"From: a@acme.com, b@evil.com\r\n\r\nbody", "exactly one address"),
-        (b"From: \"unterminated <a@acme.com\r\n\r\n", "From"),
-        (b"From: a@\r\n\r\nbody", "From header cannot be read"),
+        (b" \r\n\r\n", "empty"),
+        (b"\x00\xff\xfe\x80 garbage \x9c\r\n\r\n\xff", "no header fields"),
+        (b"just some words, no header at all\r\n", "no header fields"),
     ],
 )
-def test_malformed_input_raises_only_malformed_email(raw: bytes, words: str) -> None:
+def test_only_bytes_that_are_no_email_raise_malformed_email(raw: bytes, words: str) -> None:
     with pytest.raises(MalformedEmail, match=words):
         parse_email(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"To: agent@inbox.test\r\nSubject: hi\r\n\r\nbody", "no From header"),
+        (b"From: undisclosed\r\nTo: agent@inbox.test\r\n\r\nbody", "no usable address"),
+        (b"From: MAILER-DAEMON <>\r\n\r\nbody", "'MAILER-DAEMON <>' holds no usable address"),
+        (b"From: @\r\n\r\nbody", "From"),
+        (b"From: a@acme.com\r\nFrom: b@evil.com\r\n\r\nbody", "several From headers"),
+        (b"From: a@acme.com, b@evil.com\r\n\r\nbody", "several authors"),
+        (b"From: \"unterminated <a@acme.com\r\n\r\n", "From"),
+        (b"From: a@\r\n\r\nbody", "From"),
+    ],
+)
+def test_a_from_that_names_no_one_is_parsed_and_says_why(raw: bytes, words: str) -> None:
+    parsed = parse_email(raw)
+    assert parsed.from_addr == "" and words in parsed.from_problem
+    assert "no one to answer" in parsed.from_problem or "never answered" in parsed.from_problem
+    assert auto_reply_reason(parsed, set()) == parsed.from_problem
 
 
 def test_non_bytes_input_is_malformed() -> None:
@@ -198,7 +209,7 @@ def test_broken_headers_elsewhere_do_not_raise() -> None:
         ({"Auto_Submitted": "auto-replied"}, "Auto-Submitted: auto-replied"),
         ({"Auto_Submitted": "auto-generated; owner-email=x@y"}, "automatic message"),
         ({"Precedence": "bulk"}, "Precedence: bulk"),
-        ({"Precedence": "List"}, "Precedence: list"),
+        ({"Precedence": "List"}, "Precedence: List"),
         ({"Precedence": "junk"}, "Precedence: junk"),
         ({"X_Autoreply": "yes"}, "X-Autoreply"),
         ({"X_Autorespond": "vacation"}, "X-Autorespond"),
