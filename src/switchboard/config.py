@@ -20,6 +20,11 @@ from channels.rules import Binding
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Keys whose values are secrets: redacted from every log line, error and answer (redact.py).
+SECRET_KEYS = frozenset({
+    "bot_token", "signing_secret", "app_token", "token", "webhook_secret", "relay_password",
+    "api_key", "metrics_token",
+})
 
 
 def parse_duration(value: Any) -> timedelta | None:
@@ -159,6 +164,8 @@ class _Document(_Strict):
     sessions: SessionPolicy = SessionPolicy()
     operators: list[OperatorConfig] = []
     delivery: DeliveryConfig = DeliveryConfig()
+    metrics_token: str = ""  # when set, /metrics needs `Authorization: Bearer <it>`
+    metrics_operators: bool = False  # /metrics also (or only) takes any operator's token
 
 
 @dataclass(frozen=True)
@@ -192,6 +199,16 @@ class Config:
     operators: tuple[OperatorConfig, ...]
     delivery: DeliveryConfig
     disabled: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    metrics_token: str = ""
+    metrics_operators: bool = False
+
+    def secrets(self) -> set[str]:
+        """Every value of a secret-bearing key (`SECRET_KEYS`) anywhere in the config."""
+        found: set[str] = {self.metrics_token}
+        for model in (*self.accounts.values(), *self.agents.values(), *self.operators):
+            found.update(str(v) for k, v in model.model_dump().items()
+                         if k in SECRET_KEYS and v)
+        return {value for value in found if value}
 
     def policy_for(self, agent: str) -> SessionPolicy:
         override = self.agents[agent].sessions if agent in self.agents else None
@@ -201,11 +218,6 @@ class Config:
 
 
 # --- loading -------------------------------------------------------------------------------
-
-_SECRET_KEYS = {
-    "bot_token", "signing_secret", "app_token", "token", "webhook_secret", "relay_password",
-    "api_key",
-}
 
 
 @dataclass
@@ -410,4 +422,6 @@ def load_config(path: str | Path, *, strict_env: bool = True) -> Config:
         operators=tuple(doc.operators),
         delivery=doc.delivery,
         disabled=MappingProxyType(disabled),
+        metrics_token=doc.metrics_token,
+        metrics_operators=doc.metrics_operators,
     )
