@@ -191,23 +191,34 @@ class WrkResult:
         return self.requests - self.errors.get("status", 0)
 
 
-def run_wrk(url: str, prefix: Path, *, threads: int, connections: int, duration: float,
-            timeout_s: float = 10.0) -> WrkResult:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency",
-               f"--timeout={timeout_s:g}s", "-s", str(LUA), url, "--", str(prefix)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    found = re.search(r"^BENCH_JSON (.*)$", done.stdout, re.MULTILINE)
-    if done.returncode != 0 or not found:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+def wrk_command(url: str, script: Path, script_args: list[str], *, threads: int,
+                connections: int, duration: float, timeout_s: float = 10.0) -> list[str]:
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency",
+            f"--timeout={timeout_s:g}s", "-s", str(script), url, "--", *script_args]
+
+
+def parse_wrk(stdout: str, stderr: str, returncode: int, cpu_s: float = 0.0) -> WrkResult:
+    """The BENCH_JSON line the bench's Lua scripts print in done()."""
+    found = re.search(r"^BENCH_JSON (.*)$", stdout, re.MULTILINE)
+    if returncode != 0 or not found:
+        raise RuntimeError(f"wrk failed ({returncode}):\n{stdout}\n{stderr}")
     data = json.loads(found.group(1))
     return WrkResult(
         requests=data["requests"], duration_s=data["duration_us"] / 1e6, errors=data["errors"],
         latency_ms={k: (v / 1000.0) for k, v in data["latency_us"].items()},
-        wrapped=data["wrapped"], threads=data["threads"], cpu_s=cpu,
-        text=done.stdout.split("BENCH_JSON", 1)[0].rstrip())
+        wrapped=data["wrapped"], threads=data["threads"], cpu_s=cpu_s,
+        text=stdout.split("BENCH_JSON", 1)[0].rstrip())
+
+
+def run_wrk(url: str, prefix: Path, *, threads: int, connections: int, duration: float,
+            timeout_s: float = 10.0) -> WrkResult:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command = wrk_command(url, LUA, [str(prefix)], threads=threads, connections=connections,
+                          duration=duration, timeout_s=timeout_s)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return parse_wrk(done.stdout, done.stderr, done.returncode, cpu)
 
 
 # --- servers -------------------------------------------------------------------------------------

@@ -274,10 +274,23 @@ def read_sse(url: str, token: str, into: list[dict[str, Any]], stop: threading.E
             raise
 
 
+def run_cli(database_url: str, cwd: Path, *args: str) -> Any:
+    """`python -m switchboard ARGS` against `database_url`, as an operator runs it; returns the
+    finished process (stdout, stderr, returncode)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SWITCHBOARD_DATABASE_URL": database_url, "NO_COLOR": "1",
+           "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "switchboard", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
 class ServeProcess:
     """`python -m switchboard serve` as a real process, to be killed and restarted."""
 
-    def __init__(self, config_path: Path, database_url: str, cwd: Path) -> None:
+    def __init__(self, config_path: Path, database_url: str, cwd: Path,
+                 log_level: str = "warning") -> None:
         import subprocess
         import sys
 
@@ -288,7 +301,7 @@ class ServeProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "switchboard", "serve", "--config", str(config_path),
              "--port", str(self.port), "--smtp-port", str(free_port()),
-             "--log-level", "warning"],
+             "--log-level", log_level],
             cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.http = httpx.Client(base_url=self.url, timeout=10)
         deadline = time.time() + 30

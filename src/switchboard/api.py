@@ -2,7 +2,7 @@
 
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
@@ -56,8 +56,8 @@ def operator_auth(runtime: Runtime) -> Callable[[str], Callable[..., Any]]:
     return needs
 
 
-def account_rows(config: Config, errors: dict[str, str], health: dict[str, dict[str, Any]]
-                 ) -> list[dict[str, Any]]:
+def account_rows(config: Config, errors: Mapping[str, str],
+                 health: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Each configured account with its health, for the API and `switchboard accounts`."""
     rows = []
     for name, settings in config.accounts.items():

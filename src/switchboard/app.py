@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp
@@ -16,6 +17,7 @@ from switchboard.api import api_routes
 from switchboard.console import console_routes
 from switchboard.inboxes import inbox_routes
 from switchboard.runtime import Runtime
+from switchboard.safe_answers import SafeAnswers
 from switchboard.webhooks import ProviderWebhooks, Webhooks, webhook_routes
 
 
@@ -45,15 +47,35 @@ def create_app(runtime: Runtime) -> ASGIApp:
             for name in runtime.config.accounts}}
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-    async def metrics() -> PlainTextResponse:
+    async def metrics(authorization: Annotated[str | None, Header()] = None
+                      ) -> PlainTextResponse:
+        if not metrics_allowed(runtime, authorization):
+            raise HTTPException(401, "/metrics needs Authorization: Bearer <metrics_token>"
+                                + (" or an operator token" if runtime.config.metrics_operators
+                                   else ""), headers={"WWW-Authenticate": "Bearer"})
         runtime.metrics.outbox_depth.set(await runtime.store.outbox_depth())
         return PlainTextResponse(runtime.metrics.render(),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
-
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         return JSONResponse({"error": "; ".join(problems)}, status_code=400)
 
-    return ProviderWebhooks(app, webhooks)
+    return ProviderWebhooks(SafeAnswers(app, runtime.redact), webhooks)
+
+
+def metrics_allowed(runtime: Runtime, authorization: str | None) -> bool:
+    """Open unless the config sets `metrics_token` or `metrics_operators`; then the metrics
+    token or (with `metrics_operators`) any operator's token, as a Bearer token."""
+    config = runtime.config
+    if not config.metrics_token and not config.metrics_operators:
+        return True
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return False
+    if config.metrics_token and hmac.compare_digest(token.encode(),
+                                                    config.metrics_token.encode()):
+        return True
+    return config.metrics_operators and runtime.operator(token) is not None

@@ -66,8 +66,12 @@ def _keep_ids_whole(table: Table) -> None:
     table.columns[0].min_width = 25
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def _print_json(data: Any, redact: Callable[[str], str] | None = None) -> None:
+    """JSON on stdout, without secrets: those of `redact`'s config, and Telegram tokens."""
+    from switchboard.redact import Redactor
+
+    text = json.dumps(data, indent=2, default=str)
+    sys.stdout.write((redact or Redactor())(text) + "\n")
 
 
 @app.command()
@@ -88,6 +92,8 @@ def serve(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level != "debug":  # a line per sweep run is noise
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    else:  # each provider request (its URL redacted, see redact.py); otherwise WARNING
+        logging.getLogger("httpx").setLevel(logging.INFO)
     settings = _load(config, strict_env=False)
     for name, reason in settings.disabled.items():
         err.print(f"[yellow]account {name} is disabled:[/yellow] {reason}", highlight=False)
@@ -296,11 +302,13 @@ def sessions_delete(session_id: str) -> None:
 def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False) -> None:
     """Each account's health: enabled, last traffic, last error, rejected requests."""
     from switchboard.api import account_rows
+    from switchboard.redact import Redactor
 
     settings = _load(config, strict_env=False)
+    redact = Redactor.from_config(settings, db.database_url())
     rows = account_rows(settings, {}, _with_store(lambda s: s.account_health()))
     if as_json:
-        _print_json({"accounts": rows})
+        _print_json({"accounts": rows}, redact)
         return
     table = Table("account", "provider", "status", "last inbound", "last outbound",
                   "last error", "rejected")
@@ -308,7 +316,8 @@ def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False
         status = r["status"] + (f" ({r['disabled_reason']})" if r["disabled_reason"] else "")
         rejected = ", ".join(f"{k}={v}" for k, v in r["rejected"].items())
         table.add_row(r["name"], r["provider"], status, r["last_inbound_at"] or "-",
-                      r["last_outbound_at"] or "-", r["last_error"] or "-", rejected or "-")
+                      r["last_outbound_at"] or "-", redact(r["last_error"] or "-"),
+                      rejected or "-")
     console.print(table)
 
 

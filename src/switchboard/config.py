@@ -30,6 +30,11 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
 _SIZES = {"B": 1, "KB": 10**3, "KiB": 2**10, "MB": 10**6, "MiB": 2**20, "GB": 10**9,
           "GiB": 2**30, None: 1}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Keys whose values are secrets: redacted from every log line, error and answer (redact.py).
+SECRET_KEYS = frozenset({
+    "bot_token", "signing_secret", "app_token", "token", "webhook_secret", "relay_password",
+    "api_key", "metrics_token",
+})
 
 
 def parse_duration(value: Any) -> timedelta | None:
@@ -206,6 +211,8 @@ class _Document(_Strict):
     operators: list[OperatorConfig] = []
     delivery: DeliveryConfig = DeliveryConfig()
     smtp: SmtpConfig = SmtpConfig()
+    metrics_token: str = ""  # when set, /metrics needs `Authorization: Bearer <it>`
+    metrics_operators: bool = False  # /metrics also (or only) takes any operator's token
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,16 @@ class Config:
     delivery: DeliveryConfig
     disabled: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    metrics_token: str = ""
+    metrics_operators: bool = False
+
+    def secrets(self) -> set[str]:
+        """Every value of a secret-bearing key (`SECRET_KEYS`) anywhere in the config."""
+        found: set[str] = {self.metrics_token}
+        for model in (*self.accounts.values(), *self.agents.values(), *self.operators):
+            found.update(str(v) for k, v in model.model_dump().items()
+                         if k in SECRET_KEYS and v)
+        return {value for value in found if value}
 
     def policy_for(self, agent: str) -> SessionPolicy:
         override = self.agents[agent].sessions if agent in self.agents else None
@@ -249,11 +266,6 @@ class Config:
 
 
 # --- loading -------------------------------------------------------------------------------
-
-_SECRET_KEYS = {
-    "bot_token", "signing_secret", "app_token", "token", "webhook_secret", "relay_password",
-    "api_key",
-}
 
 
 @dataclass
@@ -488,4 +500,6 @@ def load_config(path: str | Path, *, strict_env: bool = True) -> Config:
         delivery=doc.delivery,
         disabled=MappingProxyType(disabled),
         smtp=doc.smtp,
+        metrics_token=doc.metrics_token,
+        metrics_operators=doc.metrics_operators,
     )

@@ -28,10 +28,12 @@ from switchboard.config import Config
 from switchboard.config import SlackAccount as SlackSettings
 from switchboard.config import TelegramAccount as TelegramSettings
 from switchboard.db import create_engine
+from switchboard.db import database_url as configured_database_url
 from switchboard.mail import MailService
 from switchboard.metrics import Metrics
 from switchboard.models import new_id
 from switchboard.pipeline import Pipeline
+from switchboard.redact import AccountErrors, Redactor, install_logging
 from switchboard.store import Store, token_hash
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,15 @@ class Runtime:
     session_sweep: float = 30.0
     heartbeat_interval: float | None = None
     freeze_gc: bool = False  # serve: keep start-up objects out of the cyclic collector
+    rejections_flush: float = 1.0  # seconds between writes of the rejection counters
+    rejections_summary: float = 10.0  # seconds between log lines summing them up
 
     def __post_init__(self) -> None:
+        self.redact = Redactor.from_config(self.config,
+                                           self.database_url or configured_database_url())
         self.engine = create_engine(self.database_url)
         self.store = Store(self.engine, self.clock)
+        self.store.redact = self.redact
         self.events = EventHub()
         self.worker_id = new_id("wkr")
         self.stale_after = self.config.delivery.worker_timeout or timedelta(seconds=15)
@@ -72,7 +79,7 @@ class Runtime:
         self.http = httpx.AsyncClient(timeout=30)
         self.slack: dict[str, SlackAccount] = {}
         self.telegram: dict[str, TelegramAccount] = {}
-        self.account_errors: dict[str, str] = {}
+        self.account_errors = AccountErrors(self.redact)
         self.adapters: dict[str, Any] = {"api": TranscriptOnly()}
         self.metrics = Metrics()
         self.pipeline = Pipeline(self.config, self.store, self.adapters,
@@ -81,9 +88,13 @@ class Runtime:
         self.mail = MailService(self)
         self.operators: dict[str, Operator] = {}
         self._background: list[asyncio.Task[Any]] = []
+        self._stopping = asyncio.Event()
+        self._rejections: asyncio.Task[None] | None = None
+        self._unredact: Any = None
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self._unredact = install_logging(self.redact)
         # The database thread runs Python (the ORM) too; hand the GIL back to the event loop
         # sooner than the default 5 ms, so acknowledgements are not kept waiting for it.
         sys.setswitchinterval(0.0005)
@@ -99,6 +110,7 @@ class Runtime:
                 await self._start_telegram(name, settings)
         await self.mail.start(self.smtp_host, self.smtp_port)
         self._background.append(asyncio.create_task(self._sweep_outbox()))
+        self._rejections = asyncio.create_task(self._write_rejections())
         self.scheduler = AsyncIOScheduler()
         self.scheduler.add_job(self.sweep_sessions, "interval", seconds=self.session_sweep,
                                max_instances=1, coalesce=True, id="session-sweep")
@@ -122,6 +134,24 @@ class Runtime:
             except Exception:
                 log.exception("heartbeat or recovery failed")
             await asyncio.sleep(self.heartbeat_interval or 5.0)
+
+    async def _write_rejections(self) -> None:
+        """Write the rejection counters every `rejections_flush` seconds, and once more when
+        stopping; log one line summing them up every `rejections_summary` seconds."""
+        summed = self.loop.time()
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.rejections_flush)
+            try:
+                await self.store.flush_rejected()
+            except Exception:  # the counts stay in memory for the next attempt
+                log.exception("writing the rejected request counts failed")
+            now = self.loop.time()
+            if now - summed >= self.rejections_summary or self._stopping.is_set():
+                line = self.store.rejections.summary(round(now - summed, 1))
+                if line:
+                    log.warning("%s", line)
+                summed = now
 
     async def sweep_sessions(self) -> int:
         """Idle, end and cap sessions by policy. Safe in every process at once: each change is
@@ -263,6 +293,9 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.pipeline.drain()
+        self._stopping.set()
+        if self._rejections is not None:
+            await self._rejections
         for account in self.slack.values():
             await account.close()
         for bot in self.telegram.values():
@@ -271,6 +304,8 @@ class Runtime:
         await self.store.retire_worker()
         self.store.close()
         await self.engine.dispose()
+        if self._unredact is not None:
+            self._unredact()
 
 
 def telegram_account(name: str, settings: TelegramSettings) -> TelegramAccount:

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from channels.messages import RejectedRequest
 from channels.slack import SlackAccount
 from switchboard.runtime import Runtime
+from switchboard.safe_answers import SAFE_HEADERS
 from switchboard.store import Recorded
 
 log = logging.getLogger(__name__)
@@ -68,18 +69,21 @@ class Webhooks:
         }
 
     def unavailable(self, account: str, provider: str) -> Answer | None:
+        """The refusal for an unknown or disabled account. Whoever calls a webhook is not
+        authenticated yet: why an account is disabled is for operators (/api/accounts)."""
         settings = self.runtime.config.accounts.get(account)
         if settings is None or settings.provider != provider:
             return _problem(404, f"no {provider} account named {account!r}")
         if account in self.runtime.config.disabled:
-            return _problem(503, f"account {account} is disabled: "
-                            f"{self.runtime.config.disabled[account]}", NO_RETRY)
+            return _problem(503, f"account {account} is disabled", NO_RETRY)
         return None
 
     async def rejected(self, account: str, error: RejectedRequest) -> Answer:
-        log.warning("rejected %s request for account %s: %s", error.reason, account, error)
+        """Counted in memory (the runtime writes the counts and logs a summary each interval):
+        a flood of forged requests costs microseconds each, not a write and a log line."""
+        log.debug("rejected %s request for account %s: %s", error.reason, account, error)
         self.runtime.metrics.rejected.labels(account, error.reason).inc()
-        await self.runtime.store.note_rejected(account, error.reason)
+        self.runtime.store.count_rejected(account, error.reason)
         return _problem(error.status, str(error), NO_RETRY)
 
     async def signed_slack(self, account: str, headers: Mapping[str, str], body: bytes,
@@ -133,9 +137,8 @@ class Webhooks:
         if (refusal := self.unavailable(account, "telegram")) is not None:
             return refusal
         bot = self.runtime.telegram.get(account)
-        if bot is None:
-            why = self.runtime.account_errors.get(account, "getMe has not succeeded")
-            return _problem(503, f"account {account} is not running: {why}")
+        if bot is None:  # why (getMe failed, and the library's words) is for /api/accounts
+            return _problem(503, f"account {account} is not running")
         try:
             recorded = await self.runtime.receive_telegram(bot, body, headers)
         except RejectedRequest as error:
@@ -177,7 +180,7 @@ class ProviderWebhooks:
                 answer = _problem(500, "internal error; the request was not recorded")
         content = json.dumps(answer.body, separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(content)).encode())]
+                   (b"content-length", str(len(content)).encode()), *SAFE_HEADERS]
         headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": content})

@@ -74,6 +74,13 @@ class FakeTelegramAPI:
         with self._lock:
             self._failures[method.lower()].extend(dict(body) for _ in range(times))
 
+    def fail_next_with_page(self, method: str, status: int, times: int = 1) -> None:
+        """Answer the next `times` calls to `method` with an HTML error page, not Telegram's
+        JSON: what a proxy, a captive portal or a misrouted base_url answers. Like Apache's
+        pages, it quotes the requested path, and so the bot token."""
+        with self._lock:
+            self._failures[method.lower()].extend({"page": status} for _ in range(times))
+
     def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates (update_id assigned if missing); returns it."""
         with self._lock:
@@ -155,6 +162,8 @@ class FakeTelegramAPI:
         with self._lock:
             self._calls[method].append(params)
             failure = self._failures[method].popleft() if self._failures[method] else None
+        if failure is not None and "page" in failure:
+            return _page(failure["page"], request.path)
         if failure is not None:
             return _answer(failure)
         handler = getattr(self, f"_api_{method}", None)
@@ -261,6 +270,18 @@ def _ok(result: Any, description: str | None = None) -> dict[str, Any]:
 
 def _error(code: int, description: str) -> dict[str, Any]:
     return {"ok": False, "error_code": code, "description": description}
+
+
+def _page(status: int, path: str) -> web.Response:
+    """An Apache-style error page for `path`."""
+    phrase = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+              502: "Bad Gateway"}.get(status, "Error")
+    text = (f'<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n'
+            f"<title>{status} {phrase}</title>\n</head><body>\n<h1>{phrase}</h1>\n"
+            f"<p>The requested URL {path} was not found on this server.</p>\n<hr>\n"
+            "<address>Apache/2.4.62 (Debian) Server at api.telegram.org Port 443</address>\n"
+            "</body></html>\n")
+    return web.Response(status=status, text=text, content_type="text/html")
 
 
 def _answer(body: dict[str, Any]) -> web.Response:

@@ -112,6 +112,7 @@ def test_cli_tells_the_whole_story_of_a_delivered_turn(slack_server, fake_slack,
     assert bad.status_code == 401
     [post] = fake_slack.posts_to("C0SUPPORT")
     session_id = server.turn(turn_id)["session_id"]
+    server.call(server.runtime.store.flush_rejected())  # (serve writes the counts each second)
 
     commands = {
         "list": ("turns", "list", "--json"),
@@ -276,7 +277,7 @@ def test_serve_generates_an_admin_token_once_and_stops_cleanly(tmp_path):
             webhook = http.post("/slack/slack-acme/events", content=b"{}",
                                 headers={"Content-Type": "application/json"})
             assert webhook.status_code == 503
-            assert webhook.json()["error"] == "account slack-acme is disabled: bot_token is not set"
+            assert webhook.json()["error"] == "account slack-acme is disabled"  # not why
 
         # uvicorn finishes shutting down, then re-raises SIGTERM: a clean stop by convention
         assert first.stop() in (0, -signal.SIGTERM), first.stderr()

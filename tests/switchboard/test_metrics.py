@@ -10,9 +10,9 @@ def test_metrics_count_turns_latency_retries_and_rejections(serve, fake_slack):
     fake_slack.rate_limit_next(retry_after=0)
     event = slack_message("<@UBOT> count me", etype="app_mention")
     server.wait_turn(server.slack_event("slack-acme", event).json()["turn_id"])
-    server.slack_event("slack-acme", slack_message("quiet"))  # ignored
+    quiet = server.slack_event("slack-acme", slack_message("quiet")).json()["turn_id"]
     assert server.slack_event("slack-acme", event, secret="bad").status_code == 401
-    server.wait_turn(server.turns(status="ignored")[0]["id"])
+    assert server.wait_turn(quiet)["status"] == "ignored"
     response = server.http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")

@@ -11,6 +11,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 
 from switchboard.models import AccountHealth, Cursor, OperatorToken, RejectedCount, Turn
+from switchboard.redact import Redactor
+from switchboard.rejections import Key, RejectionCounter
 from switchboard.store.base import StoreBase, iso
 
 _HEALTH_UPSERTS: dict[tuple[bool, tuple[str, ...]], Any] = {}
@@ -21,19 +23,46 @@ def token_hash(token: str) -> str:
 
 
 class AccountQueries(StoreBase):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rejections = RejectionCounter()
+        self.redact = Redactor()  # the runtime gives the store its config's redactor
+
     def _insert(self, table: Any) -> Any:
         return (sqlite_insert if self.is_sqlite else pg_insert)(table)
 
+    def count_rejected(self, account: str, reason: str) -> None:
+        """Count a request that never became a turn (bad signature, stale, too big, ...): in
+        memory, microseconds; `flush_rejected` writes the counts."""
+        self.rejections.note(account, reason)
+
     async def note_rejected(self, account: str, reason: str) -> None:
-        """Count a webhook request that never became a turn (bad signature, stale, ...)."""
+        """`count_rejected` for callers that await it (the SMTP side)."""
+        self.rejections.note(account, reason)
+
+    async def flush_rejected(self) -> dict[Key, int]:
+        """Add the counts not yet written to the database (additively: several processes
+        sharing one database add up); returns what was written."""
+        batch = self.rejections.take()
+        if not batch:
+            return batch
         now = self.clock.now()
-        stmt = self._insert(RejectedCount).values(account=account, reason=reason, count=1,
-                                                  last_at=now)
+        table: Any = RejectedCount.__table__
+        stmt = self._insert(table).values([
+            {"account": account, "reason": reason, "count": count, "last_at": now}
+            for (account, reason), count in sorted(batch.items())])
         stmt = stmt.on_conflict_do_update(
             index_elements=["account", "reason"],
-            set_={"count": RejectedCount.count + 1, "last_at": now})
-        async with self.tx() as db:
-            await db.exec(stmt)
+            set_={"count": table.c.count + stmt.excluded["count"],
+                  "last_at": stmt.excluded["last_at"]})
+        try:
+            async with self.tx() as db:
+                await db.exec(stmt)
+        except BaseException:  # cancelled or failed: nothing is lost, the next flush has them
+            self.rejections.restore(batch)
+            raise
+        self.rejections.written(batch)
+        return batch
 
     def note_traffic_in(self, db: Any, account: str, *, inbound: bool = False,
                         outbound: bool = False, error: str | None = None) -> None:
@@ -81,8 +110,11 @@ class AccountQueries(StoreBase):
                                     last_error=h.last_error, last_error_at=iso(h.last_error_at))
         for account, newest in inbound:
             entry(account)["last_inbound_at"] = iso(newest)
-        for r in rejected:
-            entry(r.account)["rejected"][r.reason] = r.count
+        counts = {(r.account, r.reason): r.count for r in rejected}
+        for key, count in self.rejections.pending().items():  # current, not a second behind
+            counts[key] = counts.get(key, 0) + count
+        for (account, reason), count in sorted(counts.items()):
+            entry(account)["rejected"][reason] = count
         return out
 
     async def generated_tokens(self) -> list[OperatorToken]:

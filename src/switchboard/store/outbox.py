@@ -152,6 +152,7 @@ class OutboxQueries(AccountQueries):
         """Record a failed attempt: retry at `retry_at`, or fail the turn when it is None."""
         now = self.clock.now()
         final = retry_at is None
+        error = self.redact(error)  # a provider's error text may quote its URL, and the token
 
         def work(db: Any) -> Any:
             db.exec(update(Outbox).where(Outbox.id == row.id).values(
