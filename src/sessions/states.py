@@ -1,10 +1,12 @@
-"""The session state machine, written once as a table."""
+"""The session state machine, written once as a table, and the record of one move along it."""
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
-from channels.messages import SwitchboardError
+from sessions.errors import TransitionRefused
 
 State = Literal["live", "idle", "paused", "ended"]
 STATES: tuple[State, ...] = ("live", "idle", "paused", "ended")
@@ -20,10 +22,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 OPEN_STATES: tuple[State, ...] = ("live", "idle", "paused")
 
 
-class TransitionRefused(SwitchboardError):
-    """A state change the table does not allow."""
-
-
 def check_transition(current: str, target: str) -> None:
     """Raise TransitionRefused, in words, unless `current -> target` is in the table."""
     if target not in TRANSITIONS.get(current, frozenset()):
@@ -32,6 +30,29 @@ def check_transition(current: str, target: str) -> None:
             f"a session that is {current} cannot become {target}; from {current} it can "
             f"become {allowed}"
         )
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One move of one session: what the transcript records and the live event announces."""
+
+    session_id: str
+    before: str
+    target: str
+    cause: str  # operator, user, transferred, keep_alive, idle_timeout, max_duration
+    actor: str  # who: an operator's name, the person in the chat, `policy`, `cli`
+
+    def event(self) -> dict[str, Any]:
+        """The data of the `session.state_changed` live event."""
+        return {"session_id": self.session_id, "from": self.before, "to": self.target,
+                "cause": self.cause, "actor": self.actor}
+
+    def transcript_entry(self, at: datetime) -> dict[str, Any]:
+        """The system line the session's transcript keeps for this move (every column)."""
+        return {"session_id": self.session_id, "at": at, "role": "system",
+                "text": f"session {self.before} → {self.target} ({self.cause})",
+                "turn_id": None, "data": {"from": self.before, "to": self.target,
+                                          "cause": self.cause, "actor": self.actor}}
 
 
 def scope_key(scope: str, *, account: str, conversation: str, thread: str | None,

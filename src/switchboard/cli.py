@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.table import Table
 
 from switchboard import db
 from switchboard.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from switchboard.controls import SessionControls
 
 T = TypeVar("T")
 app = typer.Typer(help="Connect agents to Slack, Telegram and email.", no_args_is_help=True,
@@ -231,33 +234,25 @@ def sessions_show(session_id: str, as_json: JsonOption = False) -> None:
                       highlight=False)
 
 
-def _session_action(action: str, session_id: str, agent: str | None = None) -> None:
-    """Operator actions from the terminal, straight on the database; a running `serve` answers
-    turns held by a paused session within a second of `resume`."""
-    from sessions import TransitionRefused
-    from switchboard.store import ActionRefused, SessionNotFound
+CLI = "cli"  # the actor the transcript and audit log name for actions from the terminal
+
+
+def _session_action(action: Callable[[SessionControls], Awaitable[str]],
+                    config: Config | None = None) -> None:
+    """Operator actions from the terminal, by the same controls as the API's; a running
+    `serve` streams the change on `/api/events` and answers held turns after `resume`."""
+    from sessions import SessionError
+    from sessions.events import EventHub
+    from switchboard.controls import SessionControls
+    from switchboard.models import new_id
 
     async def work(store: Any) -> str:
-        if action == "delete":
-            await store.delete_session(session_id, "cli")
-            return f"session {session_id} is deleted (recorded in the audit log)"
-        if action == "transfer":
-            row = await store.session_row(session_id)
-            if row is not None and row.state == "ended":
-                raise ActionRefused(f"session {session_id} is ended; only an open session "
-                                    "can be transferred")
-        target, cause = {"pause": ("paused", "operator"), "resume": ("live", "operator"),
-                         "end": ("ended", "operator"),
-                         "transfer": ("ended", "transferred")}[action]
-        moved = await store.change_state(session_id, target, cause=cause, actor="cli",
-                                         transfer_to=agent)
-        if moved is None:
-            return f"session {session_id} was already ended; nothing changed"
-        return f"session {session_id}: {moved['from']} → {moved['to']}"
+        return await action(SessionControls(store, EventHub(), origin=new_id("cli"),
+                                            agents=config.agents if config else {}))
 
     try:
         console.print(_with_store(work), highlight=False)
-    except (SessionNotFound, ActionRefused, TransitionRefused) as error:
+    except SessionError as error:
         err.print(str(error), highlight=False)
         raise typer.Exit(1) from None
 
@@ -265,19 +260,19 @@ def _session_action(action: str, session_id: str, agent: str | None = None) -> N
 @sessions_app.command("pause")
 def sessions_pause(session_id: str) -> None:
     """Hold new turns of the session until it is resumed."""
-    _session_action("pause", session_id)
+    _session_action(lambda controls: controls.pause(session_id, CLI))
 
 
 @sessions_app.command("resume")
 def sessions_resume(session_id: str) -> None:
-    """Make the session live again; held turns are answered."""
-    _session_action("resume", session_id)
+    """Make the session live again; a running `serve` answers the turns it held."""
+    _session_action(lambda controls: controls.resume(session_id, CLI))
 
 
 @sessions_app.command("end")
 def sessions_end(session_id: str) -> None:
     """End the session (ending an ended session changes nothing)."""
-    _session_action("end", session_id)
+    _session_action(lambda controls: controls.end(session_id, CLI))
 
 
 @sessions_app.command("transfer")
@@ -285,17 +280,14 @@ def sessions_transfer(session_id: str,
                       agent: Annotated[str, typer.Option("--to", help="Target agent")],
                       config: ConfigOption = "bindings.yaml") -> None:
     """Hand the conversation to another agent."""
-    settings = _load(config, strict_env=False)
-    if agent not in settings.agents:
-        err.print(f"no agent named {agent!r}; agents are: {', '.join(settings.agents)}")
-        raise typer.Exit(1)
-    _session_action("transfer", session_id, agent)
+    _session_action(lambda controls: controls.transfer(session_id, agent, CLI),
+                    _load(config, strict_env=False))
 
 
 @sessions_app.command("delete")
 def sessions_delete(session_id: str) -> None:
     """Delete an ended session and its transcript (recorded in the audit log)."""
-    _session_action("delete", session_id)
+    _session_action(lambda controls: controls.delete(session_id, CLI))
 
 
 @app.command()

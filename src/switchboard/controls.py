@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
+from sessions import ActionRefused, SessionNotFound, StateChange
 from sessions.events import EventHub
-from switchboard.store import ActionRefused, SessionNotFound, Store
-
-if TYPE_CHECKING:
-    from switchboard.pipeline import Pipeline
+from switchboard.store import Store
 
 __all__ = ["ActionRefused", "SessionControls", "SessionNotFound"]
 
 
-class SessionControls:
-    """Each action checks the state table, records who did it, and publishes the change."""
+class AgentRules(Protocol):
+    """What the controls need to know of an agent (config's `agents.NAME`)."""
 
-    def __init__(self, store: Store, events: EventHub, pipeline: Pipeline) -> None:
+    @property
+    def allow_model_override(self) -> bool: ...
+
+
+class SessionControls:
+    """Each action checks the state table, records who did it, and announces the change: on
+    this process's live events, and through the database to every running `serve`."""
+
+    def __init__(self, store: Store, events: EventHub, *, origin: str,
+                 agents: Mapping[str, AgentRules],
+                 on_resumed: Callable[[str], None] | None = None) -> None:
+        """`origin` names this process in shared events; `on_resumed(session_id)` answers
+        the turns held while it was paused (without it, a running `serve`'s sweep does)."""
         self.store = store
         self.events = events
-        self.pipeline = pipeline
+        self.origin = origin
+        self.agents = agents
+        self.on_resumed = on_resumed
+
+    async def _announce(self, name: str, data: dict[str, Any]) -> None:
+        self.events.publish(name, data)
+        await self.store.share_event(self.origin, name, data)
 
     async def _move(self, session_id: str, target: str, cause: str, actor: str,
-                    transfer_to: str | None = None) -> dict[str, Any] | None:
+                    transfer_to: str | None = None) -> StateChange | None:
         moved = await self.store.change_state(session_id, target, cause=cause, actor=actor,
                                               transfer_to=transfer_to)
         if moved:
-            self.pipeline.publish_transitions([moved])
+            await self._announce("session.state_changed", moved.event())
         return moved
 
     async def pause(self, session_id: str, actor: str) -> str:
@@ -35,7 +52,8 @@ class SessionControls:
 
     async def resume(self, session_id: str, actor: str) -> str:
         await self._move(session_id, "live", "operator", actor)
-        self.pipeline.spawn(self.pipeline.release_held(session_id))
+        if self.on_resumed is not None:
+            self.on_resumed(session_id)
         return f"session {session_id} is live again; held turns are being answered"
 
     async def end(self, session_id: str, actor: str, cause: str = "operator") -> str:
@@ -45,9 +63,9 @@ class SessionControls:
         return f"session {session_id} is ended"
 
     async def transfer(self, session_id: str, agent: str, actor: str) -> str:
-        if agent not in self.pipeline.config.agents:
+        if agent not in self.agents:
             raise ActionRefused(f"no agent named {agent!r}; agents are: "
-                                f"{', '.join(self.pipeline.config.agents)}")
+                                f"{', '.join(self.agents)}")
         row = await self.store.session_row(session_id)
         if row is None:
             raise SessionNotFound(f"no session {session_id}")
@@ -62,14 +80,14 @@ class SessionControls:
 
     async def delete(self, session_id: str, actor: str) -> str:
         await self.store.delete_session(session_id, actor)
-        self.events.publish("session.deleted", {"session_id": session_id, "actor": actor})
+        await self._announce("session.deleted", {"session_id": session_id, "actor": actor})
         return f"session {session_id} is deleted (recorded in the audit log)"
 
     async def set_model(self, session_id: str, model: str | None, actor: str) -> str:
         row = await self.store.session_row(session_id)
         if row is None:
             raise SessionNotFound(f"no session {session_id}")
-        agent = self.pipeline.config.agents.get(row.agent)
+        agent = self.agents.get(row.agent)
         if agent is not None and not agent.allow_model_override:
             raise ActionRefused(f"agent {row.agent} does not allow a per-session model "
                                 "(allow_model_override: false)")

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -249,3 +249,18 @@ class Worker(SQLModel, table=True):
     id: str = Field(primary_key=True)
     started_at: datetime = _when(nullable=False)
     heartbeat_at: datetime = _when(nullable=False)
+
+
+class SharedEvent(SQLModel, table=True):
+    """A live event for the other processes on this database (a CLI action, another `serve`):
+    every `serve` follows this table by id and streams what it did not publish itself."""
+
+    __tablename__ = "live_events"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never handed out twice
+
+    id: int | None = Field(default=None, sa_column=Column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    at: datetime = _when(nullable=False)
+    origin: str  # the process that published it
+    name: str
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))

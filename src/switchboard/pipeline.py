@@ -10,17 +10,18 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
 from channels.messages import DeliveryError, DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.rules import Binding, Match, NoMatch, match
-from sessions import scope_key
+from sessions import StateChange, scope_key
 from sessions.events import EventHub
 from switchboard.agents import AgentError, AgentRequest, Handler, run_timed
 from switchboard.config import Config
+from switchboard.controls import SessionControls
 from switchboard.metrics import Metrics
 from switchboard.models import Outbox, Turn
 from switchboard.store import (
@@ -56,7 +57,7 @@ class Pipeline:
     """Carries each turn from its provider event to its delivered reply."""
 
     def __init__(self, config: Config, store: Store, adapters: dict[str, Adapter],
-                 handlers: dict[str, Handler], events: EventHub,
+                 handlers: dict[str, Handler], events: EventHub, controls: SessionControls,
                  metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
@@ -70,9 +71,7 @@ class Pipeline:
         self.lease = config.delivery.lease or LEASE
         self._scope_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        from switchboard.controls import SessionControls
-
-        self.controls = SessionControls(store, events, self)
+        self.controls = controls
 
     # --- the acknowledged part: dedupe and record ------------------------------------------
 
@@ -203,6 +202,10 @@ class Pipeline:
         await self.store.hold_turn(turn_id, session_id, message.text)
         self.metrics.turns.labels(message.provider, "held").inc()
         self.events.publish("turn.held", {"turn_id": turn_id, "session_id": session_id})
+
+    def resume_held(self, session_id: str) -> None:
+        """A session was resumed here: answer what it held now, not at the next sweep."""
+        self.spawn(self.release_held(session_id))
 
     async def release_held(self, session_id: str) -> None:
         """After resume: run the agent once over everything held while the session was paused."""
@@ -344,9 +347,9 @@ class Pipeline:
             delay = (retry_at - self.store.clock.now()).total_seconds()
             self.spawn(self._retry_later(row.id, max(delay, 0.0)))  # type: ignore[arg-type]
 
-    def publish_transitions(self, transitions: Any) -> None:
+    def publish_transitions(self, transitions: Iterable[StateChange]) -> None:
         for moved in transitions:
-            self.events.publish("session.state_changed", dict(moved))
+            self.events.publish("session.state_changed", moved.event())
 
     def _backoff(self, attempts: int) -> float:
         """Exponential backoff with full jitter, capped."""

@@ -27,8 +27,10 @@ from switchboard.clock import Clock
 from switchboard.config import Config
 from switchboard.config import SlackAccount as SlackSettings
 from switchboard.config import TelegramAccount as TelegramSettings
+from switchboard.controls import SessionControls
 from switchboard.db import create_engine
 from switchboard.db import database_url as configured_database_url
+from switchboard.feed import EventFeed
 from switchboard.mail import MailService
 from switchboard.metrics import Metrics
 from switchboard.models import new_id
@@ -82,9 +84,13 @@ class Runtime:
         self.account_errors = AccountErrors(self.redact)
         self.adapters: dict[str, Any] = {"api": TranscriptOnly()}
         self.metrics = Metrics()
+        self.controls = SessionControls(
+            self.store, self.events, origin=self.worker_id, agents=self.config.agents,
+            on_resumed=lambda session_id: self.pipeline.resume_held(session_id))
         self.pipeline = Pipeline(self.config, self.store, self.adapters,
                                  build_handlers(self.config.agents, self.http), self.events,
-                                 self.metrics)
+                                 self.controls, self.metrics)
+        self.feed = EventFeed(self.store, self.events, origin=self.worker_id)
         self.mail = MailService(self)
         self.operators: dict[str, Operator] = {}
         self._background: list[asyncio.Task[Any]] = []
@@ -116,6 +122,8 @@ class Runtime:
                                max_instances=1, coalesce=True, id="session-sweep")
         self.scheduler.start()
         self._background.append(asyncio.create_task(self._heartbeat()))
+        await self.feed.start()
+        self._background.append(asyncio.create_task(self.feed.run()))
         if self.freeze_gc:
             # Everything built so far lives as long as the process. Left to the collector,
             # each full pass walks all of it and stalls the event loop for a hundred ms or

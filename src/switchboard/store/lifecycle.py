@@ -5,70 +5,62 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 
-from channels.messages import SwitchboardError
-from sessions import OPEN_STATES
-from switchboard.config import SessionPolicy
+from sessions import (
+    OPEN_STATES,
+    ActionRefused,
+    Cutoff,
+    Limits,
+    SessionNotFound,
+    StateChange,
+    sweep_cutoffs,
+)
 from switchboard.models import AuditEntry, Session, SessionMessage, Turn, TurnEvent
+from switchboard.store import statements as sql
 from switchboard.store.sessions import SessionQueries
 
-
-class SessionNotFound(SwitchboardError):
-    pass
-
-
-class ActionRefused(SwitchboardError):
-    """An action the session's state or the actor's role does not allow; says why."""
+__all__ = ["ActionRefused", "LifecycleQueries", "SessionNotFound"]
 
 
 class LifecycleQueries(SessionQueries):
-    async def sweep_policy(self, agent: str, policy: SessionPolicy) -> list[dict[str, Any]]:
-        """Apply idle_timeout and max_duration to one agent's open sessions.
+    async def sweep_policy(self, agent: str, policy: Limits) -> list[StateChange]:
+        """Apply the policy's rules (idle_timeout, max_duration) to one agent's open sessions.
 
-        Each move is one `UPDATE ... WHERE state = :before AND <cutoff> RETURNING id`, so the
+        Each rule is one `UPDATE ... WHERE state = :before AND <cutoff> RETURNING id`, so the
         database decides: when several processes sweep at once, each session moves (and is
         reported, and gets its transcript entry) in exactly one of them.
         """
         now = self.clock.now()
-        moves: list[tuple[str, str, str, datetime]] = []  # (from, to, cause, cutoff)
-        if policy.max_duration:
-            for state in OPEN_STATES:
-                moves.append((state, "ended", "max_duration", now - policy.max_duration))
-        if policy.idle_timeout:
-            moves.append(("idle", "ended", "idle_timeout", now - 2 * policy.idle_timeout))
-            moves.append(("live", "ended", "idle_timeout", now - 2 * policy.idle_timeout))
-            moves.append(("live", "idle", "idle_timeout", now - policy.idle_timeout))
-        done: list[dict[str, Any]] = []
-        for before, target, cause, cutoff in moves:
-            column = Session.started_at if cause == "max_duration" else Session.last_activity_at
-            values: dict[str, Any] = {"state": target}
-            if target == "ended":
-                values.update(ended_at=now, end_cause=cause)
-            async with self.tx() as db:
-                result = await db.exec(
-                    update(Session)
-                    .where(col(Session.agent) == agent, col(Session.state) == before,
-                           column < self.naive(cutoff))
-                    .values(**values).returning(col(Session.id)))
-                moved = [row[0] for row in result.all()]
-                if moved:
-                    await db.exec(insert(SessionMessage), params=[
-                        {"session_id": session_id, "at": now, "role": "system",
-                         "text": f"session {before} → {target} ({cause})", "turn_id": None,
-                         "data": {"from": before, "to": target, "cause": cause,
-                                  "actor": "policy"}}
-                        for session_id in moved])
-            done += [{"session_id": session_id, "from": before, "to": target, "cause": cause,
-                      "actor": "policy"} for session_id in moved]
+        done: list[StateChange] = []
+        for cutoff in sweep_cutoffs(policy, now):
+            done += await self.run_tx(
+                lambda db, cutoff=cutoff: self._sweep_rule(db, agent, cutoff, now))
         return done
 
+    def _sweep_rule(self, db: Any, agent: str, cutoff: Cutoff, now: datetime
+                    ) -> list[StateChange]:
+        rule = cutoff.rule
+        values: dict[str, Any] = {"state": rule.target}
+        if rule.target == "ended":
+            values.update(ended_at=now, end_cause=rule.cause)
+        result = db.connection().execute(
+            update(sql.sessions)
+            .where(sql.sessions.c.agent == agent, sql.sessions.c.state == rule.before,
+                   sql.sessions.c[rule.since] <= self.naive(cutoff.at))
+            .values(**values).returning(sql.sessions.c.id))
+        changes = [StateChange(session_id, rule.before, rule.target, rule.cause, "policy")
+                   for session_id in result.scalars()]
+        self._note_changes(db, changes, now)
+        return changes
+
     async def change_state(self, session_id: str, target: str, *, cause: str, actor: str,
-                           transfer_to: str | None = None) -> dict[str, Any] | None:
+                           transfer_to: str | None = None) -> StateChange | None:
         """An operator's or user's action; None when the session is already there (end twice)."""
-        async with self.tx() as db:
-            row = await db.get(Session, session_id, with_for_update=not self.is_sqlite)
+
+        def work(db: Any) -> StateChange | None:
+            row = db.get(Session, session_id, with_for_update=not self.is_sqlite)
             if row is None:
                 raise SessionNotFound(f"no session {session_id}")
             if row.state == target == "ended":
@@ -76,11 +68,11 @@ class LifecycleQueries(SessionQueries):
             moved = self._transition(db, row, target, cause=cause, actor=actor)
             if transfer_to:
                 row.transferred_to = transfer_to
-                db.add(row)
             if target == "live":
                 row.last_activity_at = self.clock.now()
-                db.add(row)
             return moved
+
+        return await self.run_tx(work)
 
     async def transfer_target(self, agent: str, scope_key: str) -> tuple[str, str] | None:
         """When this agent's latest session in the scope was transferred: (target, source)."""

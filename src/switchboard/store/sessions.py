@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from sessions import OPEN_STATES, check_transition
-from switchboard.config import SessionPolicy
+from sessions import OPEN_STATES, Limits, StateChange, check_transition, expiry
+from sessions.policy import reopen_since
 from switchboard.models import Session, SessionMessage, new_id
 from switchboard.store import statements as sql
 from switchboard.store.base import StoreBase, aware, decode_cursor, encode_cursor, iso
@@ -27,7 +27,7 @@ class Opened:
     state_before: str | None = None
     state: str = "live"
     refused: str | None = None
-    transitions: tuple[dict[str, Any], ...] = ()
+    transitions: tuple[StateChange, ...] = ()
     agent: str = ""
     session: dict[str, Any] | None = None
 
@@ -44,20 +44,8 @@ class ScopeRequest:
     user_name: str
 
 
-def _expired(row: Session, policy: SessionPolicy, now: datetime) -> str | None:
-    """Why an open session is over by policy at `now`, checked on arrival as well as by sweeps."""
-    started, last = aware(row.started_at), aware(row.last_activity_at)
-    if policy.max_duration and started and now - started >= policy.max_duration:
-        return "max_duration"
-    # idle after one idle_timeout without activity, ended after a second one
-    if (policy.idle_timeout and last and row.state in ("live", "idle")
-            and now - last >= 2 * policy.idle_timeout):
-        return "idle_timeout"
-    return None
-
-
 class SessionQueries(StoreBase):
-    async def route_to_session(self, turn_id: str, request: ScopeRequest, policy: SessionPolicy,
+    async def route_to_session(self, turn_id: str, request: ScopeRequest, policy: Limits,
                                route_reason: str) -> Opened:
         """Record the turn's route and join it to its session, in one transaction.
 
@@ -103,13 +91,14 @@ class SessionQueries(StoreBase):
             return latest.transferred_to, latest.id
         return None
 
-    def _open_in(self, db: Any, request: ScopeRequest, policy: SessionPolicy) -> Opened:
+    def _open_in(self, db: Any, request: ScopeRequest, policy: Limits) -> Opened:
         now = self.clock.now()
-        moved: list[dict[str, Any]] = []
+        moved: list[StateChange] = []
         row = db.execute(sql.OPEN_IN_SCOPE, {"agent": request.agent,
                                              "scope": request.scope_key}).scalars().first()
         if row is not None:
-            cause = _expired(row, policy, now)
+            started, last = aware(row.started_at) or now, aware(row.last_activity_at) or now
+            cause = expiry(row.state, started, last, policy, now)
             if cause is None:
                 before = row.state
                 if row.state == "idle":
@@ -158,34 +147,39 @@ class SessionQueries(StoreBase):
         return Opened(fresh.id, "created", transitions=tuple(moved), agent=request.agent,
                       session=session_dict(fresh))
 
-    def _recent_ended(self, db: Any, request: ScopeRequest, policy: SessionPolicy,
+    def _recent_ended(self, db: Any, request: ScopeRequest, policy: Limits,
                       now: datetime) -> Session | None:
-        if not policy.keep_alive:
+        since = reopen_since(policy, now)
+        if since is None:
             return None
         return db.execute(sql.RECENT_ENDED, {
             "agent": request.agent, "scope": request.scope_key,
-            "since": self.naive(now - policy.keep_alive)}).scalars().first()
+            "since": self.naive(since)}).scalars().first()
 
     def _transferred_from(self, db: Any, request: ScopeRequest) -> str | None:
         return db.connection().execute(sql.TRANSFERRED_FROM, {
             "scope": request.scope_key, "agent": request.agent}).scalar()
 
     def _transition(self, db: Any, row: Session, target: str, *, cause: str,
-                    actor: str) -> dict[str, Any]:
+                    actor: str) -> StateChange:
         """Move a session along the state table and write the change into its transcript."""
         check_transition(row.state, target)
         now = self.clock.now()
-        before, row.state = row.state, target
+        change = StateChange(row.id, row.state, target, cause, actor)
+        row.state = target
         if target == "ended":
             row.ended_at = now
             row.end_cause = cause
         db.add(row)
-        db.add(SessionMessage(session_id=row.id, at=now, role="system",
-                              text=f"session {before} → {target} ({cause})",
-                              data={"from": before, "to": target, "cause": cause,
-                                    "actor": actor}))
-        return {"session_id": row.id, "from": before, "to": target, "cause": cause,
-                "actor": actor}
+        self._note_changes(db, [change], now)
+        return change
+
+    @staticmethod
+    def _note_changes(db: Any, changes: list[StateChange], at: datetime) -> None:
+        """The one writer of state changes into transcripts (actions, arrivals and sweeps)."""
+        if changes:
+            db.connection().execute(sql.ADD_MESSAGES,
+                                    [change.transcript_entry(at) for change in changes])
 
     async def session_row(self, session_id: str) -> Session | None:
         async with self.tx() as db:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 
 from sessions import OPEN_STATES
+from sessions.policy import REOPENABLE_CAUSE
 from switchboard.models import Outbox, Session, SessionMessage, Turn, TurnEvent
 
 turns: Any = Turn.__table__
@@ -57,7 +58,7 @@ OPEN_IN_SCOPE = select(Session).where(
 ).order_by(Session.started_at.desc())  # type: ignore[attr-defined]
 RECENT_ENDED = select(Session).where(
     Session.agent == bindparam("agent"), Session.scope_key == bindparam("scope"),  # type: ignore[arg-type]
-    Session.state == "ended", Session.end_cause == "idle_timeout",  # type: ignore[arg-type]
+    Session.state == "ended", Session.end_cause == REOPENABLE_CAUSE,  # type: ignore[arg-type]
     Session.ended_at >= bindparam("since"),  # type: ignore[operator]
 ).order_by(Session.ended_at.desc())  # type: ignore[union-attr]
 TRANSFERRED_FROM = select(sessions.c.id).where(

@@ -1,0 +1,101 @@
+"""Live events from other processes: each `serve` follows the shared-events table into its hub.
+
+A session action taken by `switchboard sessions …` (or by another `serve` on the same
+PostgreSQL database) is written to the table; every `serve` reads what is new about twice a
+second (an indexed `id > :last` query) and publishes it on its own `/api/events` streams.
+Events a process publishes itself reach its streams directly and are skipped here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+from sessions.events import EventHub
+from switchboard.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class IdCursor:
+    """Where a follower is in ids that may commit out of order (a PostgreSQL sequence hands
+    out 7 then 8, and 8 may commit first): ids skipped over are looked for again for a while."""
+
+    def __init__(self, last: int, wait: float = 5.0, most: int = 1000) -> None:
+        self.last = last
+        self.late: dict[int, float] = {}  # an id skipped over -> when to stop looking for it
+        self.wait = wait
+        self.most = most  # a larger jump is a gap (rollbacks, a sequence cache), not late rows
+
+    def take(self, ids: list[int], now: float) -> list[int]:
+        """The ids of a read that are new to this follower, oldest first."""
+        new = []
+        for ident in sorted(ids):
+            if ident > self.last:
+                if ident - self.last - 1 <= self.most:
+                    for skipped in range(self.last + 1, ident):
+                        self.late[skipped] = now + self.wait
+                self.last = ident
+                new.append(ident)
+            elif self.late.pop(ident, None) is not None:
+                new.append(ident)
+        for ident, until in list(self.late.items()):
+            if until <= now:
+                del self.late[ident]
+        return new
+
+
+class EventFeed:
+    """Follows the shared events of other processes into this process's EventHub."""
+
+    def __init__(self, store: Store, hub: EventHub, origin: str, interval: float = 0.5,
+                 keep: float = 300.0) -> None:
+        self.store = store
+        self.hub = hub
+        self.origin = origin
+        self.interval = interval
+        self.keep = keep  # seconds a read event stays in the table for slower followers
+        self.cursor: IdCursor | None = None
+        self._read: deque[tuple[float, int]] = deque()  # (when, cursor) to prune up to later
+
+    async def start(self) -> None:
+        """Begin after what is already there: a new process streams what happens from now."""
+        self.cursor = IdCursor(await self.store.last_shared_event())
+
+    async def poll(self) -> int:
+        """Publish what other processes shared since the last poll; how many events."""
+        assert self.cursor is not None, "start() first"
+        cursor = self.cursor
+        rows = await self.store.shared_events(cursor.last, cursor.late)
+        now = time.monotonic()
+        fresh = set(cursor.take([row.id for row in rows], now))
+        published = 0
+        for row in rows:
+            if row.id in fresh and row.origin != self.origin:
+                self.hub.publish(row.name, dict(row.data or {}))
+                published += 1
+        await self._prune(now)
+        return published
+
+    async def _prune(self, now: float) -> None:
+        assert self.cursor is not None
+        if not self._read or self._read[-1][0] <= now - 60:
+            self._read.append((now, self.cursor.last))
+        up_to = None
+        while self._read and self._read[0][0] <= now - self.keep:
+            up_to = self._read.popleft()[1]
+        if up_to:
+            await self.store.prune_shared_events(up_to)
+
+    async def run(self) -> None:
+        """Poll forever (a background task of `serve`)."""
+        if self.cursor is None:
+            await self.start()
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.poll()
+            except Exception:
+                log.exception("reading shared live events failed")

@@ -1,0 +1,48 @@
+"""Live events shared through the database, for processes that do not share memory."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select
+
+from switchboard.models import SharedEvent
+from switchboard.store.base import StoreBase
+
+events: Any = SharedEvent.__table__
+ADD = insert(events)
+AFTER = (select(events.c.id, events.c.origin, events.c.name, events.c.data)
+         .where(events.c.id > bindparam("last")).order_by(events.c.id).limit(bindparam("limit")))
+AFTER_OR_LATE = (select(events.c.id, events.c.origin, events.c.name, events.c.data)
+                 .where((events.c.id > bindparam("last"))
+                        | events.c.id.in_(bindparam("late", expanding=True)))
+                 .order_by(events.c.id).limit(bindparam("limit")))
+
+
+class SharedEventQueries(StoreBase):
+    async def share_event(self, origin: str, name: str, data: dict[str, Any]) -> None:
+        """Write a live event for the other processes on this database to stream."""
+        row = {"at": self.clock.now(), "origin": origin, "name": name, "data": data}
+        await self.run_tx(lambda db: db.connection().execute(ADD, row))
+
+    async def last_shared_event(self) -> int:
+        """The newest shared event's id (0 when there is none): where a follower starts."""
+        return await self.run_tx(
+            lambda db: db.connection().execute(select(func.max(events.c.id))).scalar() or 0)
+
+    async def shared_events(self, after: int, late: Collection[int] = (), limit: int = 500
+                            ) -> list[Any]:
+        """Shared events with an id after `after`, and those of the `late` ids that exist now,
+        oldest first: rows with `id`, `origin`, `name` and `data`."""
+        params: dict[str, Any] = {"last": after, "limit": limit}
+        if late:
+            params["late"] = list(late)
+        statement = AFTER_OR_LATE if late else AFTER
+        return await self.run_tx(
+            lambda db: list(db.connection().execute(statement, params).all()))
+
+    async def prune_shared_events(self, up_to: int) -> None:
+        """Forget shared events up to an id every follower has read long ago."""
+        await self.run_tx(
+            lambda db: db.connection().execute(delete(events).where(events.c.id <= up_to)))
