@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 
 from fakes.slack_api import FakeSlackAPI
+from fakes.telegram_api import FakeTelegramAPI
 from switchboard import db
 from switchboard.app import create_app
 from switchboard.config import load_config
@@ -200,6 +201,13 @@ def slack_message(text: str, *, channel: str = "C0SUPPORT", user: str = "U0ALICE
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlackAPI]:
     with FakeSlackAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_telegram() -> Iterator[FakeTelegramAPI]:
+    """A fake Bot API whose bot is 999, @switchboard_bot."""
+    with FakeTelegramAPI(bot_id=999, username="switchboard_bot") as fake:
         yield fake
 
 

@@ -1,22 +1,24 @@
 """Slack: verify and parse Events API requests, deliver replies with slack-sdk.
 
-Inbound requests are verified with slack-sdk's `SignatureVerifier` and parsed here rather than
-in a bolt `AsyncApp`, because bolt acknowledges before its listener runs and we acknowledge only
-after the turn is durably recorded. Outbound goes through `AsyncWebClient` on the account's
-`api_url`. Socket Mode uses slack-sdk's `SocketModeClient` and the same parsing.
+Inbound requests are verified (on the raw bytes, as slack-sdk's `SignatureVerifier` does after
+decoding them, which fails on a body that is not UTF-8) and parsed here rather than in a bolt
+`AsyncApp`, because bolt acknowledges before its listener runs and we acknowledge only after the
+turn is durably recorded. Payloads are read through the models in `channels.slack_payload`.
+Outbound goes through `AsyncWebClient` on the account's `api_url`. Socket Mode uses slack-sdk's
+`SocketModeClient` and the same parsing.
 """
 
 from __future__ import annotations
 
-import json
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
-from slack_sdk.signature import SignatureVerifier
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from channels.messages import (
@@ -26,6 +28,8 @@ from channels.messages import (
     OutboundMessage,
     RejectedRequest,
 )
+from channels.payload import load_json, parse, storable
+from channels.slack_payload import MESSAGE_EVENTS, SlackEnvelope, SlackEvent
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ class SlackAccount:
         self.name = name
         self.allow_bots = allow_bots
         self.app_token = app_token
-        self.verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self._signing_secret = signing_secret.encode()
         self.client = AsyncWebClient(token=bot_token, base_url=api_url, timeout=10)
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
@@ -90,81 +94,91 @@ class SlackAccount:
             await session.close()
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Signature and freshness of an Events API request (Slack's v0 HMAC scheme)."""
-        if self.verifier is None:
+        """Signature and freshness of an Events API request (Slack's v0 HMAC scheme), checked
+        on the raw bytes: a body is read only once it is known to come from Slack."""
+        if not self._signing_secret:
             raise RejectedRequest("bad_signature", "no signing secret configured", status=401)
         timestamp = headers.get("x-slack-request-timestamp", "")
         signature = headers.get("x-slack-signature", "")
         if not timestamp or not signature:
             raise RejectedRequest("bad_signature", "missing X-Slack-Signature or "
                                   "X-Slack-Request-Timestamp", status=401)
-        try:
-            age = abs(time.time() - int(timestamp))
-        except ValueError:
-            raise RejectedRequest("bad_signature", "X-Slack-Request-Timestamp is not a number",
-                                  status=401) from None
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            raise RejectedRequest("bad_signature", "X-Slack-Request-Timestamp is not a number "
+                                  "of seconds", status=401)
+        age = int(time.time()) - int(timestamp)
         if age > STALE_AFTER:
-            raise RejectedRequest("stale", f"request timestamp is {int(age)}s old; Slack "
-                                  "requests older than 5 minutes are refused", status=401)
-        if not self.verifier.is_valid(body, timestamp, signature):
+            raise RejectedRequest("stale", f"request timestamp is {age}s old; Slack requests "
+                                  "older than 5 minutes are refused", status=401)
+        if age < -STALE_AFTER:
+            raise RejectedRequest("stale", f"request timestamp is {-age}s in the future; "
+                                  "requests more than 5 minutes ahead of this server's clock "
+                                  "are refused (is its clock right?)", status=401)
+        signed = b"v0:" + timestamp.encode() + b":" + body
+        expected = b"v0=" + hmac.digest(self._signing_secret, signed, "sha256").hex().encode()
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
             raise RejectedRequest("bad_signature", "signature does not match the signing "
                                   "secret", status=401)
 
     @staticmethod
     def parse_body(body: bytes, content_type: str = "") -> dict[str, Any]:
+        """A verified body as a dict: JSON (events), or a form (slash commands; interactive
+        payloads carry their JSON in the `payload` field). RejectedRequest when malformed."""
+        if "application/x-www-form-urlencoded" not in content_type:
+            return load_json(body)
         try:
-            if "application/x-www-form-urlencoded" in content_type:
-                from urllib.parse import parse_qs
-                form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-                return json.loads(form["payload"]) if "payload" in form else form
-            data = json.loads(body)
-        except (ValueError, KeyError, UnicodeDecodeError):
-            raise RejectedRequest("malformed", "request body is not valid JSON", status=400) \
-                from None
-        if not isinstance(data, dict):
-            raise RejectedRequest("malformed", "request body is not a JSON object", status=400)
-        return data
+            fields = parse_qs(body.decode("utf-8"), max_num_fields=200)
+        except UnicodeDecodeError as error:
+            raise RejectedRequest("malformed", f"the form body is not UTF-8 (byte "
+                                  f"{error.start} is not valid)", status=400) from None
+        except ValueError as error:  # more fields than any Slack form has
+            raise RejectedRequest("malformed", f"the form body is refused: {error}",
+                                  status=400) from None
+        form = {key: values[0] for key, values in fields.items()}
+        return load_json(form["payload"].encode(), "payload field") if "payload" in form \
+            else form
 
-    def to_inbound(self, payload: dict[str, Any]) -> InboundMessage:
-        """An `event_callback` payload as one InboundMessage; non-messages carry ignore_reason."""
-        event = payload.get("event")
-        event_id = str(payload.get("event_id") or "")
-        if not isinstance(event, dict) or not event_id:
+    @staticmethod
+    def envelope(payload: dict[str, Any]) -> SlackEnvelope:
+        """The request's type (and event, challenge); RejectedRequest when a field is mistyped."""
+        return parse(SlackEnvelope, payload)
+
+    def to_inbound(self, payload: dict[str, Any],
+                   envelope: SlackEnvelope | None = None) -> InboundMessage:
+        """An `event_callback` payload as one InboundMessage; non-messages carry ignore_reason.
+        RejectedRequest (400) when a field it reads has the wrong type."""
+        envelope = envelope or self.envelope(payload)
+        event = envelope.event
+        if event is None or not envelope.event_id:
             raise RejectedRequest("malformed", "event_callback without event or event_id",
                                   status=400)
-        etype = event.get("type")
-        channel = str(event.get("channel") or "")
-        ts = str(event.get("ts") or event.get("event_ts") or "")
-        text = str(event.get("text") or "")
-        sender = str(event.get("user") or event.get("bot_id") or "")
-        thread = event.get("thread_ts")
-        thread = str(thread) if thread and thread != ts else None
+        ts = event.ts or event.event_ts
+        text = event.text or ""
+        thread = event.thread_ts if event.thread_ts and event.thread_ts != ts else None
         mention = bool(self.bot_user_id and f"<@{self.bot_user_id}>" in text)
-        message = InboundMessage(
-            provider="slack", account=self.name, event_id=event_id, conversation=channel,
-            kind=_kind(channel, event.get("channel_type")), sender=sender, text=text,
-            message_id=ts, thread=thread, mentioned=etype == "app_mention" or mention,
-            starts_thread=_kind(channel, event.get("channel_type")) != "dm",
+        kind = _kind(event.channel, event.channel_type)
+        return InboundMessage(
+            provider="slack", account=self.name, event_id=envelope.event_id,
+            conversation=event.channel, kind=kind, sender=event.user or event.bot_id or "",
+            text=text, message_id=ts, thread=thread,
+            mentioned=event.type == "app_mention" or mention, starts_thread=kind != "dm",
             ignore_reason=self._ignore_reason(event),
             raw={k: v for k, v in payload.items() if k != "token"},  # the legacy verification token
-            extra={"team": payload.get("team_id"), "event_type": etype},
+            extra={"team": envelope.team_id, "event_type": event.type},
         )
-        return message
 
-    def _ignore_reason(self, event: dict[str, Any]) -> str | None:
-        etype = event.get("type")
-        if etype not in {"app_mention", "message"}:
-            return f"a Slack {etype} event, which is not a message to answer"
+    def _ignore_reason(self, event: SlackEvent) -> str | None:
+        if event.type not in MESSAGE_EVENTS:
+            return f"a Slack {event.type} event, which is not a message to answer"
         own = {self.bot_user_id, self.bot_id} - {None}
-        if event.get("user") in own or event.get("bot_id") in own:
+        if event.user in own or event.bot_id in own:
             return "the bot's own message; it never answers itself"
-        subtype = event.get("subtype")
-        if subtype == "bot_message" or event.get("bot_id"):
+        if event.subtype == "bot_message" or event.bot_id:
             if not self.allow_bots:
                 return "a message from another bot; allow_bots is off for this account"
-        elif subtype not in USER_SUBTYPES:
-            return f"a message with subtype {subtype}, which is not a person's new message"
-        if not event.get("user") and not event.get("bot_id"):
+        elif event.subtype not in USER_SUBTYPES:
+            return f"a message with subtype {event.subtype}, which is not a person's new message"
+        if not event.user and not event.bot_id:
             return "a message without a sender"
         return None
 
@@ -177,6 +191,9 @@ class SlackAccount:
             raise _delivery_error(error) from None
         except (aiohttp.ClientError, TimeoutError) as error:
             raise DeliveryError(f"Slack unreachable: {_words(error)}", permanent=False) from None
+        except (SlackRequestError, ValueError, TypeError) as error:  # the same every attempt
+            raise DeliveryError(f"the reply could not be sent as built: {_words(error)}",
+                                permanent=True) from None
         return str(response.get("ts") or "")
 
     async def start_socket_mode(self, sink: EventSink) -> None:
@@ -194,7 +211,10 @@ class SlackAccount:
                 return
             extra = {"retry_num": request.retry_attempt, "retry_reason": request.retry_reason,
                      "via": "socket"}
-            await sink(request.payload, extra)
+            try:  # slack-sdk parsed it with plain json.loads: check it as a webhook body is
+                await sink(storable(request.payload, "Socket Mode payload"), extra)
+            except RejectedRequest as error:  # acknowledged all the same: a retry is no better
+                log.warning("slack account %s: refused a Socket Mode event: %s", self.name, error)
             await socket.send_socket_mode_response(
                 SocketModeResponse(envelope_id=request.envelope_id))
 

@@ -25,6 +25,16 @@ from channels.messages import (
     OutboundMessage,
     RejectedRequest,
 )
+from channels.payload import load_json, parse
+from channels.telegram_payload import (
+    CONTENT_KEYS,
+    SERVICE_KEYS,
+    TelegramEntity,
+    TelegramMessage,
+    TelegramUpdate,
+    TelegramUpdatePayload,
+    TelegramUser,
+)
 
 PROVIDER = "telegram"
 MESSAGE_LIMIT = 4096
@@ -38,25 +48,6 @@ _CHAT_KINDS: dict[str, ConversationKind] = {
     "channel": "channel",
 }
 _MESSAGE_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post")
-# Keys of a Message that make it a service message, and its non-text contents (Bot API "Message").
-# fmt: off
-_SERVICE_KEYS = (
-    "new_chat_members", "left_chat_member", "new_chat_title", "new_chat_photo",
-    "delete_chat_photo", "group_chat_created", "supergroup_chat_created",
-    "channel_chat_created", "message_auto_delete_timer_changed", "migrate_to_chat_id",
-    "migrate_from_chat_id", "pinned_message", "successful_payment", "refunded_payment",
-    "users_shared", "chat_shared", "connected_website", "write_access_allowed",
-    "proximity_alert_triggered", "boost_added", "chat_background_set", "forum_topic_created",
-    "forum_topic_edited", "forum_topic_closed", "forum_topic_reopened",
-    "general_forum_topic_hidden", "general_forum_topic_unhidden", "giveaway_created",
-    "giveaway_completed", "video_chat_scheduled", "video_chat_started", "video_chat_ended",
-    "video_chat_participants_invited", "web_app_data",
-)
-_CONTENT_KEYS = (
-    "sticker", "photo", "video", "animation", "voice", "video_note", "audio", "document",
-    "contact", "location", "venue", "poll", "dice", "game", "story", "invoice", "paid_media",
-)
-# fmt: on
 
 
 class TelegramRefusal(TelegramError):
@@ -124,26 +115,20 @@ def _utf16_slice(text: str, offset: int, length: int) -> str:
     return units[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
 
 
-def _entities(message: Mapping[str, Any]) -> list[tuple[dict[str, Any], str]]:
+def _entities(message: TelegramMessage) -> list[tuple[TelegramEntity, str]]:
     """(entity, its text) for the text's entities and the caption's entities."""
-    found: list[tuple[dict[str, Any], str]] = []
-    for text_key, entities_key in (("text", "entities"), ("caption", "caption_entities")):
-        text = message.get(text_key) or ""
-        for entity in message.get(entities_key) or []:
-            value = _utf16_slice(text, entity.get("offset", 0), entity.get("length", 0))
-            found.append((entity, value))
+    found: list[tuple[TelegramEntity, str]] = []
+    for text, entities in ((message.text, message.entities),
+                           (message.caption, message.caption_entities)):
+        for entity in entities:
+            found.append((entity, _utf16_slice(text or "", entity.offset, entity.length)))
     return found
 
 
-def _display_name(user: Mapping[str, Any]) -> str:
-    if user.get("username"):
-        return str(user["username"])
-    names = (user.get("first_name"), user.get("last_name"), user.get("title"))
-    return " ".join(str(n) for n in names if n)
-
-
-def _content_type(message: Mapping[str, Any]) -> str:
-    return next((k for k in _CONTENT_KEYS if k in message), "unknown content")
+def _display_name(user: TelegramUser) -> str:
+    if user.username:
+        return user.username
+    return " ".join(n for n in (user.first_name, user.last_name, user.title) if n)
 
 
 class TelegramAccount:
@@ -233,45 +218,43 @@ class TelegramAccount:
 
     def parse_body(self, body: bytes) -> dict[str, Any]:
         """Decode a webhook body into an update dict, or refuse it as malformed."""
-        try:
-            update = json.loads(body)
-        except ValueError as exc:
-            raise RejectedRequest("malformed", f"the body is not JSON: {exc}", status=400) from exc
-        if not isinstance(update, dict):
-            raise RejectedRequest("malformed", "the body is not a JSON object", status=400)
-        update_id = update.get("update_id")
-        if not isinstance(update_id, int) or isinstance(update_id, bool):
-            raise RejectedRequest("malformed", "the update has no integer update_id", status=400)
+        update = load_json(body)
+        parse(TelegramUpdate, update)
         return update
 
     # -- update → InboundMessage ----------------------------------------------------------
 
     def to_inbound(self, update: dict[str, Any]) -> InboundMessage:
-        """Reduce a raw update to an InboundMessage; updates not to answer get ignore_reason."""
+        """Reduce a raw update to an InboundMessage; updates not to answer get ignore_reason.
+        RejectedRequest (400) when a field it reads has the wrong type."""
+        update_id = parse(TelegramUpdate, update).update_id
         update_type = next((k for k in update if k != "update_id"), "empty")
-        payload = update.get(update_type)
-        payload = payload if isinstance(payload, dict) else {}
-        message = payload if update_type in _MESSAGE_UPDATES else payload.get("message") or {}
-        chat = message.get("chat") or {}
-        user = payload.get("from") or message.get("sender_chat") or {}
-        kind = _CHAT_KINDS.get(chat.get("type", ""), "dm")
-        text = message.get("text") or message.get("caption") or ""
-        is_topic = bool(message.get("is_topic_message"))
-        thread = message.get("message_thread_id") if is_topic else None
+        payload = update.get(update_type, {})
+        if update_type in _MESSAGE_UPDATES:
+            message = parse(TelegramMessage, payload, update_type)
+            user = message.sender or message.sender_chat
+        else:
+            other = parse(TelegramUpdatePayload, payload, update_type)
+            message = other.message or TelegramMessage()
+            user = other.sender or message.sender_chat
+        user = user or TelegramUser()
+        chat = message.chat
+        kind = _CHAT_KINDS.get(chat.type, "dm")
+        thread = message.message_thread_id if message.is_topic_message else None
 
-        extra: dict[str, Any] = {"is_topic": is_topic, "chat_type": chat.get("type", "")}
+        extra: dict[str, Any] = {"is_topic": message.is_topic_message, "chat_type": chat.type}
         command = self._command(message, private=kind == "dm")
         if command is not None and update_type == "message":
             extra["command"] = command
         return InboundMessage(
             provider=PROVIDER,
             account=self.name,
-            event_id=str(update.get("update_id", "")),
-            conversation=str(chat["id"]) if "id" in chat else "",
+            event_id=str(update_id),
+            conversation=str(chat.id) if chat.id is not None else "",
             kind=kind,
-            sender=str(user["id"]) if "id" in user else "",
-            text=text,
-            message_id=str(message["message_id"]) if "message_id" in message else "",
+            sender=str(user.id) if user.id is not None else "",
+            text=message.text or message.caption or "",
+            message_id=str(message.message_id) if message.message_id is not None else "",
             thread=str(thread) if thread is not None else None,
             mentioned=kind == "dm" or self._addresses_bot(message),
             sender_name=_display_name(user),
@@ -281,52 +264,52 @@ class TelegramAccount:
         )
 
     def _ignore_reason(
-        self, update_type: str, message: Mapping[str, Any], user: Mapping[str, Any]
+        self, update_type: str, message: TelegramMessage, user: TelegramUser
     ) -> str | None:
         if update_type in ("channel_post", "edited_channel_post"):
             return "a channel post; posts in channels are not answered"
         if update_type == "edited_message":
             return "an edited message; edits are not answered"
         if update_type != "message":
-            return f"an update of type {update_type}, which is not answered"
-        if user.get("is_bot"):
+            return f"an update of type {update_type[:64]}, which is not answered"
+        if user.is_bot:
             return "a message from a bot; bots are not answered"
-        if message.get("text") or message.get("caption"):
+        if message.text or message.caption:
             return None
-        service = next((k for k in _SERVICE_KEYS if k in message), None)
+        service = message.first_key(SERVICE_KEYS)
         if service:
             return f"a service message ({service}), which is not answered"
-        return f"a message with no text ({_content_type(message)})"
+        return f"a message with no text ({message.first_key(CONTENT_KEYS) or 'unknown content'})"
 
     def _is_our_username(self, name: str) -> bool:
         return bool(self.username) and name.lower() == self.username.lower()
 
-    def _addresses_bot(self, message: Mapping[str, Any]) -> bool:
+    def _addresses_bot(self, message: TelegramMessage) -> bool:
         """Whether a group message is meant for this bot: @mention, /cmd@bot or a reply."""
         for entity, value in _entities(message):
-            kind = entity.get("type")
+            kind = entity.type
             if kind == "mention" and self._is_our_username(value.removeprefix("@")):
                 return True
-            if kind == "text_mention" and (entity.get("user") or {}).get("id") == self.bot_id:
+            if kind == "text_mention" and entity.user and entity.user.id == self.bot_id:
                 return True
             target = value.partition("@")[2]
             if kind == "bot_command" and target and self._is_our_username(target):
                 return True
-        reply = message.get("reply_to_message") or {}
-        if self.bot_id is None or (reply.get("from") or {}).get("id") != self.bot_id:
+        reply = message.reply_to_message
+        if self.bot_id is None or reply is None or reply.sender is None \
+                or reply.sender.id != self.bot_id:
             return False
         # Forum trap: in a topic, messages "reply" to the topic's creation service message,
         # which is the bot's own when the bot created the topic.
-        topic_root = reply.get("message_id") == message.get("message_thread_id")
-        return not (topic_root or "forum_topic_created" in reply)
+        topic_root = reply.message_id == message.message_thread_id
+        return not (topic_root or reply.has("forum_topic_created"))
 
-    def _command(self, message: Mapping[str, Any], *, private: bool) -> str | None:
+    def _command(self, message: TelegramMessage, *, private: bool) -> str | None:
         """The /command at the start of the text, if addressed to us (or any in a DM)."""
-        text = message.get("text") or ""
-        for entity in message.get("entities") or []:
-            if entity.get("type") != "bot_command" or entity.get("offset") != 0:
+        for entity in message.entities:
+            if entity.type != "bot_command" or entity.offset != 0:
                 continue
-            value = _utf16_slice(text, 0, entity.get("length", 0)).removeprefix("/")
+            value = _utf16_slice(message.text or "", 0, entity.length).removeprefix("/")
             name, _, target = value.partition("@")
             if (target and self._is_our_username(target)) or (not target and private):
                 return name.lower()
@@ -340,19 +323,25 @@ class TelegramAccount:
         Only the first piece quotes the user's message. If a later piece fails, the earlier
         ones stay sent and the DeliveryError says what Telegram said.
         """
+        thread = _whole_number("message_thread_id", out.thread)
+        quoted = _whole_number("reply_parameters.message_id", out.reply_to)
         first_id = ""
         for index, chunk in enumerate(split_text(out.text)):
             kwargs: dict[str, Any] = {}
-            if out.thread:
-                kwargs["message_thread_id"] = int(out.thread)
-            if out.reply_to and index == 0:
+            if thread is not None:
+                kwargs["message_thread_id"] = thread
+            if quoted is not None and index == 0:
                 kwargs["reply_parameters"] = ReplyParameters(
-                    message_id=int(out.reply_to), allow_sending_without_reply=True
+                    message_id=quoted, allow_sending_without_reply=True
                 )
             try:
                 sent = await self._bot.send_message(chat_id=out.conversation, text=chunk, **kwargs)
             except TelegramError as exc:
                 raise _delivery_error(exc) from exc
+            except (ValueError, TypeError) as exc:  # the request could not be built or encoded
+                raise DeliveryError(
+                    f"the reply could not be sent as built: {exc}", permanent=True
+                ) from exc
             first_id = first_id or str(sent.message_id)
         return first_id
 
@@ -363,7 +352,8 @@ class TelegramAccount:
         payload = _last_reply.get()
         if payload is None:
             raise RuntimeError("getUpdates returned without a recorded reply")
-        return list(json.loads(payload)["result"])
+        result = load_json(payload, "getUpdates reply").get("result")
+        return [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
 
     async def delete_webhook(self) -> None:
         """Stop webhook delivery so getUpdates can be used."""
@@ -372,6 +362,21 @@ class TelegramAccount:
     async def set_webhook(self, url: str) -> None:
         """Point Telegram at our webhook URL, with our secret token."""
         await self._bot.set_webhook(url=url, secret_token=self.webhook_secret or None)
+
+
+def _whole_number(name: str, value: str | None) -> int | None:
+    """A reply's id parameter as the Bot API takes it (an integer); a value that is not one
+    can never be sent, so it fails the delivery for good instead of being retried."""
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise DeliveryError(
+            f"the reply cannot be sent: its {name} {value!r} is not a whole number, and"
+            " Telegram takes only numbers there",
+            permanent=True,
+        ) from None
 
 
 def _delivery_error(exc: TelegramError) -> DeliveryError:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from channels.messages import DeliveryError, DeliveryReceipt, InboundMessage, OutboundMessage
+from channels.payload import storable_message
 from channels.rules import Binding, Match, NoMatch, match
 from sessions import StateChange, scope_key
 from sessions.events import EventHub
@@ -81,6 +82,7 @@ class Pipeline:
 
         The caller acknowledges the provider when this returns.
         """
+        message = storable_message(message)  # what an adapter let through must not fail a commit
         recorded = await self.store.record_turn(message, message.raw, extra)
         if recorded.duplicate_of is not None:
             self.metrics.turns.labels(message.provider, "duplicate").inc()

@@ -217,9 +217,15 @@ class Runtime:
                 await asyncio.sleep(2)
                 continue
             for update in updates:
-                await self.pipeline.receive(account.to_inbound(update))
-                await self.store.set_cursor(account.name, "telegram_offset",
-                                            str(int(update["update_id"]) + 1))
+                try:
+                    message = account.to_inbound(update)
+                except RejectedRequest as error:  # not one Telegram sends; asking again won't help
+                    log.warning("telegram %s: skipped an update: %s", account.name, error)
+                else:
+                    await self.pipeline.receive(message)
+                if isinstance(update_id := update.get("update_id"), int):
+                    await self.store.set_cursor(account.name, "telegram_offset",
+                                                str(update_id + 1))
 
     async def receive_telegram(self, account: TelegramAccount, body: bytes,
                                headers: Any) -> Any:

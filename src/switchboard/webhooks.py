@@ -107,13 +107,14 @@ class Webhooks:
             return signed
         slack, payload = signed
         try:
-            if payload.get("type") == "url_verification":
-                return Answer(200, {"challenge": payload.get("challenge", "")})
-            if payload.get("type") != "event_callback":
-                return Answer(200, {"ok": True, "ignored": f"payload type {payload.get('type')}"})
+            envelope = slack.envelope(payload)
+            if envelope.type == "url_verification":
+                return Answer(200, {"challenge": envelope.challenge})
+            if envelope.type != "event_callback":
+                return Answer(200, {"ok": True, "ignored": f"payload type {envelope.type}"})
             if slack.bot_user_id is None:
                 await slack.start()
-            message = slack.to_inbound(payload)
+            message = slack.to_inbound(payload, envelope)
         except RejectedRequest as error:
             return await self.rejected(account, error)
         extra = {}

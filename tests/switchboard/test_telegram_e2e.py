@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-
-from fakes.telegram_api import FakeTelegramAPI
 
 SECRET = "tg-secret_123"
 BOT_ID = 999
 _ids = itertools.count(1000)
-
-
-@pytest.fixture
-def fake_telegram() -> Iterator[FakeTelegramAPI]:
-    with FakeTelegramAPI(bot_id=BOT_ID, username="switchboard_bot") as fake:
-        yield fake
 
 
 def telegram_config(base_url: str, mode: str = "webhook", **binding: Any) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +19,9 @@ from channels.messages import InboundMessage
 from switchboard.models import Turn, TurnEvent, Worker, new_id
 from switchboard.store.base import StoreBase, aware, decode_cursor, encode_cursor, iso
 
+log = logging.getLogger(__name__)
+
+SOLO_BUDGET = 5.0  # seconds: how long a failed group's turns may take, written one at a time
 TURN_FILTERS = ("status", "provider", "account", "agent", "session_id", "binding", "conversation")
 
 
@@ -79,14 +84,34 @@ class TurnQueries(StoreBase):
             group, self._turn_queue = self._turn_queue[:500], self._turn_queue[500:]
             try:
                 inserted = await self._insert_turns([row for row, _ in group])
-            except Exception as error:  # every caller hears it; none is acknowledged
-                for _, done in group:
-                    if not done.done():
-                        done.set_exception(error)
+            except Exception as error:
+                await self._write_one_by_one(group, error)
                 continue
             for row, done in group:
                 if not done.done():
                     done.set_result(row["id"] in inserted)
+
+    async def _write_one_by_one(self, group: list[tuple[dict[str, Any], asyncio.Future[bool]]],
+                                error: Exception) -> None:
+        """A group commit failed: write its turns one at a time, so a turn the database
+        refuses fails alone instead of failing its neighbours. When the database itself is
+        down this only costs time, so past SOLO_BUDGET the rest fail with the last error."""
+        if len(group) > 1:
+            log.warning("a group commit of %d turns failed (%s); writing them one at a time",
+                        len(group), _words(error))
+        deadline = time.monotonic() + SOLO_BUDGET
+        for row, done in group:
+            if done.done():
+                continue
+            if len(group) > 1 and time.monotonic() < deadline:
+                try:
+                    inserted = await self._insert_turns([row])
+                except Exception as solo_error:  # this caller hears it; it is not acknowledged
+                    error = solo_error
+                else:
+                    done.set_result(row["id"] in inserted)
+                    continue
+            done.set_exception(error)
 
     async def _insert_turns(self, rows: list[dict[str, Any]]) -> set[str]:
         """Plain rows through SQLAlchemy Core: the hottest write there is, and ORM objects
@@ -264,3 +289,7 @@ def turn_dict(turn: Turn) -> dict[str, Any]:
         "provider_message_id": turn.provider_message_id, "error": turn.error,
         "duplicate_of": turn.duplicate_of, "agent_ms": turn.agent_ms,
     }
+
+
+def _words(error: BaseException) -> str:
+    return (str(error) or type(error).__name__).splitlines()[0][:200]
