@@ -152,14 +152,13 @@ class SlackAccount:
         if event is None or not envelope.event_id:
             raise RejectedRequest("malformed", "event_callback without event or event_id",
                                   status=400)
-        ts = event.ts or event.event_ts
-        text = event.text or ""
+        channel, ts, text = event.channel or "", event.ts or event.event_ts or "", event.text or ""
         thread = event.thread_ts if event.thread_ts and event.thread_ts != ts else None
         mention = bool(self.bot_user_id and f"<@{self.bot_user_id}>" in text)
-        kind = _kind(event.channel, event.channel_type)
+        kind = _kind(channel, event.channel_type)
         return InboundMessage(
             provider="slack", account=self.name, event_id=envelope.event_id,
-            conversation=event.channel, kind=kind, sender=event.user or event.bot_id or "",
+            conversation=channel, kind=kind, sender=event.user or event.bot_id or "",
             text=text, message_id=ts, thread=thread,
             mentioned=event.type == "app_mention" or mention, starts_thread=kind != "dm",
             ignore_reason=self._ignore_reason(event),

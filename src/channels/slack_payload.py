@@ -23,12 +23,12 @@ class SlackEvent(ProviderModel):
     """A `message` or `app_mention` event, every field the adapter reads as Slack types it."""
 
     type: SlackWord
-    channel: SlackWord = ""
+    channel: SlackWord | None = None  # null is taken for absent throughout
     user: SlackWord | None = None
     bot_id: SlackWord | None = None
     text: str | None = None
-    ts: SlackWord = ""
-    event_ts: SlackWord = ""
+    ts: SlackWord | None = None
+    event_ts: SlackWord | None = None
     thread_ts: SlackWord | None = None
     channel_type: SlackWord | None = None
     subtype: SlackWord | None = None
