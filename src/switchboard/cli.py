@@ -1,8 +1,10 @@
-"""The `switchboard` command: serve, check, db, turns, sessions, accounts."""
+"""The `switchboard` command: serve, check, db, turns, sessions, accounts, inbox, and each
+provider's own commands (from the registry)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import sys
@@ -13,23 +15,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from channels.adapter import AccountCommand, Provider
+from channels.messages import CommandFailed
 from switchboard import db
 from switchboard.config import Config, ConfigError, load_config
+from switchboard.providers import PROVIDERS
 
 if TYPE_CHECKING:
     from switchboard.controls import SessionControls
 
 T = TypeVar("T")
-app = typer.Typer(help="Connect agents to Slack, Telegram and email.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(help="Connect agents to chat apps and email, and record every turn.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 turns_app = typer.Typer(help="Inspect channel turns.", no_args_is_help=True)
 sessions_app = typer.Typer(help="Inspect and control sessions.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(turns_app, name="turns")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(db_app, name="db")
-telegram_app = typer.Typer(help="Telegram bot set-up.", no_args_is_help=True)
-app.add_typer(telegram_app, name="telegram")
 console = Console()
 err = Console(stderr=True)
 
@@ -70,7 +73,8 @@ def _keep_ids_whole(table: Table) -> None:
 
 
 def _print_json(data: Any, redact: Callable[[str], str] | None = None) -> None:
-    """JSON on stdout, without secrets: those of `redact`'s config, and Telegram tokens."""
+    """JSON on stdout, without secrets: those of `redact`'s config, and the providers'
+    secret patterns."""
     from switchboard.redact import Redactor
 
     text = json.dumps(data, indent=2, default=str)
@@ -313,41 +317,56 @@ def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False
     console.print(table)
 
 
-@telegram_app.command("set-webhook")
-def telegram_set_webhook(
-    account: str,
-    url: Annotated[str, typer.Option("--url", help="Public https URL of "
-                                     "/telegram/ACCOUNT/webhook")],
-    config: ConfigOption = "bindings.yaml",
-) -> None:
-    """Register the webhook with Telegram, with the account's secret token."""
-    from switchboard.config import TelegramAccount as TelegramSettings
-    from switchboard.runtime import telegram_account
+def _account_command(provider: Provider, command: AccountCommand) -> Callable[..., None]:
+    """A provider's command as a Typer command: `ACCOUNT`, its `--options`, `--config`."""
 
-    settings = _load(config, strict_env=False)
-    account_settings = settings.accounts.get(account)
-    if not isinstance(account_settings, TelegramSettings):
-        err.print(f"no telegram account named {account!r} in {config}")
-        raise typer.Exit(1)
-    if account in settings.disabled:
-        err.print(f"account {account} is disabled: {settings.disabled[account]}")
-        raise typer.Exit(1)
+    def run(account: str, config: str, **options: str) -> None:
+        from switchboard.redact import Redactor
 
-    async def register() -> None:
-        bot = telegram_account(account, account_settings)
+        settings = _load(config, strict_env=False)
+        account_settings = settings.accounts.get(account)
+        if account_settings is None or account_settings.provider != provider.name:
+            err.print(f"no {provider.name} account named {account!r} in {config}",
+                      highlight=False)
+            raise typer.Exit(1)
+        if account in settings.disabled:
+            err.print(f"account {account} is disabled: {settings.disabled[account]}",
+                      highlight=False)
+            raise typer.Exit(1)
+        redact = Redactor.from_config(settings)
         try:
-            await bot.start()
-            await bot.set_webhook(url)
-        finally:
-            await bot.close()
+            said = asyncio.run(command.run(account, account_settings, **options))
+        except CommandFailed as error:
+            err.print(redact(str(error)), highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        console.print(redact(said), highlight=False, soft_wrap=True)
 
-    try:
-        asyncio.run(register())
-    except Exception as error:
-        err.print(f"Telegram refused: {error}")
-        raise typer.Exit(1) from None
-    console.print(f"webhook of {account} set to {url} (with its secret token)", highlight=False)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("account", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                annotation=str)]
+    for option in command.options:
+        params.append(inspect.Parameter(
+            option.name.replace("-", "_"), keyword,
+            annotation=Annotated[str, typer.Option(f"--{option.name}", help=option.help)],
+            default=inspect.Parameter.empty if option.default is None else option.default))
+    params.append(inspect.Parameter("config", keyword, annotation=ConfigOption,
+                                    default="bindings.yaml"))
 
+    def entry(**values: Any) -> None:
+        run(values.pop("account"), values.pop("config"), **values)
+
+    entry.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    entry.__annotations__ = {p.name: p.annotation for p in params}
+    entry.__doc__ = command.help
+    return entry
+
+
+for _provider in PROVIDERS.values():
+    if _provider.commands:
+        _group = typer.Typer(help=f"Set-up of {_provider.name} accounts.", no_args_is_help=True)
+        for _name, _command in _provider.commands.items():
+            _group.command(_name)(_account_command(_provider, _command))
+        app.add_typer(_group, name=_provider.name)
 
 
 inbox_app = typer.Typer(help="Email inboxes of agents.", no_args_is_help=True)
