@@ -4,7 +4,6 @@ provider's own commands (from the registry)."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import sys
@@ -15,9 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from channels.adapter import AccountCommand, Provider
-from channels.messages import CommandFailed
 from switchboard import db
+from switchboard.cli_providers import add_provider_commands
 from switchboard.config import Config, ConfigError, load_config
 from switchboard.providers import PROVIDERS
 
@@ -317,56 +315,8 @@ def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False
     console.print(table)
 
 
-def _account_command(provider: Provider, command: AccountCommand) -> Callable[..., None]:
-    """A provider's command as a Typer command: `ACCOUNT`, its `--options`, `--config`."""
-
-    def run(account: str, config: str, **options: str) -> None:
-        from switchboard.redact import Redactor
-
-        settings = _load(config, strict_env=False)
-        account_settings = settings.accounts.get(account)
-        if account_settings is None or account_settings.provider != provider.name:
-            err.print(f"no {provider.name} account named {account!r} in {config}",
-                      highlight=False)
-            raise typer.Exit(1)
-        if account in settings.disabled:
-            err.print(f"account {account} is disabled: {settings.disabled[account]}",
-                      highlight=False)
-            raise typer.Exit(1)
-        redact = Redactor.from_config(settings)
-        try:
-            said = asyncio.run(command.run(account, account_settings, **options))
-        except CommandFailed as error:
-            err.print(redact(str(error)), highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        console.print(redact(said), highlight=False, soft_wrap=True)
-
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    params = [inspect.Parameter("account", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                annotation=str)]
-    for option in command.options:
-        params.append(inspect.Parameter(
-            option.name.replace("-", "_"), keyword,
-            annotation=Annotated[str, typer.Option(f"--{option.name}", help=option.help)],
-            default=inspect.Parameter.empty if option.default is None else option.default))
-    params.append(inspect.Parameter("config", keyword, annotation=ConfigOption,
-                                    default="bindings.yaml"))
-
-    def entry(**values: Any) -> None:
-        run(values.pop("account"), values.pop("config"), **values)
-
-    entry.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    entry.__annotations__ = {p.name: p.annotation for p in params}
-    entry.__doc__ = command.help
-    return entry
-
-
-for _provider in PROVIDERS.values():
-    if _provider.commands:
-        _group = typer.Typer(help=f"Set-up of {_provider.name} accounts.", no_args_is_help=True)
-        for _name, _command in _provider.commands.items():
-            _group.command(_name)(_account_command(_provider, _command))
-        app.add_typer(_group, name=_provider.name)
+add_provider_commands(app, PROVIDERS, lambda path: _load(path, strict_env=False), console, err,
+                      ConfigOption)
 
 
 inbox_app = typer.Typer(help="Email inboxes of agents.", no_args_is_help=True)
