@@ -1,4 +1,4 @@
-"""Each provider's own CLI commands (`switchboard telegram set-webhook ACCOUNT --url …`), made
+"""Each provider's own CLI commands (`switchboard <provider> <command> ACCOUNT --option …`), made
 Typer commands from the registry: the account is looked up in the config and checked before
 the provider's `run` is called, and what it prints is redacted."""
 
