@@ -11,7 +11,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,13 @@ import httpx
 import pytest
 import uvicorn
 
+from channels.adapter import Provider
 from fakes.slack_api import FakeSlackAPI
 from fakes.telegram_api import FakeTelegramAPI
 from switchboard import db
 from switchboard.app import create_app
 from switchboard.config import load_config
+from switchboard.providers import PROVIDERS
 from switchboard.runtime import Runtime
 
 ADMIN = "admin-token-for-tests"
@@ -100,11 +102,12 @@ def sqlite_url(tmp_path: Path) -> str:
 class Server:
     """Switchboard's ASGI app served by uvicorn on a free port, in a thread of its own."""
 
-    def __init__(self, config_path: Path, database_url: str) -> None:
+    def __init__(self, config_path: Path, database_url: str,
+                 providers: Mapping[str, Provider] = PROVIDERS) -> None:
         self.smtp_port = free_port()
-        self.runtime = Runtime(load_config(config_path, strict_env=False),
+        self.runtime = Runtime(load_config(config_path, strict_env=False, providers=providers),
                                database_url=database_url, sweep_interval=0.2,
-                               smtp_port=self.smtp_port)
+                               smtp_port=self.smtp_port, providers=providers)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # An open live-event stream is cut 2 s into a stop (`serve` waits 10 s); otherwise it
@@ -216,10 +219,10 @@ def serve(tmp_path: Path, database_url: str) -> Iterator[Callable[[str], Server]
     """Start Switchboard with the given bindings.yaml text (operators are added)."""
     servers: list[Server] = []
 
-    def start(config_text: str) -> Server:
+    def start(config_text: str, providers: Mapping[str, Provider] = PROVIDERS) -> Server:
         path = tmp_path / f"bindings-{len(servers)}.yaml"
         path.write_text(config_text + OPERATORS_YAML)
-        server = Server(path, database_url).start()
+        server = Server(path, database_url, providers).start()
         servers.append(server)
         return server
 

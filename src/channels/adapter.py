@@ -6,14 +6,16 @@ serves, its declared capabilities, and `open(name, settings, services)`, which b
 `AccountAdapter` for one configured account. The pipeline and the rest of `switchboard` see only
 these shapes; a provider's wire format, its library and its quirks stay inside its module.
 
-What an adapter may need from the application (record a message, keep a cursor, look up a mail
-thread, count a rejected request) comes in through `Services`, a small protocol the application
+What an adapter may need from the application (record a message, keep a cursor, run a chat
+command, count a rejected request) comes in through `Services`, a small protocol the application
 implements, so no provider module imports `switchboard` or talks to the database itself.
+docs/providers.md shows how to write one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import importlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -49,6 +51,10 @@ class AccountSettings(BaseModel):
 
     def disabled_reason(self) -> str | None:
         return None
+
+    def secrets(self) -> set[str]:
+        """The values of this account's secret fields that are set."""
+        return {str(value) for key in self.secret_keys if (value := getattr(self, key, None))}
 
 
 # --- what a webhook request becomes ----------------------------------------------------------
@@ -92,16 +98,19 @@ class Services(Protocol):
     """The application's side of the protocol: what adapters may ask of it.
 
     `record` stores a message as a turn and hands it to the pipeline (the caller acknowledges
-    the provider when it returns); `command` runs a chat/slash command for the person who sent
-    it and returns the answer to show them. The rest are small durable lookups some providers
-    need: a cursor (Telegram's polling offset, an IMAP position), mail threads, inboxes.
+    the provider when it returns). `command` runs a chat command (`new`, `end`) for the person
+    who sent `message` and returns the answer to show them; `invoked_as` is how that person
+    calls commands (`/agent ` for a slash command), for the usage line. The rest are small
+    durable lookups and reports: a cursor (a polling offset, an IMAP position), the account's
+    current problem, a rejected request, a live event, and where a provider's own server
+    (an SMTP listener) may listen.
     """
 
     async def record(self, message: InboundMessage,
                      extra: Mapping[str, Any] | None = None) -> Recorded: ...
 
-    async def command(self, account: str, command: str, args: str, *, conversation: str,
-                      sender: str) -> str: ...
+    async def command(self, message: InboundMessage, command: str, args: str = "", *,
+                      invoked_as: str = "/") -> str: ...
 
     async def get_cursor(self, account: str, name: str) -> str | None: ...
 
@@ -117,6 +126,10 @@ class Services(Protocol):
         """A live event (`email.received`, …) on `/api/events`."""
         ...
 
+    def listen_address(self, name: str) -> tuple[str, int] | None:
+        """Where the provider's own server `name` (`smtp`) listens; None: it must not."""
+        ...
+
 
 # --- one account of a provider ---------------------------------------------------------------
 
@@ -126,11 +139,11 @@ class AccountAdapter(Protocol):
     """One configured account of a provider, running.
 
     `start` opens clients, learns the bot's identity and starts long-lived inbound (Socket
-    Mode, long polling, an SMTP listener); `stop` ends them. `webhook` takes one HTTP request
-    (the action from the path, headers, raw bytes), verified by the provider's own scheme.
-    `reply_to` says where a reply to `message` goes (a Slack thread, a Telegram quote and
-    topic, email threading); `deliver` sends it and returns the provider's receipt or raises
-    `DeliveryError(permanent=…, retry_after=…)`.
+    Mode, long polling); it raises `StartFailed` when the account cannot run at all. `stop`
+    ends them. `webhook` takes one HTTP request (the action from the path, headers, raw bytes),
+    verified by the provider's own scheme. `reply_to` says where a reply to `message` goes (a
+    Slack thread, a Telegram quote and topic, email threading); `deliver` sends it and returns
+    the provider's receipt or raises `DeliveryError(permanent=…, retry_after=…)`.
     """
 
     name: str
@@ -148,22 +161,122 @@ class AccountAdapter(Protocol):
     async def deliver(self, out: OutboundMessage) -> DeliveryReceipt: ...
 
 
-CliCommand = Callable[..., Any]
-"""A Typer command function a provider adds under `switchboard <provider> …`."""
+def reply_in_thread(message: InboundMessage, text: str, *, quote: bool = True,
+                    extra: Mapping[str, Any] | None = None) -> OutboundMessage:
+    """The common reply: into the message's own thread, quoting it (`quote`). Adapters build
+    theirs from it; the pipeline uses it for an account that is not running (the delivery
+    then fails with the reason)."""
+    return OutboundMessage(provider=message.provider, account=message.account,
+                           conversation=message.conversation, text=text, thread=message.thread,
+                           reply_to=message.message_id if quote else None,
+                           extra=dict(extra or {}))
+
+
+class Listener(Protocol):
+    """Long-lived inbound shared by all accounts of one provider (one SMTP server for every
+    email account), started after its accounts and stopped before them."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# --- what the registry knows of a provider ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandOption:
+    """One `--name VALUE` option of a provider's CLI command (required without a default)."""
+
+    name: str
+    help: str
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountCommand:
+    """`switchboard <provider> <command> ACCOUNT [--option VALUE]…`, a set-up step for one
+    account (`telegram set-webhook`). `run(account, settings, **options)` returns the line to
+    print, or raises `CommandFailed` with what went wrong."""
+
+    run: Callable[..., Awaitable[str]]
+    help: str
+    options: tuple[CommandOption, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """A problem a provider finds in the config: `at` is the path of the line to point at,
+    `key` the dotted key to name (`at` when None)."""
+
+    at: tuple[Any, ...]
+    message: str
+    key: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ConfigSection:
+    """A top-level section of bindings.yaml a provider owns (email's `smtp:`). `check` sees the
+    raw section and the raw settings of the provider's accounts, before validation, so what it
+    finds is reported beside type errors."""
+
+    key: str
+    model: type[BaseModel]
+    check: Callable[[Mapping[str, Any], Mapping[str, Mapping[str, Any]]],
+                    list[ConfigIssue]] | None = None
+
+
+@dataclass(frozen=True)
+class SecretPattern:
+    """Text shaped like a secret of this provider wherever it appears (Telegram's bot token in
+    every Bot API URL): `pattern` is replaced by `replacement`, where `{mask}` stands for the
+    mask; `literal` is a string every match contains, checked first because it is cheap."""
+
+    literal: str
+    pattern: str
+    replacement: str
+
+
+Opener = Callable[[str, Any, Services], AccountAdapter]
+ListenerFactory = Callable[[Mapping[str, Any], Any, Services], Listener]
+
+
+def opens(target: str) -> Opener:
+    """`Provider.open` for an adapter class `module:Class` taking (name, settings, services),
+    imported when the first account opens: reading a config does not load the provider's
+    libraries."""
+    module, _, attribute = target.partition(":")
+
+    def open_account(name: str, settings: Any, services: Services) -> AccountAdapter:
+        adapter: AccountAdapter = getattr(importlib.import_module(module), attribute)(
+            name, settings, services)
+        return adapter
+
+    return open_account
 
 
 @dataclass(frozen=True)
 class Provider:
     """A provider as the registry knows it: everything the config loader, the CLI, the console
-    and the runtime need, without importing the provider's libraries before it is used."""
+    and the runtime need, without importing the provider's libraries before it is used.
+
+    `webhook_actions` maps each action of `POST /{name}/{account}/{action}` to its summary in
+    the OpenAPI schema. `refusal_headers` go with every refusal of those requests (Slack stops
+    retrying on `X-Slack-No-Retry`). `listen(adapters, section, services)` builds the
+    `Listener` shared by the running accounts, given the settings of `section`.
+    """
 
     name: str
     settings: type[AccountSettings]
-    open: Callable[[str, Any, Services], AccountAdapter]
+    open: Opener
     capabilities: frozenset[Capability] = frozenset()
-    webhook_actions: tuple[str, ...] = ()
-    commands: Mapping[str, CliCommand] = field(default_factory=dict)
+    webhook_actions: Mapping[str, str] = field(default_factory=dict)
+    commands: Mapping[str, AccountCommand] = field(default_factory=dict)
     description: str = ""
+    refusal_headers: Mapping[str, str] = field(default_factory=dict)
+    section: ConfigSection | None = None
+    listen: ListenerFactory | None = None
+    secret_patterns: tuple[SecretPattern, ...] = ()
 
     def has(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -176,14 +289,21 @@ def capability_names(capabilities: Iterable[Capability]) -> list[str]:
 
 __all__ = [
     "AccountAdapter",
+    "AccountCommand",
     "AccountSettings",
     "Answer",
     "Capability",
-    "CliCommand",
+    "CommandOption",
+    "ConfigIssue",
+    "ConfigSection",
+    "Listener",
     "Provider",
     "Recorded",
+    "SecretPattern",
     "Services",
     "Turns",
     "WebhookResult",
     "capability_names",
+    "opens",
+    "reply_in_thread",
 ]

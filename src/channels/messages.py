@@ -106,3 +106,12 @@ class RejectedRequest(SwitchboardError):
         super().__init__(message)
         self.reason = reason
         self.status = status
+
+
+class StartFailed(SwitchboardError):
+    """An account cannot run: its credentials are refused or its provider is unreachable when
+    it starts. The message is what operators see on `/api/accounts` (no secret in it)."""
+
+
+class CommandFailed(SwitchboardError):
+    """A provider's CLI command could not do its job; the message says why, for a person."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import mailbox
 import os
@@ -34,6 +35,7 @@ def compose_reply(
     references: Sequence[str] = (),
     inbox_name: str = "",
     now: datetime | None = None,
+    own_id: str | None = None,
 ) -> EmailMessage:
     """A reply from the inbox to `to` (the authenticated sender, see `inbox.auth.reply_address`),
     in the original's thread.
@@ -41,6 +43,7 @@ def compose_reply(
     The original is given as plain stored values (`message_id`, `references`, `subject`),
     ids with their angle brackets; what they decoded to is cleaned before it becomes a header
     (an encoded-word can hold a line feed). `Auto-Submitted: auto-replied` keeps robots quiet.
+    `own_id` is the reply's Message-ID (`reply_message_id`), a fresh one when not given.
     A ValueError means this reply cannot be built at all.
     """
     msg = EmailMessage()
@@ -49,7 +52,7 @@ def compose_reply(
     msg["To"] = to
     msg["Subject"] = reply_subject(subject)
     msg["Date"] = format_datetime(now or datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=domain)
+    msg["Message-ID"] = own_id or make_msgid(domain=domain)
     message_id = clean_message_id(message_id)
     thread = reply_references(references, message_id)
     if message_id:
@@ -60,6 +63,14 @@ def compose_reply(
     msg["X-Auto-Response-Suppress"] = "All"  # Exchange: no out-of-office answers to us
     msg.set_content(reply_text)
     return msg
+
+
+def reply_message_id(inbox_address: str, message_id: str, domain: str) -> str:
+    """The Message-ID our reply to `message_id` at this inbox will have: known (and so
+    remembered in its thread) when the mail arrives, long before the reply is written, and the
+    same on every attempt to send it, so a receiving server sees one message, not several."""
+    digest = hashlib.sha256(f"{inbox_address}\0{message_id}".encode()).hexdigest()[:32]
+    return f"<re.{digest}@{domain}>"
 
 
 def reply_subject(subject: str) -> str:

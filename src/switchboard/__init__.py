@@ -1,3 +1,3 @@
-"""Switchboard: connects agents to Slack, Telegram and email, and records every turn."""
+"""Switchboard: connects agents to chat apps and email, and records every turn."""
 
 __version__ = "0.1.0"

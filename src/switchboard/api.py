@@ -1,18 +1,21 @@
-"""The operator API: turns, sessions, accounts, live events. Bearer tokens from `operators`."""
+"""The operator API: turns, sessions, accounts, providers, live events. Bearer tokens from
+`operators`."""
 
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from channels.adapter import Provider, capability_names
 from sessions import TransitionRefused
 from switchboard.api_sessions import api_message
 from switchboard.config import Config
-from switchboard.runtime import Operator, Runtime
+from switchboard.operators import Operator, operator_auth
+from switchboard.runtime import Runtime
 from switchboard.store import ActionRefused, SessionNotFound
 
 
@@ -35,35 +38,16 @@ class MessageBody(BaseModel):
     wait: float = Field(default=30.0, ge=0, le=300)
 
 
-def operator_auth(runtime: Runtime) -> Callable[[str], Callable[..., Any]]:
-    """A dependency factory: `needs("operator")` admits operators and admins."""
-
-    def needs(role: str) -> Callable[..., Any]:
-        async def check(authorization: Annotated[str | None, Header()] = None) -> Operator:
-            scheme, _, token = (authorization or "").partition(" ")
-            operator = runtime.operator(token.strip()) if scheme.lower() == "bearer" else None
-            if operator is None:
-                raise HTTPException(401, "a valid operator token is required: "
-                                    "Authorization: Bearer <token>",
-                                    headers={"WWW-Authenticate": "Bearer"})
-            if not operator.may(role):
-                raise HTTPException(403, f"operator {operator.name} is a {operator.role}; "
-                                    f"this needs the {role} role")
-            return operator
-
-        return check
-
-    return needs
-
-
-def account_rows(config: Config, errors: Mapping[str, str],
-                 health: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each configured account with its health, for the API and `switchboard accounts`."""
+def account_rows(config: Config, errors: Mapping[str, str], health: dict[str, dict[str, Any]],
+                 providers: Mapping[str, Provider] | None = None) -> list[dict[str, Any]]:
+    """Each configured account with its health (and its provider's capabilities, when the
+    registry is given), for the API and `switchboard accounts`."""
     rows = []
     for name, settings in config.accounts.items():
         seen = health.get(name, {})
         disabled = config.disabled.get(name)
         error = errors.get(name)
+        provider = providers.get(settings.provider) if providers is not None else None
         rows.append({
             "name": name, "provider": settings.provider, "enabled": disabled is None,
             "disabled_reason": disabled,
@@ -73,12 +57,23 @@ def account_rows(config: Config, errors: Mapping[str, str],
             "last_outbound_at": seen.get("last_outbound_at"),
             "last_error": seen.get("last_error"), "last_error_at": seen.get("last_error_at"),
             "rejected": seen.get("rejected", {}),
+            **({"capabilities": capability_names(provider.capabilities)} if provider else {}),
         })
     return rows
 
 
+def provider_rows(providers: Mapping[str, Provider]) -> list[dict[str, Any]]:
+    """The providers this process speaks (and `api`, sessions opened through this API), for
+    the console's filters: name, capabilities and webhook actions."""
+    rows = [{"name": p.name, "description": p.description,
+             "capabilities": capability_names(p.capabilities),
+             "webhook_actions": list(p.webhook_actions)} for p in providers.values()]
+    return [*rows, {"name": "api", "description": "sessions opened through the operator API",
+                    "capabilities": [], "webhook_actions": []}]
+
+
 def api_routes(runtime: Runtime) -> APIRouter:
-    needs = operator_auth(runtime)
+    needs = operator_auth(runtime.operator)
     viewer = Depends(needs("viewer"))
     router = APIRouter(prefix="/api", tags=["operators"])
     store = runtime.store
@@ -213,7 +208,12 @@ def api_routes(runtime: Runtime) -> APIRouter:
     @router.get("/accounts", dependencies=[viewer])
     async def accounts() -> dict[str, Any]:
         health = await store.account_health()
-        return {"accounts": account_rows(runtime.config, runtime.account_errors, health)}
+        return {"accounts": account_rows(runtime.config, runtime.account_errors, health,
+                                         runtime.providers)}
+
+    @router.get("/providers", dependencies=[viewer])
+    async def providers() -> dict[str, Any]:
+        return {"providers": provider_rows(runtime.providers)}
 
     @router.get("/events", dependencies=[viewer])
     async def events(request: Request,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from channels.messages import InboundMessage, OutboundMessage
+from channels.adapter import reply_in_thread
+from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from switchboard.models import new_id
 from switchboard.pipeline import Pipeline
 from switchboard.store import ActionRefused, SessionNotFound
@@ -14,8 +15,11 @@ from switchboard.store import ActionRefused, SessionNotFound
 class TranscriptOnly:
     """The `api` provider: the reply lives in the session's transcript; nothing to send."""
 
-    async def deliver(self, out: OutboundMessage) -> str:
-        return f"transcript:{out.conversation}"
+    def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
+        return reply_in_thread(message, text)
+
+    async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
+        return DeliveryReceipt(f"transcript:{out.conversation}")
 
 
 async def api_message(pipeline: Pipeline, session_id: str, text: str, actor: str,

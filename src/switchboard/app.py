@@ -16,6 +16,7 @@ from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.console import console_routes
 from switchboard.inboxes import inbox_routes
+from switchboard.operators import operator_auth
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SafeAnswers
 from switchboard.webhooks import ProviderWebhooks, Webhooks, webhook_routes
@@ -33,10 +34,13 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     app = FastAPI(title="Switchboard", version=__version__, lifespan=lifespan)
     app.state.runtime = runtime
-    webhooks = Webhooks(runtime)
+    webhooks = Webhooks(providers=runtime.providers, config=runtime.config,
+                        adapters=runtime.adapters, record=runtime.pipeline.receive,
+                        note_rejected=runtime.services.note_rejected)
+    needs = operator_auth(runtime.operator)
     app.include_router(webhook_routes(webhooks))
     app.include_router(api_routes(runtime))
-    app.include_router(inbox_routes(runtime))
+    app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
     app.include_router(console_routes(runtime))
 
     @app.get("/healthz", tags=["health"])
@@ -62,7 +66,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         return JSONResponse({"error": "; ".join(problems)}, status_code=400)
 
-    return ProviderWebhooks(SafeAnswers(app, runtime.redact), webhooks)
+    return ProviderWebhooks(SafeAnswers(app, runtime.redact), webhooks, runtime.metrics.ack)
 
 
 def metrics_allowed(runtime: Runtime, authorization: str | None) -> bool:

@@ -1,4 +1,5 @@
-"""The `switchboard` command: serve, check, db, turns, sessions, accounts."""
+"""The `switchboard` command: serve, check, db, turns, sessions, accounts, inbox, and each
+provider's own commands (from the registry)."""
 
 from __future__ import annotations
 
@@ -14,22 +15,22 @@ from rich.console import Console
 from rich.table import Table
 
 from switchboard import db
+from switchboard.cli_providers import add_provider_commands
 from switchboard.config import Config, ConfigError, load_config
+from switchboard.providers import PROVIDERS
 
 if TYPE_CHECKING:
     from switchboard.controls import SessionControls
 
 T = TypeVar("T")
-app = typer.Typer(help="Connect agents to Slack, Telegram and email.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(help="Connect agents to chat apps and email, and record every turn.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 turns_app = typer.Typer(help="Inspect channel turns.", no_args_is_help=True)
 sessions_app = typer.Typer(help="Inspect and control sessions.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(turns_app, name="turns")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(db_app, name="db")
-telegram_app = typer.Typer(help="Telegram bot set-up.", no_args_is_help=True)
-app.add_typer(telegram_app, name="telegram")
 console = Console()
 err = Console(stderr=True)
 
@@ -70,7 +71,8 @@ def _keep_ids_whole(table: Table) -> None:
 
 
 def _print_json(data: Any, redact: Callable[[str], str] | None = None) -> None:
-    """JSON on stdout, without secrets: those of `redact`'s config, and Telegram tokens."""
+    """JSON on stdout, without secrets: those of `redact`'s config, and the providers'
+    secret patterns."""
     from switchboard.redact import Redactor
 
     text = json.dumps(data, indent=2, default=str)
@@ -313,41 +315,8 @@ def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False
     console.print(table)
 
 
-@telegram_app.command("set-webhook")
-def telegram_set_webhook(
-    account: str,
-    url: Annotated[str, typer.Option("--url", help="Public https URL of "
-                                     "/telegram/ACCOUNT/webhook")],
-    config: ConfigOption = "bindings.yaml",
-) -> None:
-    """Register the webhook with Telegram, with the account's secret token."""
-    from switchboard.config import TelegramAccount as TelegramSettings
-    from switchboard.runtime import telegram_account
-
-    settings = _load(config, strict_env=False)
-    account_settings = settings.accounts.get(account)
-    if not isinstance(account_settings, TelegramSettings):
-        err.print(f"no telegram account named {account!r} in {config}")
-        raise typer.Exit(1)
-    if account in settings.disabled:
-        err.print(f"account {account} is disabled: {settings.disabled[account]}")
-        raise typer.Exit(1)
-
-    async def register() -> None:
-        bot = telegram_account(account, account_settings)
-        try:
-            await bot.start()
-            await bot.set_webhook(url)
-        finally:
-            await bot.close()
-
-    try:
-        asyncio.run(register())
-    except Exception as error:
-        err.print(f"Telegram refused: {error}")
-        raise typer.Exit(1) from None
-    console.print(f"webhook of {account} set to {url} (with its secret token)", highlight=False)
-
+add_provider_commands(app, PROVIDERS, lambda path: _load(path, strict_env=False), console, err,
+                      ConfigOption)
 
 
 inbox_app = typer.Typer(help="Email inboxes of agents.", no_args_is_help=True)

@@ -9,63 +9,21 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from channels.adapter import AccountSettings, Provider
 from channels.messages import SwitchboardError
 from channels.rules import Binding
+from channels.units import Duration, Size, Timeout, parse_duration, parse_size
+from switchboard.providers import PROVIDERS
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
-_SIZES = {"B": 1, "KB": 10**3, "KiB": 2**10, "MB": 10**6, "MiB": 2**20, "GB": 10**9,
-          "GiB": 2**30, None: 1}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-# Keys whose values are secrets: redacted from every log line, error and answer (redact.py).
-SECRET_KEYS = frozenset({
-    "bot_token", "signing_secret", "app_token", "token", "webhook_secret", "relay_password",
-    "api_key", "metrics_token",
-})
-
-
-def parse_duration(value: Any) -> timedelta | None:
-    """`30s`, `30m`, `4h`, `30d`, `1w` or a number of seconds; None stays None."""
-    if value is None or isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration; use 30s, 10m, 4h or 30d")
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    found = _DURATION.match(str(value))
-    if not found:
-        raise ValueError(f"{value!r} is not a duration; use 30s, 10m, 4h or 30d")
-    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
-
-
-def parse_size(value: Any) -> Any:
-    """`65536`, `64KiB`, `10MiB`, `1GiB` (or KB, MB, GB: powers of 1000) as a number of bytes."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a size; use a number of bytes, 512KiB or 10MiB")
-    if isinstance(value, int | float) or value is None:
-        return value
-    found = _SIZE.match(str(value))
-    if not found:
-        raise ValueError(f"{value!r} is not a size; use a number of bytes, 512KiB or 10MiB")
-    return int(float(found.group(1)) * _SIZES[found.group(2)])
-
-
-Duration = Annotated[timedelta | None, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-Timeout = Annotated[timedelta, BeforeValidator(parse_duration), Field(gt=timedelta(0))]
+# Keys of the application's own settings whose values are secrets (each provider's settings
+# name theirs in `secret_keys`): redacted from every log line, error and answer (redact.py).
+APP_SECRET_KEYS = frozenset({"api_key", "token", "metrics_token"})
 
 
 class _Strict(BaseModel):
@@ -90,87 +48,6 @@ class AgentConfig(_Strict):
     timeout: Duration = timedelta(seconds=30)
     allow_model_override: bool = True
     sessions: dict[str, Any] | None = None
-
-
-class SlackAccount(_Strict):
-    provider: Literal["slack"]
-    bot_token: str = ""
-    signing_secret: str = ""
-    app_token: str = ""
-    api_url: str = "https://slack.com/api/"
-    mode: Literal["http", "socket"] = "http"
-    slash_command: str | None = None
-    allow_bots: bool = False
-
-    def disabled_reason(self) -> str | None:
-        if not self.bot_token:
-            return "bot_token is not set"
-        if self.mode == "http" and not self.signing_secret:
-            return "signing_secret is not set"
-        if self.mode == "socket" and not self.app_token:
-            return "app_token is not set (mode: socket needs one)"
-        return None
-
-
-class TelegramAccount(_Strict):
-    provider: Literal["telegram"]
-    token: str = ""
-    webhook_secret: str = ""
-    base_url: str = "https://api.telegram.org/bot"
-    mode: Literal["webhook", "polling"] = "webhook"
-    poll_timeout: int = Field(default=25, ge=0, le=50)
-
-    def disabled_reason(self) -> str | None:
-        if not self.token:
-            return "token is not set"
-        if self.mode == "webhook" and not self.webhook_secret:
-            return "webhook_secret is not set (mode: webhook needs one)"
-        return None
-
-
-class EmailAccount(_Strict):
-    provider: Literal["email"]
-    domain: str = ""
-    relay_host: str | None = None
-    relay_port: int = 25
-    relay_starttls: bool = False
-    relay_username: str | None = None
-    relay_password: str | None = None
-    maildir: str = "./outbound-mail"
-    max_message_bytes: Size = Field(default=10 * 1024 * 1024, ge=1024)
-    sender_auth: Literal["none", "authentication-results", "dkim"] = "none"
-    authserv_id: str | None = None
-    dns_resolver: str | None = None  # where `sender_auth: dkim` asks for keys: IP[:port]
-    dns_timeout: Timeout = timedelta(seconds=5)
-    inboxes: dict[str, str] = {}  # local part -> agent, provisioned when serve starts
-
-    @field_validator("dns_resolver")
-    @classmethod
-    def _resolver(cls, value: str | None) -> str | None:
-        if value is not None:
-            from inbox.dns import parse_resolver  # only then: the CLI need not load inbox
-
-            parse_resolver(value)
-        return value
-
-    def disabled_reason(self) -> str | None:
-        return None if self.domain else "domain is not set"
-
-
-class SmtpConfig(_Strict):
-    """What the one SMTP server of `serve` (all email accounts) holds at once, and how long."""
-
-    max_sessions: int = Field(default=50, ge=1)  # connections beyond this hear 421
-    max_inflight_bytes: Size = Field(default=64 * 2**20, ge=1024)  # DATA held by all sessions
-    max_line_bytes: Size = Field(default=64 * 2**10, ge=1001, le=2**24)
-    idle_timeout: Timeout = timedelta(minutes=5)  # silence between commands or DATA lines
-    data_timeout: Timeout = timedelta(minutes=10)  # one DATA, however slowly it trickles
-    session_timeout: Timeout = timedelta(minutes=30)  # one connection, however busy
-
-
-AccountConfig = Annotated[
-    SlackAccount | TelegramAccount | EmailAccount, Field(discriminator="provider")
-]
 
 
 class BindingConfig(_Strict):
@@ -203,16 +80,38 @@ class DeliveryConfig(_Strict):
     worker_timeout: Duration = timedelta(seconds=15)  # silence after which a process is dead
 
 
-class _Document(_Strict):
+class _DocumentBase(_Strict):
+    """The application's sections; `accounts` and the providers' own sections are added from
+    the registry by `_document_model`."""
+
     agents: dict[str, AgentConfig] = {}
-    accounts: dict[str, AccountConfig] = {}
     bindings: list[BindingConfig] = []
     sessions: SessionPolicy = SessionPolicy()
     operators: list[OperatorConfig] = []
     delivery: DeliveryConfig = DeliveryConfig()
-    smtp: SmtpConfig = SmtpConfig()
     metrics_token: str = ""  # when set, /metrics needs `Authorization: Bearer <it>`
     metrics_operators: bool = False  # /metrics also (or only) takes any operator's token
+
+
+_MODELS: dict[tuple[int, ...], type[_DocumentBase]] = {}
+
+
+def _document_model(providers: Mapping[str, Provider]) -> type[_DocumentBase]:
+    """The whole document's model for these providers: `accounts` is the union of their
+    settings models, discriminated on `provider`; each provider's section is a key of its own."""
+    key = tuple(id(p) for p in providers.values())
+    if key in _MODELS:
+        return _MODELS[key]
+    models = tuple(p.settings for p in providers.values())
+    account: Any = models[0] if len(models) == 1 else \
+        Annotated[Union[models], Field(discriminator="provider")]  # noqa: UP007
+    sections: dict[str, Any] = {
+        p.section.key: (p.section.model, p.section.model())
+        for p in providers.values() if p.section is not None}
+    model = create_model("_Document", __base__=_DocumentBase,
+                         accounts=(dict[str, account], {}), **sections)
+    _MODELS[key] = model
+    return model
 
 
 @dataclass(frozen=True)
@@ -240,22 +139,25 @@ class Config:
 
     path: str
     agents: Mapping[str, AgentConfig]
-    accounts: Mapping[str, SlackAccount | TelegramAccount | EmailAccount]
+    accounts: Mapping[str, AccountSettings]
     bindings: tuple[Binding, ...]
     sessions: SessionPolicy
     operators: tuple[OperatorConfig, ...]
     delivery: DeliveryConfig
     disabled: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    sections: Mapping[str, BaseModel] = field(default_factory=lambda: MappingProxyType({}))
     metrics_token: str = ""
     metrics_operators: bool = False
 
     def secrets(self) -> set[str]:
-        """Every value of a secret-bearing key (`SECRET_KEYS`) anywhere in the config."""
+        """Every secret value in the config: each account's `secret_keys`, and the
+        application's own (`APP_SECRET_KEYS`)."""
         found: set[str] = {self.metrics_token}
-        for model in (*self.accounts.values(), *self.agents.values(), *self.operators):
+        for account in self.accounts.values():
+            found |= account.secrets()
+        for model in (*self.agents.values(), *self.operators):
             found.update(str(v) for k, v in model.model_dump().items()
-                         if k in SECRET_KEYS and v)
+                         if k in APP_SECRET_KEYS and v)
         return {value for value in found if value}
 
     def policy_for(self, agent: str) -> SessionPolicy:
@@ -324,11 +226,13 @@ def _dotted(path: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _pydantic_problems(reader: _Reader, error: ValidationError) -> list[Problem]:
+def _pydantic_problems(reader: _Reader, error: ValidationError,
+                       providers: Mapping[str, Provider]) -> list[Problem]:
     problems = []
+    names = ", ".join(providers)
     for item in error.errors():
         loc = tuple(item["loc"])
-        if loc[:1] == ("accounts",) and len(loc) > 2 and loc[2] in {"slack", "telegram", "email"}:
+        if loc[:1] == ("accounts",) and len(loc) > 2 and loc[2] in providers:
             loc = loc[:2] + loc[3:]  # drop the discriminator pydantic inserts
         message = item["msg"]
         if item["type"] == "extra_forbidden":
@@ -336,10 +240,10 @@ def _pydantic_problems(reader: _Reader, error: ValidationError) -> list[Problem]
         elif item["type"] == "union_tag_invalid":
             loc = (*loc, "provider")
             message = (f"unknown provider {item.get('input', {}).get('provider')!r}; "
-                       "use one of slack, telegram, email")
+                       f"use one of {names}")
         elif item["type"] == "union_tag_not_found":
             loc = (*loc, "provider")
-            message = "provider is required: one of slack, telegram, email"
+            message = f"provider is required: one of {names}"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
         problems.append(Problem(reader.file, reader.line(loc), _dotted(loc), message))
@@ -407,35 +311,24 @@ def _reference_problems(reader: _Reader, raw: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def _capacity_problems(reader: _Reader, raw: dict[str, Any]) -> list[Problem]:
-    """An SMTP server whose in-flight budget is smaller than a message an account takes would
-    answer that message 452 forever."""
-    smtp = _dicts(raw.get("smtp"))
-    try:
-        budget = parse_size(smtp.get("max_inflight_bytes", SmtpConfig().max_inflight_bytes))
-    except ValueError:
-        return []  # reported by the model
+def _provider_problems(reader: _Reader, raw: dict[str, Any],
+                       providers: Mapping[str, Provider]) -> list[Problem]:
+    """What each provider's own check finds in its section and its accounts (raw values)."""
     problems: list[Problem] = []
-    for name, account in _dicts(raw.get("accounts")).items():
-        account = _dicts(account)
-        if account.get("provider") != "email":
+    accounts = _dicts(raw.get("accounts"))
+    for provider in providers.values():
+        section = provider.section
+        if section is None or section.check is None:
             continue
-        try:
-            largest = parse_size(account.get("max_message_bytes", 10 * 1024 * 1024))
-        except ValueError:
-            continue
-        if isinstance(budget, int) and isinstance(largest, int) and budget < largest:
-            path = ("smtp", "max_inflight_bytes") if "max_inflight_bytes" in smtp else \
-                ("accounts", name, "max_message_bytes")
-            problems.append(Problem(
-                reader.file, reader.line(path), "smtp.max_inflight_bytes",
-                f"{budget} bytes is less than max_message_bytes of account {name} ({largest}): "
-                "one such message could never be taken; raise max_inflight_bytes or lower "
-                "max_message_bytes"))
+        mine = {name: _dicts(a) for name, a in accounts.items()
+                if _dicts(a).get("provider") == provider.name}
+        for issue in section.check(_dicts(raw.get(section.key)), mine):
+            problems.append(Problem(reader.file, reader.line(issue.at),
+                                    _dotted(issue.key or issue.at), issue.message))
     return problems
 
 
-def _bindings(doc: _Document) -> tuple[Binding, ...]:
+def _bindings(doc: _DocumentBase) -> tuple[Binding, ...]:
     out: list[Binding] = []
     taken: set[str] = set()
     for i, b in enumerate(doc.bindings):
@@ -448,11 +341,13 @@ def _bindings(doc: _Document) -> tuple[Binding, ...]:
     return tuple(out)
 
 
-def load_config(path: str | Path, *, strict_env: bool = True) -> Config:
+def load_config(path: str | Path, *, strict_env: bool = True,
+                providers: Mapping[str, Provider] = PROVIDERS) -> Config:
     """Read and validate `path`; raise ConfigError listing every problem at once.
 
     With `strict_env=False` (what `serve` uses), a missing variable inside an account only
-    disables that account, so an example config starts with no secrets set.
+    disables that account, so an example config starts with no secrets set. `providers` is
+    the registry whose account settings and sections the config may use.
     """
     file = str(path)
     try:
@@ -479,11 +374,11 @@ def load_config(path: str | Path, *, strict_env: bool = True) -> Config:
         problems.append(Problem(file, reader.line(var_path), _dotted(var_path),
                                 f"environment variable {name} is not set"))
     problems += _reference_problems(reader, raw)
-    problems += _capacity_problems(reader, raw)
+    problems += _provider_problems(reader, raw, providers)
     try:
-        doc = _Document.model_validate(raw)
+        doc: Any = _document_model(providers).model_validate(raw)
     except ValidationError as error:
-        problems += _pydantic_problems(reader, error)
+        problems += _pydantic_problems(reader, error, providers)
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: p.line))
     for name, account in doc.accounts.items():
@@ -499,7 +394,15 @@ def load_config(path: str | Path, *, strict_env: bool = True) -> Config:
         operators=tuple(doc.operators),
         delivery=doc.delivery,
         disabled=MappingProxyType(disabled),
-        smtp=doc.smtp,
+        sections=MappingProxyType({p.section.key: getattr(doc, p.section.key)
+                                   for p in providers.values() if p.section is not None}),
         metrics_token=doc.metrics_token,
         metrics_operators=doc.metrics_operators,
     )
+
+
+__all__ = [
+    "APP_SECRET_KEYS", "AgentConfig", "BindingConfig", "Config", "ConfigError", "DeliveryConfig",
+    "Duration", "OperatorConfig", "Problem", "SessionPolicy", "Size", "Timeout", "load_config",
+    "parse_duration", "parse_size",
+]

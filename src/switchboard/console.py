@@ -16,8 +16,9 @@ from pydantic import BaseModel, Field
 
 from channels.messages import InboundMessage
 from channels.rules import Match, match
-from switchboard.api import account_rows, operator_auth
-from switchboard.runtime import Operator, Runtime
+from switchboard.api import account_rows
+from switchboard.operators import Operator, operator_auth
+from switchboard.runtime import Runtime
 
 ASSETS = "console_assets"
 _ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|png|ico)$")
@@ -77,7 +78,7 @@ def agent_rows(runtime: Runtime) -> list[dict[str, Any]]:
 
 def console_routes(runtime: Runtime) -> APIRouter:
     """The console page, its assets, and `/api/bindings`, `/api/match`, `/api/me`."""
-    needs = operator_auth(runtime)
+    needs = operator_auth(runtime.operator)
     router = APIRouter()
     viewer = needs("viewer")
 
@@ -101,7 +102,8 @@ def console_routes(runtime: Runtime) -> APIRouter:
     async def bindings() -> dict[str, Any]:
         health = await runtime.store.account_health()
         return {"bindings": binding_rows(runtime), "agents": agent_rows(runtime),
-                "accounts": account_rows(runtime.config, runtime.account_errors, health)}
+                "accounts": account_rows(runtime.config, runtime.account_errors, health,
+                                         runtime.providers)}
 
     @router.post("/api/match", tags=["operators"], dependencies=[Depends(viewer)])
     async def would_match(body: MatchBody) -> dict[str, Any]:

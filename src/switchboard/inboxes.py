@@ -4,19 +4,19 @@ and the operator API (`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, revo
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 from pydantic import BaseModel
 
 from channels.messages import SwitchboardError
-from switchboard.config import Config, EmailAccount
+from inbox.settings import EmailSettings
+from sessions.events import EventHub
+from switchboard.config import Config
 from switchboard.models import InboxAddress
 from switchboard.store import Store
 from switchboard.store.inboxes import AddressTaken, inbox_dict
-
-if TYPE_CHECKING:
-    from switchboard.runtime import Runtime
 
 _LOCAL_PART = re.compile(r"^[a-z0-9._+-]{1,64}$")
 
@@ -57,7 +57,7 @@ async def provision(store: Store, config: Config, agent: str, account: str | Non
     if agent not in config.agents:
         raise InboxRefused(f"no agent named {agent!r}; agents are: "
                            f"{', '.join(config.agents) or 'none'}", status=404)
-    choices = {n: s for n, s in config.accounts.items() if isinstance(s, EmailAccount)}
+    choices = {n: s for n, s in config.accounts.items() if isinstance(s, EmailSettings)}
     if account is None:
         if not choices:
             raise InboxRefused("no email account is configured; add one with provider: email")
@@ -94,13 +94,11 @@ class InboxBody(BaseModel):
     local_part: str | None = None
 
 
-def inbox_routes(runtime: Runtime) -> APIRouter:
-    """`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, `DELETE /api/inboxes/{address}`."""
-    from switchboard.api import operator_auth  # api imports the runtime, which imports us
-
-    needs = operator_auth(runtime)
+def inbox_routes(store: Store, config: Config, events: EventHub,
+                 needs: Callable[[str], Callable[..., Any]]) -> APIRouter:
+    """`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, `DELETE /api/inboxes/{address}`;
+    `needs(role)` admits operators (`operators.operator_auth`)."""
     router = APIRouter(prefix="/api", tags=["inboxes"])
-    store = runtime.store
 
     @router.post("/agents/{agent}/inbox", status_code=201,
                  dependencies=[Depends(needs("operator"))])
@@ -108,10 +106,10 @@ def inbox_routes(runtime: Runtime) -> APIRouter:
                               ) -> dict[str, Any]:
         body = body or InboxBody()
         try:
-            row = await provision(store, runtime.config, agent, body.account, body.local_part)
+            row = await provision(store, config, agent, body.account, body.local_part)
         except InboxRefused as error:
             raise HTTPException(error.status, str(error)) from None
-        runtime.events.publish("inbox.provisioned", {"email_address": row.address,
+        events.publish("inbox.provisioned", {"email_address": row.address,
                                                      "agent": agent, "account": row.account})
         return inbox_dict(row)
 
@@ -124,7 +122,7 @@ def inbox_routes(runtime: Runtime) -> APIRouter:
         row = await store.revoke_inbox(address)
         if row is None:
             raise HTTPException(404, f"no inbox {address}")
-        runtime.events.publish("inbox.revoked", {"email_address": row.address,
+        events.publish("inbox.revoked", {"email_address": row.address,
                                                  "agent": row.agent, "account": row.account})
         return inbox_dict(row)
 

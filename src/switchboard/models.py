@@ -194,7 +194,7 @@ class OperatorToken(SQLModel, table=True):
 
 
 class Cursor(SQLModel, table=True):
-    """Small named positions that must survive restarts (a Telegram getUpdates offset)."""
+    """Small named positions that must survive restarts (a polling offset, an IMAP position)."""
 
     __tablename__ = "cursors"
 

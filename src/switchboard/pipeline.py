@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
+from channels.adapter import reply_in_thread
 from channels.messages import DeliveryError, DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.payload import storable_message
 from channels.rules import Binding, Match, NoMatch, match
@@ -39,6 +40,10 @@ LEASE = timedelta(seconds=30)  # a delivery attempt takes at most ~15 s (HTTP ti
 
 
 class Adapter(Protocol):
+    """What the pipeline asks of an account's adapter (`channels.adapter.AccountAdapter`)."""
+
+    def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage: ...
+
     async def deliver(self, out: OutboundMessage) -> str | DeliveryReceipt: ...
 
 
@@ -196,7 +201,7 @@ class Pipeline:
                                      route_reason=reason)
         notice = ("You already have the maximum number of open conversations with this "
                   "agent. End one (for example with /end) before starting another.")
-        outbox = await self.store.record_notice(turn_id, reply_for(message, notice),
+        outbox = await self.store.record_notice(turn_id, self.reply_to(message, notice),
                                                 lease=self.lease)
         await self.deliver_claimed(outbox)
 
@@ -237,7 +242,7 @@ class Pipeline:
                                                  user=message.sender)
         await self.store.update_turn(turn_id, "command", {"command": command, "answer": reply},
                                      route_reason=f"the chat command /{command}")
-        outbox = await self.store.record_notice(turn_id, reply_for(message, reply),
+        outbox = await self.store.record_notice(turn_id, self.reply_to(message, reply),
                                                 keep_status=False, lease=self.lease)
         await self.deliver_claimed(outbox)
 
@@ -284,7 +289,7 @@ class Pipeline:
         self.metrics.agent.labels(route.agent).observe(result.duration_ms / 1000)
         outbox = await self.store.record_reply(
             turn_ids, session_id, None if already_in_transcript else message.text, result,
-            reply_for(message, result.reply), lease=self.lease)
+            self.reply_to(message, result.reply), lease=self.lease)
         self.events.publish("session.message.created", {"session_id": session_id,
                                                         "turn_id": turn_id, "role": "agent",
                                                         "text": result.reply})
@@ -349,6 +354,13 @@ class Pipeline:
             delay = (retry_at - self.store.clock.now()).total_seconds()
             self.spawn(self._retry_later(row.id, max(delay, 0.0)))  # type: ignore[arg-type]
 
+    def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
+        """Where a reply goes is the account's adapter's to say (a thread, a quote, a mail
+        thread); an account that is not running gets the plain reply, whose delivery fails."""
+        adapter = self.adapters.get(message.account)
+        return adapter.reply_to(message, text) if adapter is not None \
+            else reply_in_thread(message, text)
+
     def publish_transitions(self, transitions: Iterable[StateChange]) -> None:
         for moved in transitions:
             self.events.publish("session.state_changed", moved.event())
@@ -412,23 +424,6 @@ class Pipeline:
             _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:
                 task.cancel()
-
-
-def reply_for(message: InboundMessage, text: str) -> OutboundMessage:
-    """Where the reply goes: Slack threads, Telegram topics and quotes, email threading."""
-    thread: str | None
-    reply_to: str | None = None
-    if message.provider == "slack":
-        thread = message.reply_thread
-    elif message.provider == "telegram":
-        thread = message.thread
-        reply_to = message.message_id if message.kind != "dm" else None
-    else:
-        thread = message.thread
-        reply_to = message.message_id
-    return OutboundMessage(provider=message.provider, account=message.account,
-                           conversation=message.conversation, text=text, thread=thread,
-                           reply_to=reply_to, extra=dict(message.extra.get("reply_extra") or {}))
 
 
 def turn_view(turn_id: str, message: InboundMessage) -> dict[str, Any]:

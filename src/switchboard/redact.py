@@ -1,12 +1,12 @@
 """Secrets out of everything Switchboard says: log lines, stored errors, API answers.
 
-Every configured secret (the values of `config.SECRET_KEYS`: bot tokens, signing and webhook
-secrets, app tokens, relay passwords, API keys, operator and metrics tokens, the database
-password) and anything shaped like a Telegram bot token in a URL (`bot<digits>:<token>`; the
-Bot API puts the token in every request path, so every library error quoting a URL quotes it) is
-replaced by `[redacted]`. One `Redactor`, built from the loaded config, is used by the logging
-filter on every handler, by the account errors the runtime keeps, by the store for the errors it
-writes, and by the API's answers (`safe_answers.SafeAnswers`).
+Every configured secret (each account's `secret_keys`: bot tokens, signing and webhook secrets,
+app tokens, relay passwords; API keys, operator and metrics tokens; the database password) and
+anything shaped like a provider's secret (its `secret_patterns`: a token some API puts in every
+request URL, so every library error quoting a URL quotes it) is replaced by `[redacted]`.
+One `Redactor`, built from the loaded config, is used by the logging filter on every handler,
+by the account errors the runtime keeps, by the store for the errors it writes, and by the
+API's answers (`safe_answers.SafeAnswers`).
 """
 
 from __future__ import annotations
@@ -15,28 +15,47 @@ import json
 import logging
 import re
 from collections import UserDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from channels.adapter import Provider, SecretPattern
 from switchboard.config import Config
+from switchboard.providers import PROVIDERS
 
 MASK = "[redacted]"
 # Shorter values are not secrets worth the name, and masking them would garble every line that
 # happens to contain them.
 MIN_SECRET = 6
-# literal first, so the regex engine skips ahead to each "bot" (a lookbehind costs 25 times more)
-_TELEGRAM_TOKEN = re.compile(r"bot(\d{3,}):[A-Za-z0-9_-]{10,}")
-_TELEGRAM_TOKEN_BYTES = re.compile(_TELEGRAM_TOKEN.pattern.encode())
 _FORMATTER = logging.Formatter()
 
 
-class Redactor:
-    """Replaces known secrets, and Telegram tokens in URLs, with `[redacted]`."""
+class _Pattern:
+    """A `SecretPattern` compiled for text and for bytes. Its literal is looked for first, so
+    the regex engine runs only where a match can be (a lookbehind costs 25 times more)."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secret: SecretPattern) -> None:
+        self.literal, self.literal_bytes = secret.literal, secret.literal.encode()
+        self.text = re.compile(secret.pattern)
+        self.bytes = re.compile(secret.pattern.encode())
+        self.replacement = secret.replacement.replace("{mask}", MASK)
+        self.replacement_bytes = self.replacement.encode()
+
+
+def _patterns(providers: Mapping[str, Provider]) -> list[_Pattern]:
+    return [_Pattern(p) for provider in providers.values() for p in provider.secret_patterns]
+
+
+_REGISTERED = _patterns(PROVIDERS)
+
+
+class Redactor:
+    """Replaces known secrets, and text shaped like a provider's secret, with `[redacted]`."""
+
+    def __init__(self, secrets: Iterable[str] = (),
+                 providers: Mapping[str, Provider] | None = None) -> None:
         forms: set[str] = set()
         for secret in secrets:
             if len(secret) >= MIN_SECRET:
@@ -44,9 +63,11 @@ class Redactor:
                 forms |= {secret, json.dumps(secret)[1:-1], quote(secret, safe="")}
         self._secrets = sorted(forms, key=len, reverse=True)  # a longer one may hold a shorter
         self._secret_bytes = [s.encode() for s in self._secrets]
+        self._patterns = _REGISTERED if providers is None else _patterns(providers)
 
     @classmethod
-    def from_config(cls, config: Config, database_url: str | None = None) -> Redactor:
+    def from_config(cls, config: Config, database_url: str | None = None,
+                    providers: Mapping[str, Provider] | None = None) -> Redactor:
         """Every secret of `config`, and the password in the database URL."""
         found = config.secrets()
         if database_url:
@@ -56,14 +77,15 @@ class Redactor:
                 password = None
             if password:
                 found.add(str(password))
-        return cls(found)
+        return cls(found, providers)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        if "bot" in text:
-            text = _TELEGRAM_TOKEN.sub(rf"bot\1:{MASK}", text)
+        for pattern in self._patterns:
+            if pattern.literal in text:
+                text = pattern.text.sub(pattern.replacement, text)
         return text
 
     def data(self, body: bytes) -> bytes:
@@ -71,8 +93,9 @@ class Redactor:
         for secret in self._secret_bytes:
             if secret in body:
                 body = body.replace(secret, MASK.encode())
-        if b"bot" in body:
-            body = _TELEGRAM_TOKEN_BYTES.sub(rb"bot\1:" + MASK.encode(), body)
+        for pattern in self._patterns:
+            if pattern.literal_bytes in body:
+                body = pattern.bytes.sub(pattern.replacement_bytes, body)
         return body
 
 

@@ -61,7 +61,7 @@ class RejectionCounter:
 
     def summary(self, seconds: float, most: int = 8) -> str | None:
         """One line on what was written since the last call (None when nothing was), e.g.
-        `rejected 5123 requests in the last 10 s: slack-acme bad_signature 5120, tg bad_secret
+        `rejected 5123 requests in the last 10 s: acme bad_signature 5120, bot bad_secret
         3`; then starts over."""
         counts, self._since_summary = self._since_summary, Counter()
         if not counts:

@@ -1,16 +1,18 @@
-"""Provider webhooks: authenticate by the provider's scheme, record, acknowledge.
+"""Provider webhooks: `POST /{provider}/{account}/{action}` for every provider of the registry.
 
-They sit on the hottest path there is: a provider waits for the answer, and a flood of them is
-what decides how much load one process takes. `ProviderWebhooks` serves them as plain ASGI in
-front of FastAPI (the framework's request machinery would cost more than recording the turn);
-the FastAPI routes below describe them in the OpenAPI schema and answer the same way.
+The account's adapter authenticates the request by its provider's scheme and says what it is
+(`channels.adapter`): turns, which are recorded before the acknowledgement, or an answer to
+give at once. This is the hottest path there is: a provider waits for the answer, and a flood
+of them is what decides how much load one process takes. `ProviderWebhooks` serves them as
+plain ASGI in front of FastAPI (the framework's request machinery would cost more than
+recording the turn); the FastAPI routes below describe them in the OpenAPI schema and answer
+the same way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,174 +20,141 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import Histogram
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from channels.messages import RejectedRequest
-from channels.slack import SlackAccount
-from switchboard.runtime import Runtime
+from channels.adapter import Answer, Provider, Recorded, Turns
+from channels.messages import InboundMessage, RejectedRequest
+from switchboard.config import Config
 from switchboard.safe_answers import SAFE_HEADERS
-from switchboard.store import Recorded
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024  # Slack and Telegram send a few kilobytes; anything near this is not them
-NO_RETRY = {"X-Slack-No-Retry": "1"}
+MAX_BODY = 1024 * 1024  # providers send a few kilobytes; anything near this is not them
+
+Record = Callable[[InboundMessage, dict[str, Any] | None], Awaitable[Recorded]]
 
 
 @dataclass(frozen=True)
-class Answer:
+class Reply:
     """What a webhook request gets back."""
 
     status: int
-    body: dict[str, Any]
+    body: Mapping[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def _problem(status: int, message: str, headers: Mapping[str, str] | None = None) -> Answer:
-    return Answer(status, {"error": message}, headers or {})
-
-
-def _acknowledged(recorded: Recorded) -> Answer:
-    """The 200 a provider waits for, sent once the turn is durably recorded."""
-    body: dict[str, Any] = {"ok": True, "turn_id": recorded.turn_id}
-    if recorded.duplicate_of:
-        body["duplicate_of"] = recorded.duplicate_of
-    return Answer(200, body)
-
-
-Handler = Callable[[str, Mapping[str, str], bytes], Awaitable[Answer]]
+def _problem(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:
+    return Reply(status, {"error": message}, headers or {})
 
 
 class Webhooks:
-    """The three provider endpoints, each `(account, headers, body) -> Answer`."""
+    """Every provider's webhook actions, each `(provider, account, action, headers, body) ->
+    Reply`. It uses the config (which accounts exist, which are disabled), the running
+    adapters, the pipeline's `record` and the rejection counter; nothing else."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.handlers: dict[tuple[str, str], Handler] = {
-            ("slack", "events"): self.slack_events,
-            ("slack", "commands"): self.slack_command,
-            ("telegram", "webhook"): self.telegram_webhook,
-        }
+    def __init__(self, *, providers: Mapping[str, Provider], config: Config,
+                 adapters: Mapping[str, Any], record: Record,
+                 note_rejected: Callable[[str, str], None]) -> None:
+        self.providers = providers
+        self.config = config
+        self.adapters = adapters
+        self.record = record
+        self.note_rejected = note_rejected
+        self.routes: dict[tuple[str, str], Provider] = {
+            (p.name, action): p for p in providers.values() for action in p.webhook_actions}
 
-    def unavailable(self, account: str, provider: str) -> Answer | None:
+    def unavailable(self, provider: Provider, account: str) -> Reply | None:
         """The refusal for an unknown or disabled account. Whoever calls a webhook is not
         authenticated yet: why an account is disabled is for operators (/api/accounts)."""
-        settings = self.runtime.config.accounts.get(account)
-        if settings is None or settings.provider != provider:
-            return _problem(404, f"no {provider} account named {account!r}")
-        if account in self.runtime.config.disabled:
-            return _problem(503, f"account {account} is disabled", NO_RETRY)
+        settings = self.config.accounts.get(account)
+        if settings is None or settings.provider != provider.name:
+            return _problem(404, f"no {provider.name} account named {account!r}")
+        if account in self.config.disabled:
+            return _problem(503, f"account {account} is disabled", provider.refusal_headers)
         return None
 
-    async def rejected(self, account: str, error: RejectedRequest) -> Answer:
-        """Counted in memory (the runtime writes the counts and logs a summary each interval):
-        a flood of forged requests costs microseconds each, not a write and a log line."""
+    def rejected(self, provider: Provider, account: str, error: RejectedRequest) -> Reply:
+        """Counted in memory, logged only at debug: a flood of forged requests costs
+        microseconds each, not a write and a log line."""
         log.debug("rejected %s request for account %s: %s", error.reason, account, error)
-        self.runtime.metrics.rejected.labels(account, error.reason).inc()
-        self.runtime.store.count_rejected(account, error.reason)
-        return _problem(error.status, str(error), NO_RETRY)
+        self.note_rejected(account, error.reason)
+        return _problem(error.status, str(error), provider.refusal_headers)
 
-    async def signed_slack(self, account: str, headers: Mapping[str, str], body: bytes,
-                           content_type: str) -> tuple[SlackAccount, dict[str, Any]] | Answer:
-        """The account and the verified, parsed body of a Slack request; or the answer that
-        refuses it (disabled account, bad signature, malformed body)."""
-        if (refusal := self.unavailable(account, "slack")) is not None:
+    async def handle(self, provider: Provider, account: str, action: str,
+                     headers: Mapping[str, str], body: bytes) -> Reply:
+        if (refusal := self.unavailable(provider, account)) is not None:
             return refusal
-        slack = self.runtime.slack[account]
-        try:
-            slack.verify(headers, body)
-            return slack, slack.parse_body(body, content_type)
-        except RejectedRequest as error:
-            return await self.rejected(account, error)
-
-    async def slack_events(self, account: str, headers: Mapping[str, str],
-                           body: bytes) -> Answer:
-        signed = await self.signed_slack(account, headers, body,
-                                         headers.get("content-type", ""))
-        if isinstance(signed, Answer):
-            return signed
-        slack, payload = signed
-        try:
-            envelope = slack.envelope(payload)
-            if envelope.type == "url_verification":
-                return Answer(200, {"challenge": envelope.challenge})
-            if envelope.type != "event_callback":
-                return Answer(200, {"ok": True, "ignored": f"payload type {envelope.type}"})
-            if slack.bot_user_id is None:
-                await slack.start()
-            message = slack.to_inbound(payload, envelope)
-        except RejectedRequest as error:
-            return await self.rejected(account, error)
-        extra = {}
-        if "x-slack-retry-num" in headers:
-            extra = {"retry_num": headers["x-slack-retry-num"],
-                     "retry_reason": headers.get("x-slack-retry-reason", "")}
-        return _acknowledged(await self.runtime.pipeline.receive(message, extra))
-
-    async def slack_command(self, account: str, headers: Mapping[str, str],
-                            body: bytes) -> Answer:
-        signed = await self.signed_slack(account, headers, body,
-                                         "application/x-www-form-urlencoded")
-        if isinstance(signed, Answer):
-            return signed
-        _, form = signed
-        answer = await self.runtime.slash_command(account, form)
-        return Answer(200, {"response_type": "ephemeral", "text": answer})
-
-    async def telegram_webhook(self, account: str, headers: Mapping[str, str],
-                               body: bytes) -> Answer:
-        if (refusal := self.unavailable(account, "telegram")) is not None:
-            return refusal
-        bot = self.runtime.telegram.get(account)
-        if bot is None:  # why (getMe failed, and the library's words) is for /api/accounts
+        adapter = self.adapters.get(account)
+        if adapter is None:  # why (its start failed, and the library's words) is for operators
             return _problem(503, f"account {account} is not running")
         try:
-            recorded = await self.runtime.receive_telegram(bot, body, headers)
+            result = await adapter.webhook(action, headers, body)
         except RejectedRequest as error:
-            return await self.rejected(account, error)
-        return _acknowledged(recorded)
+            return self.rejected(provider, account, error)
+        if isinstance(result, Answer):
+            return Reply(result.status, result.body)
+        return await self.acknowledge(result)
 
+    async def acknowledge(self, turns: Turns) -> Reply:
+        """The 200 a provider waits for, sent once its turns are durably recorded."""
+        extra = dict(turns.extra) if turns.extra else None
+        if len(turns.messages) == 1:
+            recorded = await self.record(turns.messages[0], extra)
+            body: dict[str, Any] = {"ok": True, "turn_id": recorded.turn_id}
+            if recorded.duplicate_of:
+                body["duplicate_of"] = recorded.duplicate_of
+            return Reply(200, body)
+        ids = [(await self.record(message, extra)).turn_id for message in turns.messages]
+        return Reply(200, {"ok": True, "turn_ids": ids} if ids else {"ok": True})
 
-_PATH = re.compile(r"/(slack|telegram)/([^/]+)/(events|commands|webhook)")
+    def oversized(self, provider: Provider, account: str) -> Reply:
+        """A body past MAX_BODY, counted like any other request that never became a turn."""
+        return self.unavailable(provider, account) or self.rejected(
+            provider, account, RejectedRequest(
+                "oversized", f"request body is larger than {MAX_BODY} bytes", status=413))
 
 
 class ProviderWebhooks:
     """Plain ASGI in front of the FastAPI app, outside its middleware: serves
-    `POST /slack/{account}/events|commands` and `POST /telegram/{account}/webhook`, and times
+    `POST /{provider}/{account}/{action}` for the registry's providers and actions, and times
     each acknowledgement (the time the provider waits). Everything else passes through."""
 
-    def __init__(self, app: ASGIApp, webhooks: Webhooks) -> None:
+    def __init__(self, app: ASGIApp, webhooks: Webhooks, ack: Histogram) -> None:
         self.app = app
         self.webhooks = webhooks
-        ack = webhooks.runtime.metrics.ack
-        self._timers = {provider: ack.labels(provider) for provider in ("slack", "telegram")}
+        self.routes = webhooks.routes
+        self._timers = {name: ack.labels(name) for name, _ in webhooks.routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = _PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
-        handler = found and self.webhooks.handlers.get((found[1], found[3]))
-        if not found or handler is None or scope["method"] != "POST":
+        provider = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            parts = scope["path"].split("/")  # "", provider, account, action
+            if len(parts) == 4 and not parts[0] and parts[2]:
+                provider = self.routes.get((parts[1], parts[3]))
+        if provider is None:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        account, action = parts[2], parts[3]
         body = await _body(receive)
-        if body is None:  # counted like any other request that never became a turn
-            answer = self.webhooks.unavailable(found[2], found[1]) or \
-                await self.webhooks.rejected(found[2], RejectedRequest(
-                    "oversized", f"request body is larger than {MAX_BODY} bytes", status=413))
+        if body is None:
+            reply = self.webhooks.oversized(provider, account)
         else:
             try:
-                answer = await handler(found[2], Headers(scope=scope), body)
+                reply = await self.webhooks.handle(provider, account, action,
+                                                   Headers(scope=scope), body)
             except Exception:  # nothing was recorded: the provider's retry is welcome
                 log.exception("webhook %s failed", scope["path"])
-                answer = _problem(500, "internal error; the request was not recorded")
-        content = json.dumps(answer.body, separators=(",", ":")).encode()
+                reply = _problem(500, "internal error; the request was not recorded")
+        content = json.dumps(reply.body, separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(content)).encode()), *SAFE_HEADERS]
-        headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
-        self._timers[found[1]].observe(time.perf_counter() - started)
+        self._timers[provider.name].observe(time.perf_counter() - started)
 
 
 async def _body(receive: Receive) -> bytes | None:
@@ -207,21 +176,22 @@ async def _body(receive: Receive) -> bytes | None:
 
 
 def webhook_routes(webhooks: Webhooks) -> APIRouter:
-    """The webhooks in the OpenAPI schema. `ProviderWebhooks` answers these paths before
-    FastAPI's routing is reached; these routes give the same answers when it is not in front."""
+    """The webhooks in the OpenAPI schema, one route per provider and action of the registry.
+    `ProviderWebhooks` answers these paths before FastAPI's routing is reached; these routes
+    give the same answers when it is not in front."""
     router = APIRouter(tags=["webhooks"])
 
-    def route(provider: str, action: str, summary: str) -> None:
-        handler = webhooks.handlers[(provider, action)]
-
+    def route(provider: Provider, action: str, summary: str) -> None:
         async def endpoint(account: str, request: Request) -> Response:
-            answer = await handler(account, request.headers, await request.body())
-            return JSONResponse(answer.body, answer.status, dict(answer.headers))
+            reply = await webhooks.handle(provider, account, action, request.headers,
+                                          await request.body())
+            return JSONResponse(dict(reply.body), reply.status, dict(reply.headers))
 
-        router.add_api_route(f"/{provider}/{{account}}/{action}", endpoint, methods=["POST"],
-                             summary=summary, name=f"{provider}_{action}")
+        router.add_api_route(f"/{provider.name}/{{account}}/{action}", endpoint,
+                             methods=["POST"], summary=summary,
+                             name=f"{provider.name}_{action}")
 
-    route("slack", "events", "Slack Events API")
-    route("slack", "commands", "Slack slash command (/agent new|end)")
-    route("telegram", "webhook", "Telegram webhook")
+    for provider in webhooks.providers.values():
+        for action, summary in provider.webhook_actions.items():
+            route(provider, action, summary)
     return router

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from channels.messages import InboundMessage, RejectedRequest
 from channels.payload import MAX_DEPTH, load_json
-from channels.slack import SlackAccount
-from channels.telegram import TelegramAccount
+from channels.slack.client import SlackAccount
+from channels.telegram.client import TelegramAccount
 from channels.text import clean_text
 from hostile import JSON, VALUES, paths, replaced
 

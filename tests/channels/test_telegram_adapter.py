@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from channels.messages import DeliveryError, OutboundMessage, RejectedRequest
-from channels.telegram import TelegramAccount, split_text
+from channels.telegram.client import TelegramAccount, split_text
 from fakes.telegram_api import FakeTelegramAPI
 
 BOT_ID = 999

@@ -299,3 +299,19 @@ bindings:
         expect(tool.locator("pre")).to_contain_text('"q": "where is my order 42?"')
         expect(page.locator(".transcript")).to_contain_text("thinking about it")
         shot(page, "console-session-tools")
+
+
+def test_the_filters_offer_the_providers_the_server_speaks(serve: Any, fake_slack: Any,
+                                                           page: Any) -> None:
+    from playwright.sync_api import expect
+
+    from switchboard.providers import PROVIDERS
+    from webchat_provider import PROVIDER as WEBCHAT
+
+    server = serve(slack_config(fake_slack.api_url), {**PROVIDERS, WEBCHAT.name: WEBCHAT})
+    sign_in(page, server, VIEWER)
+    spoken = ["any", "slack", "telegram", "email", "webchat", "api"]
+    page.goto(f"{server.url}/#/turns")
+    expect(page.get_by_label("Provider").locator("option")).to_have_text(spoken)
+    page.goto(f"{server.url}/#/sessions")
+    expect(page.get_by_label("Source").locator("option")).to_have_text(spoken)

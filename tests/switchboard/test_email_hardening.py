@@ -299,5 +299,6 @@ def test_smtp_limits_and_dns_resolver_are_checked_at_load(tmp_path: Path):
         smtp: {max_sessions: 5, max_inflight_bytes: 64MiB, data_timeout: 2m}
         """).lstrip())
     loaded = load_config(path)
-    assert loaded.smtp.max_sessions == 5 and loaded.smtp.max_inflight_bytes == 64 * 2**20
+    smtp = loaded.sections["smtp"]
+    assert smtp.max_sessions == 5 and smtp.max_inflight_bytes == 64 * 2**20
     assert loaded.accounts["mail"].dns_resolver == "127.0.0.1:5353"

@@ -41,12 +41,17 @@ const context = {
   navigate,
   notify,
   may: (role) => app.me && ROLES.indexOf(app.me.role) >= ROLES.indexOf(role),
-  /** The loaded bindings, agents and accounts, fetched once per sign-in (for the filters). */
+  /** The loaded bindings, agents and accounts, and the providers this server speaks,
+   * fetched once per sign-in (for the filters). */
   meta() {
-    if (!app.meta) app.meta = api("/api/bindings").catch((error) => {
-      app.meta = null;
-      throw error;
-    });
+    if (!app.meta) {
+      app.meta = Promise.all([api("/api/bindings"), api("/api/providers")])
+        .then(([bindings, known]) => ({ ...bindings, providers: known.providers }))
+        .catch((error) => {
+          app.meta = null;
+          throw error;
+        });
+    }
     return app.meta;
   },
 };

@@ -3,7 +3,6 @@ import { withQuery } from "./api.js";
 import { badge, cell, fields, fill, h, input, json, ms, select, table, when } from "./dom.js";
 
 const STATES = ["live", "idle", "paused", "ended"];
-const SOURCES = ["slack", "telegram", "email", "api"];
 const FILTERS = ["agent", "state", "user", "source", "tag", "account", "started_after",
   "started_before", "include_archived"];
 
@@ -32,11 +31,12 @@ export async function sessionsView(main, ctx) {
   const p = ctx.params;
   const filters = Object.fromEntries(FILTERS.map((key) => [key, p.get(key) || ""]));
   const meta = await ctx.meta().catch(() => null);
+  const sources = meta ? meta.providers.map((provider) => provider.name) : [];
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter sessions" },
     select("agent", "Agent", meta ? meta.agents.map((a) => a.name) : [], filters.agent),
     select("state", "State", STATES, filters.state),
     input("user", "User id", filters.user),
-    select("source", "Source", SOURCES, filters.source),
+    select("source", "Source", sources, filters.source),
     select("tag", "Tag", ["live", "test"], filters.tag),
     select("account", "Account", meta ? meta.accounts.map((a) => a.name) : [], filters.account),
     input("started_after", "Started after", filters.started_after, { type: "datetime-local" }),

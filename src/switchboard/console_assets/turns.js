@@ -3,7 +3,6 @@ import { withQuery } from "./api.js";
 import { badge, cell, fields, fill, h, input, json, ms, select, table, when } from "./dom.js";
 
 const STATUSES = ["pending", "held", "delivered", "failed", "ignored", "duplicate"];
-const PROVIDERS = ["slack", "telegram", "email", "api"];
 const FILTERS = ["status", "provider", "account", "agent", "q"];
 const HEADERS = ["Time", "Provider / account", "Conversation / sender", "Status", "Agent",
   "Session", "Latency"];
@@ -59,9 +58,10 @@ export async function turnsView(main, ctx) {
   const meta = await ctx.meta().catch(() => null);
   const accounts = meta ? meta.accounts.map((a) => a.name) : [];
   const agents = meta ? meta.agents.map((a) => a.name) : [];
+  const providers = meta ? meta.providers.map((p) => p.name) : [];
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter turns" },
     select("status", "Status", STATUSES, filters.status),
-    select("provider", "Provider", PROVIDERS, filters.provider),
+    select("provider", "Provider", providers, filters.provider),
     select("account", "Account", accounts, filters.account),
     select("agent", "Agent", agents, filters.agent),
     input("q", "Search", filters.q, { type: "search",

@@ -26,7 +26,7 @@ from channels.messages import (
     RejectedRequest,
 )
 from channels.payload import load_json, parse
-from channels.telegram_payload import (
+from channels.telegram.payload import (
     CONTENT_KEYS,
     SERVICE_KEYS,
     TelegramEntity,

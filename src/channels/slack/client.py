@@ -3,7 +3,7 @@
 Inbound requests are verified (on the raw bytes, as slack-sdk's `SignatureVerifier` does after
 decoding them, which fails on a body that is not UTF-8) and parsed here rather than in a bolt
 `AsyncApp`, because bolt acknowledges before its listener runs and we acknowledge only after the
-turn is durably recorded. Payloads are read through the models in `channels.slack_payload`.
+turn is durably recorded. Payloads are read through the models in `channels.slack.payload`.
 Outbound goes through `AsyncWebClient` on the account's `api_url`. Socket Mode uses slack-sdk's
 `SocketModeClient` and the same parsing.
 """
@@ -29,7 +29,7 @@ from channels.messages import (
     RejectedRequest,
 )
 from channels.payload import load_json, parse, storable
-from channels.slack_payload import MESSAGE_EVENTS, SlackEnvelope, SlackEvent
+from channels.slack.payload import MESSAGE_EVENTS, SlackEnvelope, SlackEvent
 
 log = logging.getLogger(__name__)
 

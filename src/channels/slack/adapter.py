@@ -1,0 +1,120 @@
+"""One Slack account running: Events API and slash-command webhooks, Socket Mode, replies.
+
+The wire (signature, payload models, Web API calls) is `channels.slack.client`; this module
+decides what a request becomes: a challenge answered at once, turns to record, or a chat
+command for the application to run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from channels.adapter import Answer, Services, Turns, WebhookResult
+from channels.messages import (
+    DeliveryReceipt,
+    InboundMessage,
+    OutboundMessage,
+    RejectedRequest,
+)
+from channels.slack import PROVIDER
+from channels.slack.client import SlackAccount
+from channels.slack.settings import SlackSettings
+
+log = logging.getLogger(__name__)
+
+
+class SlackAdapter:
+    """A Slack app in a workspace as the application sees it (`channels.adapter`)."""
+
+    capabilities = PROVIDER.capabilities
+
+    def __init__(self, name: str, settings: SlackSettings, services: Services) -> None:
+        self.name = name
+        self.settings = settings
+        self.services = services
+        self.client = SlackAccount(name, bot_token=settings.bot_token,
+                                   signing_secret=settings.signing_secret,
+                                   api_url=settings.api_url, app_token=settings.app_token,
+                                   allow_bots=settings.allow_bots)
+
+    async def start(self) -> None:
+        """auth.test (retried on the first event when Slack is unreachable now), then Socket
+        Mode when configured; a bad app token leaves the account failing, not the process."""
+        await self.client.start()
+        if self.settings.mode != "socket":
+            return
+        try:
+            await self.client.start_socket_mode(self._socket_event)
+        except Exception as error:  # the other accounts keep running; operators see why
+            self.services.note_error(self.name, f"socket mode failed to connect: {error}")
+            log.error("slack account %s: socket mode failed: %s", self.name, error)
+
+    async def stop(self) -> None:
+        await self.client.close()
+
+    async def webhook(self, action: str, headers: Mapping[str, str],
+                      body: bytes) -> WebhookResult:
+        if action == "events":
+            return await self._events(headers, body)
+        if action == "commands":
+            return await self._slash_command(headers, body)
+        raise RejectedRequest("malformed", f"Slack has no webhook action {action!r}", status=404)
+
+    async def _events(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
+        """Events API: verified on the raw bytes, then read; the bot's identity is learned on
+        the first event if auth.test failed at start."""
+        client = self.client
+        client.verify(headers, body)
+        payload = client.parse_body(body, headers.get("content-type", ""))
+        envelope = client.envelope(payload)
+        if envelope.type == "url_verification":
+            return Answer({"challenge": envelope.challenge})
+        if envelope.type != "event_callback":
+            return Answer({"ok": True, "ignored": f"payload type {envelope.type}"})
+        if client.bot_user_id is None:
+            await client.start()
+        message = client.to_inbound(payload, envelope)
+        if "x-slack-retry-num" not in headers:
+            return Turns((message,))
+        # Slack retries an event it thinks we missed; kept on the turn (it is deduplicated)
+        return Turns((message,), {"retry_num": headers["x-slack-retry-num"],
+                                  "retry_reason": headers.get("x-slack-retry-reason", "")})
+
+    async def _socket_event(self, payload: dict[str, Any], extra: dict[str, Any]) -> None:
+        """An Events API payload over Socket Mode, acknowledged once this returns."""
+        if payload.get("type") != "event_callback":
+            return
+        if self.client.bot_user_id is None:
+            await self.client.start()
+        await self.services.record(self.client.to_inbound(payload), extra)
+
+    async def _slash_command(self, headers: Mapping[str, str], body: bytes) -> Answer:
+        """`/agent new` and `/agent end`, answered to the person alone (ephemeral)."""
+        self.client.verify(headers, body)
+        form = self.client.parse_body(body, "application/x-www-form-urlencoded")
+        return Answer({"response_type": "ephemeral", "text": await self._run_command(form)})
+
+    async def _run_command(self, form: dict[str, Any]) -> str:
+        expected = self.settings.slash_command
+        command = str(form.get("command", ""))
+        if not expected or command != expected:
+            return f"{command} is not a command this app knows."
+        action, *args = str(form.get("text", "")).lower().split(maxsplit=1) or [""]
+        channel, user = str(form.get("channel_id", "")), str(form.get("user_id", ""))
+        probe = InboundMessage(provider="slack", account=self.name, event_id="slash",
+                               conversation=channel,
+                               kind="dm" if channel.startswith("D") else "channel",
+                               sender=user, text="", mentioned=True)
+        return await self.services.command(probe, action, "".join(args),
+                                           invoked_as=f"{expected} ")
+
+    def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
+        """In the message's thread; a message in a channel opens one under itself."""
+        return OutboundMessage(provider=message.provider, account=message.account,
+                               conversation=message.conversation, text=text,
+                               thread=message.reply_thread)
+
+    async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
+        return DeliveryReceipt(await self.client.deliver(out))

@@ -1,0 +1,139 @@
+"""One Telegram bot running: getMe at start, webhook updates or long polling, replies.
+
+The wire (secret check, update reading, Bot API calls) is `channels.telegram.client`; this
+module runs it for one account: the polling loop keeps its offset through `Services`, so a
+restart neither replays nor skips updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from channels.adapter import Services, Turns
+from channels.messages import (
+    DeliveryReceipt,
+    InboundMessage,
+    OutboundMessage,
+    RejectedRequest,
+    StartFailed,
+)
+from channels.telegram import PROVIDER
+from channels.telegram.client import TelegramAccount
+from channels.telegram.settings import TelegramSettings
+
+log = logging.getLogger(__name__)
+CURSOR = "telegram_offset"  # the next getUpdates offset, kept by the application
+RETRY_POLL = 2.0  # seconds before asking again after a failed getUpdates
+
+
+def client_for(name: str, settings: TelegramSettings) -> TelegramAccount:
+    """The Bot API client of an account; ValueError when its settings cannot work."""
+    return TelegramAccount(name, settings.token, webhook_secret=settings.webhook_secret,
+                           base_url=settings.base_url, mode=settings.mode)
+
+
+class TelegramAdapter:
+    """A Telegram bot as the application sees it (`channels.adapter`)."""
+
+    capabilities = PROVIDER.capabilities
+
+    def __init__(self, name: str, settings: TelegramSettings, services: Services) -> None:
+        self.name = name
+        self.settings = settings
+        self.services = services
+        self._client: TelegramAccount | None = None
+        self._polling: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> TelegramAccount:
+        if self._client is None:
+            raise RuntimeError(f"telegram account {self.name} is not started")
+        return self._client
+
+    async def start(self) -> None:
+        """Learn who the bot is (getMe); then poll, in `mode: polling`."""
+        try:
+            client = client_for(self.name, self.settings)
+        except ValueError as error:
+            raise StartFailed(str(error)) from None
+        try:
+            await client.start()
+        except Exception as error:  # a bad token or an unreachable API: this account only
+            await _close_quietly(client)
+            raise StartFailed(f"getMe failed: {error}") from None
+        self._client = client
+        if self.settings.mode == "polling":
+            self._polling = asyncio.create_task(self._poll(self.settings.poll_timeout))
+
+    async def stop(self) -> None:
+        if self._polling is not None:
+            self._polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._polling
+            self._polling = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def webhook(self, action: str, headers: Mapping[str, str], body: bytes) -> Turns:
+        """The secret token header first, then the update; RejectedRequest for the rest."""
+        if action != "webhook":
+            raise RejectedRequest("malformed", f"Telegram has no webhook action {action!r}",
+                                  status=404)
+        client = self.client
+        client.verify(headers)
+        return Turns((client.to_inbound(client.parse_body(body)),))
+
+    async def _poll(self, timeout: int) -> None:
+        """Long-poll getUpdates; each update is recorded before the offset moves past it."""
+        client = self.client
+        while True:
+            try:
+                await client.delete_webhook()  # getUpdates is refused while a webhook is set
+                break
+            except Exception as error:  # unreachable now: asked again, the account shows why
+                self._failed("deleteWebhook", error)
+                await asyncio.sleep(RETRY_POLL)
+        while True:
+            stored = await self.services.get_cursor(self.name, CURSOR)
+            try:
+                updates = await client.get_updates(int(stored) if stored else None, timeout)
+            except Exception as error:
+                self._failed("getUpdates", error)
+                await asyncio.sleep(RETRY_POLL)
+                continue
+            self.services.note_error(self.name, None)
+            for update in updates:
+                try:
+                    message = client.to_inbound(update)
+                except RejectedRequest as error:  # not one Telegram sends; asking again won't help
+                    log.warning("telegram %s: skipped an update: %s", self.name, error)
+                else:
+                    await self.services.record(message)
+                if isinstance(update_id := update.get("update_id"), int):
+                    await self.services.set_cursor(self.name, CURSOR, str(update_id + 1))
+
+    def _failed(self, call: str, error: Exception) -> None:
+        self.services.note_error(self.name, f"{call} failed: {error}")
+        log.warning("telegram %s: %s failed: %s", self.name, call, error)
+
+    def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
+        """In the message's topic; in a group, quoting the message it answers."""
+        return OutboundMessage(provider=message.provider, account=message.account,
+                               conversation=message.conversation, text=text,
+                               thread=message.thread,
+                               reply_to=message.message_id if message.kind != "dm" else None)
+
+    async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
+        return DeliveryReceipt(await self.client.deliver(out))
+
+
+async def _close_quietly(client: TelegramAccount) -> None:
+    """Close the HTTP clients of a bot that failed to start; its start error is the news."""
+    try:
+        await client.close()
+    except Exception:
+        log.debug("closing the clients of a bot that did not start failed", exc_info=True)

@@ -1,0 +1,29 @@
+"""A Telegram bot's settings in bindings.yaml (`provider: telegram`)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from channels.adapter import AccountSettings
+
+
+class TelegramSettings(AccountSettings):
+    """One bot: updates by webhook (checked with `webhook_secret`) or by long polling."""
+
+    provider: Literal["telegram"]
+    token: str = ""
+    webhook_secret: str = ""
+    base_url: str = "https://api.telegram.org/bot"
+    mode: Literal["webhook", "polling"] = "webhook"
+    poll_timeout: int = Field(default=25, ge=0, le=50)
+
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"token", "webhook_secret"})
+
+    def disabled_reason(self) -> str | None:
+        if not self.token:
+            return "token is not set"
+        if self.mode == "webhook" and not self.webhook_secret:
+            return "webhook_secret is not set (mode: webhook needs one)"
+        return None

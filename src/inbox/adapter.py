@@ -1,0 +1,186 @@
+"""One email account running: its mail into turns, its replies out as threaded mail.
+
+`receive` is called by the SMTP listener (`inbox.listener`) for each accepted mail to one of
+this account's inboxes; `deliver` composes the reply and hands it to the relay or the maildir.
+Nothing here talks to a database: inboxes and threads come through `MailDirectory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from email.errors import MessageError
+from typing import Any
+
+from channels.adapter import Services, WebhookResult, reply_in_thread
+from channels.messages import (
+    DeliveryError,
+    DeliveryReceipt,
+    InboundMessage,
+    OutboundMessage,
+    RejectedRequest,
+)
+from inbox.auth import check_sender, reply_address
+from inbox.automatic import auto_reply_reason
+from inbox.dns import txt_lookup
+from inbox.outbound import compose_reply, reply_message_id, send_via_relay, write_to_maildir
+from inbox.parse import ParsedEmail, to_inbound
+from inbox.provider import PROVIDER, Inbox, MailDirectory
+from inbox.settings import EmailSettings
+
+log = logging.getLogger(__name__)
+
+
+class EmailAdapter:
+    """One email account: its inbound mail into turns, its replies out by mail."""
+
+    capabilities = PROVIDER.capabilities
+
+    def __init__(self, name: str, settings: EmailSettings, services: Services,
+                 directory: MailDirectory) -> None:
+        self.name = name
+        self.settings = settings
+        self.services = services
+        self.directory = directory
+        # where `sender_auth: dkim` fetches keys: the account's dns_resolver, else the system's
+        self.key_lookup = txt_lookup(settings.dns_resolver, settings.dns_timeout.total_seconds())
+
+    async def start(self) -> None:
+        """Addresses the config declares (`inboxes:`) exist from the start; one an operator
+        revoked stays revoked."""
+        for local, agent in self.settings.inboxes.items():
+            address = f"{local}@{self.settings.domain}".lower()
+            found = await self.directory.declare_inbox(address, agent, self.name)
+            if found is None or found.agent != agent:
+                log.warning("inbox %s from the config is revoked or belongs to another "
+                            "agent; left as it is", address)
+
+    async def stop(self) -> None:
+        """Nothing to stop: the SMTP server is the listener's."""
+
+    async def webhook(self, action: str, headers: Mapping[str, str],
+                      body: bytes) -> WebhookResult:
+        raise RejectedRequest("malformed", "email arrives by SMTP, not by webhook", status=404)
+
+    # --- inbound ---------------------------------------------------------------------------
+
+    async def receive(self, inbox: Inbox, parsed: ParsedEmail, raw: bytes, envelope_sender: str,
+                      own: set[str]) -> str:
+        """One email to one inbox of this account, recorded as a turn; returns the turn id."""
+        settings = self.settings
+        reason = await self.ignore_reason(parsed, raw, envelope_sender, own)
+        answer, passed_over = reply_address(parsed, envelope_sender, settings.sender_auth)
+        message = to_inbound(parsed, account=self.name, inbox_address=inbox.address,
+                             raw=raw, ignore_reason=reason)
+        own_id = parsed.message_id or message.event_id
+        root = await self.directory.thread_root(
+            self.name, [parsed.in_reply_to, *reversed(parsed.references)]) or own_id
+        ours = reply_message_id(inbox.address, own_id, settings.domain)
+        if reason is None:  # both now: a reply to our answer must find the thread however
+            await self.directory.remember_thread(self.name, parsed.message_id, root)
+            await self.directory.remember_thread(self.name, ours, root)
+        message = dataclasses.replace(
+            message,
+            # one mail to two inboxes of an account is two turns, so the id names the inbox
+            event_id=f"{inbox.address}:{message.event_id}",
+            thread=root,
+            for_agent=inbox.agent,
+            raw={**message.raw, "envelope": {"mail_from": envelope_sender,
+                                             "rcpt_to": inbox.address},
+                 **raw_payload(raw)},
+            extra={**message.extra, "inbox_agent": inbox.agent,
+                   "text_from_html": parsed.text_from_html,
+                   "reply_extra": {**reply_extra(parsed, inbox.address, settings.domain),
+                                   "to": answer, "ignored": passed_over, "reply_id": ours}},
+        )
+        recorded = await self.services.record(message)
+        self.services.publish("email.received", {
+            "turn_id": recorded.turn_id, "account": self.name, "from": parsed.from_addr,
+            "to": inbox.address, "subject": parsed.subject, "message_id": parsed.message_id,
+            **({"ignored": reason} if reason else {}),
+            **({"duplicate_of": recorded.duplicate_of} if recorded.duplicate_of else {})})
+        return recorded.turn_id
+
+    async def ignore_reason(self, parsed: ParsedEmail, raw: bytes, envelope_sender: str,
+                            own: set[str]) -> str | None:
+        """Why this mail must be recorded but never answered: automatic mail (auto-replies,
+        bounces, reports, lists, our own inboxes) that could loop, or an unauthenticated From.
+        Automatic mail is told first: a bounce's From names no one to authenticate.
+        `SenderCheckDeferred` when the sender cannot be checked now (the client hears 451)."""
+        settings = self.settings
+        automatic = auto_reply_reason(parsed, own, envelope_sender=envelope_sender)
+        if automatic:
+            return automatic
+        try:
+            forged = await asyncio.to_thread(check_sender, raw, parsed, settings.sender_auth,
+                                             settings.authserv_id, self.key_lookup)
+        except ValueError as error:  # authentication-results without an authserv_id
+            forged = f"sender authentication is not configured correctly: {error}"
+        return forged
+
+    # --- outbound --------------------------------------------------------------------------
+
+    def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
+        """In the mail's thread, answering it, with what composing the reply needs."""
+        return reply_in_thread(message, text, extra=message.extra.get("reply_extra"))
+
+    async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
+        """Compose the threaded reply and hand it to the relay, or write it to the maildir."""
+        extra = out.extra
+        to = extra.get("to") or extra.get("sender")  # never a Reply-To: see reply_address
+        if not to:
+            raise DeliveryError("the turn has no sender address to answer", permanent=True)
+        try:
+            msg = compose_reply(
+                inbox_address=extra.get("inbox") or out.conversation, to=to,
+                subject=extra.get("subject") or "", message_id=extra.get("message_id") or "",
+                reply_text=out.text, domain=extra.get("domain") or self.settings.domain,
+                references=extra.get("references") or [], own_id=extra.get("reply_id"))
+        except (ValueError, MessageError) as error:  # the same on every attempt: permanent
+            raise DeliveryError(f"the reply cannot be composed: {error}",
+                                permanent=True) from error
+        ours = str(msg["Message-ID"])
+        said = {"to": to, **({"ignored": extra["ignored"]} if extra.get("ignored") else {})}
+        settings = self.settings
+        if settings.relay_host:
+            await send_via_relay(msg, settings.relay_host, settings.relay_port,
+                                 starttls=settings.relay_starttls,
+                                 username=settings.relay_username,
+                                 password=settings.relay_password)
+            return DeliveryReceipt(ours, {"relay": f"{settings.relay_host}:{settings.relay_port}",
+                                          **said})
+        folder = os.path.abspath(settings.maildir)
+        try:
+            path = await asyncio.to_thread(write_to_maildir, msg, folder)
+        except OSError as error:
+            raise DeliveryError(f"cannot write to the maildir {folder}: {error}",
+                                permanent=False) from error
+        except (ValueError, MessageError) as error:  # the message cannot be written out
+            raise DeliveryError(f"the reply cannot be written: {error}",
+                                permanent=True) from error
+        return DeliveryReceipt(ours, {"maildir": path, **said})
+
+
+def reply_extra(parsed: ParsedEmail, inbox_address: str, domain: str) -> dict[str, Any]:
+    """What `EmailAdapter.deliver` needs to compose the threaded reply, kept with the turn."""
+    return {"subject": parsed.subject, "message_id": parsed.message_id,
+            "references": list(parsed.references), "sender": parsed.from_addr,
+            "inbox": inbox_address, "domain": domain}
+
+
+def raw_payload(raw: bytes) -> dict[str, str]:
+    """The raw message for debugging: as text when it is clean UTF-8, else base64."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        return {"raw": text}
+    return {"raw_base64": base64.b64encode(raw).decode("ascii")}
+
+
+__all__ = ["EmailAdapter", "raw_payload", "reply_extra"]

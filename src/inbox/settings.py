@@ -1,0 +1,87 @@
+"""The email provider's part of bindings.yaml: each email account (`provider: email`), and the
+`smtp:` section of the one SMTP server `serve` runs for all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from channels.adapter import AccountSettings, ConfigIssue
+from channels.units import Size, Timeout, parse_size
+
+DEFAULT_MAX_MESSAGE = 10 * 1024 * 1024
+
+
+class EmailSettings(AccountSettings):
+    """One email domain: its inboxes, who may write to them, and how replies leave."""
+
+    provider: Literal["email"]
+    domain: str = ""
+    relay_host: str | None = None
+    relay_port: int = 25
+    relay_starttls: bool = False
+    relay_username: str | None = None
+    relay_password: str | None = None
+    maildir: str = "./outbound-mail"
+    max_message_bytes: Size = Field(default=DEFAULT_MAX_MESSAGE, ge=1024)
+    sender_auth: Literal["none", "authentication-results", "dkim"] = "none"
+    authserv_id: str | None = None
+    dns_resolver: str | None = None  # where `sender_auth: dkim` asks for keys: IP[:port]
+    dns_timeout: Timeout = timedelta(seconds=5)
+    # local part -> agent, provisioned when serve starts
+    inboxes: dict[str, str] = Field(default_factory=dict)
+
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"relay_password"})
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _resolver(cls, value: str | None) -> str | None:
+        if value is not None:
+            from inbox.dns import parse_resolver  # only then: reading a config need not load DNS
+
+            parse_resolver(value)
+        return value
+
+    def disabled_reason(self) -> str | None:
+        return None if self.domain else "domain is not set"
+
+
+class SmtpSettings(BaseModel):
+    """What the one SMTP server of `serve` (all email accounts) holds at once, and how long."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_sessions: int = Field(default=50, ge=1)  # connections beyond this hear 421
+    max_inflight_bytes: Size = Field(default=64 * 2**20, ge=1024)  # DATA held by all sessions
+    max_line_bytes: Size = Field(default=64 * 2**10, ge=1001, le=2**24)
+    idle_timeout: Timeout = timedelta(minutes=5)  # silence between commands or DATA lines
+    data_timeout: Timeout = timedelta(minutes=10)  # one DATA, however slowly it trickles
+    session_timeout: Timeout = timedelta(minutes=30)  # one connection, however busy
+
+
+def capacity_issues(smtp: Mapping[str, Any],
+                    accounts: Mapping[str, Mapping[str, Any]]) -> list[ConfigIssue]:
+    """An SMTP server whose in-flight budget is smaller than a message an account takes would
+    answer that message 452 forever. Read on the raw config, beside its type errors."""
+    try:
+        budget = parse_size(smtp.get("max_inflight_bytes", SmtpSettings().max_inflight_bytes))
+    except ValueError:
+        return []  # reported by the model
+    issues: list[ConfigIssue] = []
+    for name, account in accounts.items():
+        try:
+            largest = parse_size(account.get("max_message_bytes", DEFAULT_MAX_MESSAGE))
+        except ValueError:
+            continue
+        if isinstance(budget, int) and isinstance(largest, int) and budget < largest:
+            at = ("smtp", "max_inflight_bytes") if "max_inflight_bytes" in smtp else \
+                ("accounts", name, "max_message_bytes")
+            issues.append(ConfigIssue(
+                at, f"{budget} bytes is less than max_message_bytes of account {name} "
+                f"({largest}): one such message could never be taken; raise "
+                "max_inflight_bytes or lower max_message_bytes",
+                key=("smtp", "max_inflight_bytes")))
+    return issues

@@ -1,0 +1,77 @@
+"""Operators: who may use the API (Bearer tokens from `operators`, or the generated admin's),
+and the FastAPI dependency that admits them by role."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Header, HTTPException
+
+from switchboard.config import Config
+from switchboard.store import Store, token_hash
+
+ROLES = ("viewer", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    role: str
+
+    def may(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+class Operators:
+    """Operator tokens by hash: the config's and the generated ones kept in the database."""
+
+    def __init__(self) -> None:
+        self._by_hash: dict[str, Operator] = {}
+
+    async def load(self, config: Config, store: Store) -> None:
+        """The config's tokens and the stored ones; with none at all, a new admin token,
+        printed once (only its hash is kept), so the API is never open by accident."""
+        for op in config.operators:
+            if op.token:
+                self._by_hash[token_hash(op.token)] = Operator(op.name, op.role)
+        for row in await store.generated_tokens():
+            self._by_hash[row.token_hash] = Operator(row.name, row.role)
+        if not self._by_hash:
+            token = "sb_" + secrets.token_urlsafe(24)
+            await store.add_generated_token("admin", "admin", token)
+            self._by_hash[token_hash(token)] = Operator("admin", "admin")
+            print("\n  No operator token is configured, so an admin token was created.\n"
+                  f"  It is shown only this once; only its hash is stored:\n\n    {token}\n",
+                  flush=True)
+
+    def __call__(self, token: str) -> Operator | None:
+        """The operator this token belongs to, or None."""
+        return self._by_hash.get(token_hash(token))
+
+
+def operator_auth(lookup: Callable[[str], Operator | None]
+                  ) -> Callable[[str], Callable[..., Any]]:
+    """A dependency factory: `needs("operator")` admits operators and admins."""
+
+    def needs(role: str) -> Callable[..., Any]:
+        async def check(authorization: Annotated[str | None, Header()] = None) -> Operator:
+            scheme, _, token = (authorization or "").partition(" ")
+            operator = lookup(token.strip()) if scheme.lower() == "bearer" else None
+            if operator is None:
+                raise HTTPException(401, "a valid operator token is required: "
+                                    "Authorization: Bearer <token>",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            if not operator.may(role):
+                raise HTTPException(403, f"operator {operator.name} is a {operator.role}; "
+                                    f"this needs the {role} role")
+            return operator
+
+        return check
+
+    return needs
+
+
+__all__ = ["ROLES", "Operator", "Operators", "operator_auth"]
