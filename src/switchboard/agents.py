@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from channels.messages import SwitchboardError
+from channels.messages import RejectedRequest, SwitchboardError
+from channels.payload import storable, storable_text
 from switchboard.config import AgentConfig
 from switchboard.store import AgentResult
 
@@ -69,6 +70,10 @@ def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
         except ValueError:
             raise AgentError(f"agent at {agent.url} answered something that is not JSON: "
                              f"{response.text[:200]!r}") from None
+        try:  # valid JSON may still hold text no database stores (a lone surrogate, NUL)
+            data = storable(data, f"answer of the agent at {agent.url}")
+        except RejectedRequest as error:
+            raise AgentError(str(error)) from None
         if not isinstance(data, dict) or not isinstance(data.get("reply"), str):
             raise AgentError(f"agent at {agent.url} answered JSON without a string 'reply'")
         activity = data.get("activity") or []
@@ -151,5 +156,5 @@ async def run_timed(handler: Handler, request: AgentRequest) -> AgentResult:
     started = time.perf_counter()
     result = await handler(request)
     elapsed = int((time.perf_counter() - started) * 1000)
-    return AgentResult(reply=result.reply, activity=result.activity, context=result.context,
-                       duration_ms=elapsed, model=result.model)
+    return AgentResult(reply=storable_text(result.reply), activity=result.activity,
+                       context=result.context, duration_ms=elapsed, model=result.model)

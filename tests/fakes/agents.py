@@ -67,7 +67,8 @@ class HTTPAgent(_ThreadedServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mode = "ok"  # ok | error | not_json | stall
+        self.mode = "ok"  # ok | error | not_json | stall | raw
+        self.raw_answer = b""  # mode raw: these bytes as the JSON answer, as they are
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/turn", self._turn)
@@ -81,6 +82,8 @@ class HTTPAgent(_ThreadedServer):
             return web.Response(text="<html>oops</html>", content_type="text/html")
         if self.mode == "stall":
             await asyncio.sleep(5)
+        if self.mode == "raw":
+            return web.Response(body=self.raw_answer, content_type="application/json")
         turns_seen = int(body["session"]["context"].get("turns", 0)) + 1
         return web.json_response({
             "reply": f"agent says: {body['turn']['text']} (model {body['model']})",

@@ -117,3 +117,19 @@ def test_openai_handler_streams_with_history_and_model_precedence(serve, fake_sl
     assert [m["role"] for m in call["body"]["messages"]] == [
         "system", "user", "assistant", "user"]
     assert call["body"]["messages"][1]["content"] == "hi"
+
+
+def test_an_agent_reply_with_text_no_database_stores_is_cleaned_and_delivered(
+        serve, fake_slack, http_agent):
+    """A lone surrogate or NUL in the agent's JSON (valid JSON, unstorable text) must not leave
+    the turn stuck: it is stored and delivered with U+FFFD in their place."""
+    agent = f"  helpdesk: {{handler: http, url: '{http_agent.url}/turn'}}"
+    server = serve(config(fake_slack.api_url, agent))
+    http_agent.mode = "raw"
+    http_agent.raw_answer = (b'{"reply": "half \\ud800 and nul \\u0000 end", '
+                             b'"activity": [{"type": "reasoning", "text": "x\\udfff"}], '
+                             b'"context": {"k\\ud800": "v\\u0000"}}')
+    turn = dm(server, "hello")
+    assert turn["status"] == "delivered", turn
+    assert turn["reply_text"] == "half \ufffd and nul \ufffd end"
+    assert fake_slack.posts[-1]["text"] == "half \ufffd and nul \ufffd end"
