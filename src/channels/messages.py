@@ -75,34 +75,3 @@ class DeliveryReceipt:
 
     provider_message_id: str
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-class SwitchboardError(Exception):
-    """Root of every error Switchboard raises on purpose."""
-
-
-class DeliveryError(SwitchboardError):
-    """A provider refused or failed a delivery.
-
-    `permanent` errors (channel_not_found, bot blocked, SMTP 5xx) fail the turn at once;
-    the others are retried, after `retry_after` seconds when the provider said so.
-    The message is the provider's own words.
-    """
-
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after = retry_after
-
-
-class RejectedRequest(SwitchboardError):
-    """A webhook request that must not become a turn: bad signature, stale, malformed, wrong secret.
-
-    `reason` is the short counter key (bad_signature, stale, malformed, bad_secret, oversized);
-    `status` is the HTTP status to answer with.
-    """
-
-    def __init__(self, reason: str, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.status = status

@@ -2,18 +2,17 @@
 
 from inbox.auth import (
     AUTH_MODES,
-    SenderCheckDeferred,
     aligned,
     allow_sender,
     check_sender,
     reply_address,
 )
 from inbox.automatic import auto_reply_reason
-from inbox.dns import DnsFunc, KeyUnavailable, txt_lookup
+from inbox.dns import DnsFunc, txt_lookup
+from inbox.errors import KeyUnavailable, MalformedEmail, SenderCheckDeferred
 from inbox.outbound import compose_reply, reply_subject, send_via_relay, write_to_maildir
 from inbox.parse import (
     Attachment,
-    MalformedEmail,
     ParsedEmail,
     parse_email,
     to_inbound,

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.console import console_routes
+from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SafeAnswers
@@ -33,6 +34,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     app = FastAPI(title="Switchboard", version=__version__, lifespan=lifespan)
     app.state.runtime = runtime
+    install_error_answers(app)
     webhooks = Webhooks(runtime)
     app.include_router(webhook_routes(webhooks))
     app.include_router(api_routes(runtime))
@@ -53,7 +55,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             raise HTTPException(401, "/metrics needs Authorization: Bearer <metrics_token>"
                                 + (" or an operator token" if runtime.config.metrics_operators
                                    else ""), headers={"WWW-Authenticate": "Bearer"})
-        runtime.metrics.outbox_depth.set(await runtime.store.outbox_depth())
+        runtime.metrics.outbox_depth.set(await runtime.store.outbox.depth())
         return PlainTextResponse(runtime.metrics.render(),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 

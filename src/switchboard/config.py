@@ -21,8 +21,8 @@ from pydantic import (
     field_validator,
 )
 
-from channels.messages import SwitchboardError
 from channels.rules import Binding
+from switchboard.errors import ConfigError, Problem
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -213,25 +213,6 @@ class _Document(_Strict):
     smtp: SmtpConfig = SmtpConfig()
     metrics_token: str = ""  # when set, /metrics needs `Authorization: Bearer <it>`
     metrics_operators: bool = False  # /metrics also (or only) takes any operator's token
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the config, where it is and what to do."""
-
-    file: str
-    line: int
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.key}: {self.message}"
-
-
-class ConfigError(SwitchboardError):
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from channels.messages import DeliveryError, DeliveryReceipt, OutboundMessage
+from channels.errors import DeliveryError
+from channels.messages import DeliveryReceipt, OutboundMessage
 from inbox import (
     DnsFunc,
     InboxHandler,
@@ -41,9 +42,8 @@ from inbox import (
     write_to_maildir,
 )
 from switchboard.config import EmailAccount, SmtpConfig
-from switchboard.models import InboxAddress
-from switchboard.store import Store
-from switchboard.store.inboxes import AddressTaken
+from switchboard.errors import AddressTaken
+from switchboard.store import Inbox, Store
 
 if TYPE_CHECKING:
     from switchboard.runtime import Runtime
@@ -100,9 +100,9 @@ class MailService:
         for local, agent in settings.inboxes.items():
             address = f"{local}@{settings.domain}".lower()
             try:
-                await self.store.provision_inbox(address, agent, account)
+                await self.store.inboxes.provision(address, agent, account)
             except AddressTaken:
-                current = await self.store.active_inbox(address, [account])
+                current = await self.store.inboxes.active(address, [account])
                 if current is None or current.agent != agent:
                     log.warning("inbox %s from the config is revoked or belongs to another "
                                 "agent; left as it is", address)
@@ -120,7 +120,7 @@ class MailService:
 
     async def accepts(self, address: str) -> bool:
         """RCPT: a provisioned, live inbox of one of our enabled email accounts."""
-        inbox = await self.store.active_inbox(address, self.accounts)
+        inbox = await self.store.inboxes.active(address, self.accounts)
         if inbox is not None:
             self._account_of[inbox.address] = inbox.account
         return inbox is not None
@@ -134,7 +134,7 @@ class MailService:
     async def note_rejected(self, recipients: Iterable[str], reason: str) -> None:
         """Count mail refused after RCPT (too big, unreadable) on each recipient's account."""
         for account in {self._account_of[r] for r in recipients if r in self._account_of}:
-            await self.store.note_rejected(account, reason)
+            await self.store.accounts.note_rejected(account, reason)
 
     async def deliver(self, envelope_sender: str, recipients: list[str], raw: bytes) -> None:
         """DATA: one turn per recipient inbox, recorded before the client hears 250."""
@@ -143,15 +143,15 @@ class MailService:
         except MalformedEmail:
             await self.note_rejected(recipients, "malformed")
             raise
-        own = await self.store.all_inbox_addresses()
+        own = await self.store.inboxes.all_addresses()
         for address in recipients:
-            inbox = await self.store.active_inbox(address, self.accounts)
+            inbox = await self.store.inboxes.active(address, self.accounts)
             if inbox is None:  # revoked between RCPT and DATA
                 log.info("mail to %s dropped: the inbox was revoked during the session", address)
                 continue
             await self.receive(inbox, parsed, raw, envelope_sender, own)
 
-    async def receive(self, inbox: InboxAddress, parsed: ParsedEmail, raw: bytes,
+    async def receive(self, inbox: Inbox, parsed: ParsedEmail, raw: bytes,
                       envelope_sender: str, own: set[str]) -> str:
         """Turn one email to one inbox into a recorded turn; returns the turn id."""
         settings = self.accounts[inbox.account]
@@ -160,10 +160,10 @@ class MailService:
         message = to_inbound(parsed, account=inbox.account, inbox_address=inbox.address,
                              raw=raw, ignore_reason=reason)
         own_id = parsed.message_id or message.event_id
-        root = await self.store.thread_root(
+        root = await self.store.inboxes.thread_root(
             inbox.account, [parsed.in_reply_to, *reversed(parsed.references)]) or own_id
         if reason is None:
-            await self.store.remember_thread(inbox.account, parsed.message_id, root)
+            await self.store.inboxes.remember_thread(inbox.account, parsed.message_id, root)
         message = dataclasses.replace(
             message,
             # one mail to two inboxes of an account is two turns, so the id names the inbox
@@ -283,8 +283,8 @@ class EmailAdapter:
         ours = str(msg["Message-ID"])
         said = {"to": to, **({"ignored": extra["ignored"]} if extra.get("ignored") else {})}
         # before sending: a reply to our answer must find the thread even if we crash right after
-        await self.store.remember_thread(self.name, ours, out.thread or extra.get("message_id")
-                                         or ours)
+        await self.store.inboxes.remember_thread(self.name, ours,
+                                                 out.thread or extra.get("message_id") or ours)
         settings = self.settings
         if settings.relay_host:
             await send_via_relay(msg, settings.relay_host, settings.relay_port,

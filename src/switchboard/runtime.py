@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from channels.messages import InboundMessage, RejectedRequest
+from channels.errors import RejectedRequest
+from channels.messages import InboundMessage
 from channels.rules import NoMatch, match
 from channels.slack import SlackAccount
 from channels.telegram import TelegramAccount
@@ -28,15 +29,17 @@ from switchboard.config import Config
 from switchboard.config import SlackAccount as SlackSettings
 from switchboard.config import TelegramAccount as TelegramSettings
 from switchboard.controls import SessionControls
-from switchboard.db import create_engine
 from switchboard.db import database_url as configured_database_url
+from switchboard.delivery import Delivery
 from switchboard.feed import EventFeed
 from switchboard.mail import MailService
 from switchboard.metrics import Metrics
 from switchboard.models import new_id
 from switchboard.pipeline import Pipeline
+from switchboard.recovery import Recovery
 from switchboard.redact import AccountErrors, Redactor, install_logging
-from switchboard.store import Store, token_hash
+from switchboard.store import Store, create_engine, token_hash
+from switchboard.work import Tasks
 
 log = logging.getLogger(__name__)
 ROLES = ("viewer", "operator", "admin")
@@ -71,10 +74,9 @@ class Runtime:
         self.redact = Redactor.from_config(self.config,
                                            self.database_url or configured_database_url())
         self.engine = create_engine(self.database_url)
-        self.store = Store(self.engine, self.clock)
-        self.store.redact = self.redact
-        self.events = EventHub()
         self.worker_id = new_id("wkr")
+        self.store = Store(self.engine, self.clock, worker=self.worker_id, redact=self.redact)
+        self.events = EventHub()
         self.stale_after = self.config.delivery.worker_timeout or timedelta(seconds=15)
         if self.heartbeat_interval is None:
             self.heartbeat_interval = max(self.stale_after.total_seconds() / 3, 0.2)
@@ -86,10 +88,14 @@ class Runtime:
         self.metrics = Metrics()
         self.controls = SessionControls(
             self.store, self.events, origin=self.worker_id, agents=self.config.agents,
-            on_resumed=lambda session_id: self.pipeline.resume_held(session_id))
-        self.pipeline = Pipeline(self.config, self.store, self.adapters,
+            on_resumed=lambda session_id: self.recovery.resume_held(session_id))
+        self.tasks = Tasks()
+        self.delivery = Delivery(self.store, self.adapters, self.config.delivery,
+                                 self.config.disabled, self.events, self.metrics, self.tasks)
+        self.pipeline = Pipeline(self.config, self.store,
                                  build_handlers(self.config.agents, self.http), self.events,
-                                 self.controls, self.metrics)
+                                 self.controls, self.delivery, self.tasks, self.metrics)
+        self.recovery = Recovery(self.store, self.pipeline, self.config.bindings, self.tasks)
         self.feed = EventFeed(self.store, self.events, origin=self.worker_id)
         self.mail = MailService(self)
         self.operators: dict[str, Operator] = {}
@@ -104,7 +110,7 @@ class Runtime:
         # The database thread runs Python (the ORM) too; hand the GIL back to the event loop
         # sooner than the default 5 ms, so acknowledgements are not kept waiting for it.
         sys.setswitchinterval(0.0005)
-        await self.store.register_worker(self.worker_id)
+        await self.store.workers.register()
         await self._load_operators()
         for name, settings in self.config.accounts.items():
             if name in self.config.disabled:
@@ -137,8 +143,8 @@ class Runtime:
         """Say this process is alive; take over what dead processes left unanswered."""
         while True:
             try:
-                await self.store.heartbeat()
-                await self.pipeline.recover(self.stale_after)
+                await self.store.workers.heartbeat()
+                await self.recovery.recover(self.stale_after)
             except Exception:
                 log.exception("heartbeat or recovery failed")
             await asyncio.sleep(self.heartbeat_interval or 5.0)
@@ -151,12 +157,12 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.rejections_flush)
             try:
-                await self.store.flush_rejected()
+                await self.store.accounts.flush_rejected()
             except Exception:  # the counts stay in memory for the next attempt
                 log.exception("writing the rejected request counts failed")
             now = self.loop.time()
             if now - summed >= self.rejections_summary or self._stopping.is_set():
-                line = self.store.rejections.summary(round(now - summed, 1))
+                line = self.store.accounts.rejections.summary(round(now - summed, 1))
                 if line:
                     log.warning("%s", line)
                 summed = now
@@ -166,7 +172,7 @@ class Runtime:
         a conditional update that only one process wins."""
         moved = 0
         for agent in self.config.agents:
-            transitions = await self.store.sweep_policy(agent, self.config.policy_for(agent))
+            transitions = await self.store.sessions.sweep(agent, self.config.policy_for(agent))
             self.pipeline.publish_transitions(transitions)
             moved += len(transitions)
         return moved
@@ -205,7 +211,7 @@ class Runtime:
         nor skips. Each update is recorded before the offset moves past it."""
         await account.delete_webhook()
         while True:
-            stored = await self.store.get_cursor(account.name, "telegram_offset")
+            stored = await self.store.cursors.get(account.name, "telegram_offset")
             try:
                 updates = await account.get_updates(int(stored) if stored else None, timeout)
                 self.account_errors.pop(account.name, None)
@@ -224,8 +230,8 @@ class Runtime:
                 else:
                     await self.pipeline.receive(message)
                 if isinstance(update_id := update.get("update_id"), int):
-                    await self.store.set_cursor(account.name, "telegram_offset",
-                                                str(update_id + 1))
+                    await self.store.cursors.set(account.name, "telegram_offset",
+                                                 str(update_id + 1))
 
     async def receive_telegram(self, account: TelegramAccount, body: bytes,
                                headers: Any) -> Any:
@@ -275,11 +281,11 @@ class Runtime:
         for op in self.config.operators:
             if op.token:
                 self.operators[token_hash(op.token)] = Operator(op.name, op.role)
-        for row in await self.store.generated_tokens():
+        for row in await self.store.tokens.generated():
             self.operators[row.token_hash] = Operator(row.name, row.role)
         if not self.operators:
             token = "sb_" + secrets.token_urlsafe(24)
-            await self.store.add_generated_token("admin", "admin", token)
+            await self.store.tokens.add("admin", "admin", token)
             self.operators[token_hash(token)] = Operator("admin", "admin")
             print("\n  No operator token is configured, so an admin token was created.\n"
                   f"  It is shown only this once; only its hash is stored:\n\n    {token}\n",
@@ -293,7 +299,8 @@ class Runtime:
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
-                await self.pipeline.deliver_due()
+                await self.delivery.deliver_due()
+                await self.recovery.release_due()
             except Exception:
                 log.exception("outbox sweep failed")
 
@@ -306,7 +313,8 @@ class Runtime:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.pipeline.drain()
+        self.pipeline.queue.clear()  # still recorded as this process's: recovery takes them
+        await self.tasks.drain()
         self._stopping.set()
         if self._rejections is not None:
             await self._rejections
@@ -315,7 +323,7 @@ class Runtime:
         for bot in self.telegram.values():
             await bot.close()
         await self.http.aclose()
-        await self.store.retire_worker()
+        await self.store.workers.retire()
         self.store.close()
         await self.engine.dispose()
         if self._unredact is not None:

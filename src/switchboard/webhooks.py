@@ -21,11 +21,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from channels.messages import RejectedRequest
+from channels.adapter import Recorded
+from channels.errors import RejectedRequest
 from channels.slack import SlackAccount
+from switchboard.http_errors import rejection_status
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SAFE_HEADERS
-from switchboard.store import Recorded
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ class Webhooks:
         a flood of forged requests costs microseconds each, not a write and a log line."""
         log.debug("rejected %s request for account %s: %s", error.reason, account, error)
         self.runtime.metrics.rejected.labels(account, error.reason).inc()
-        self.runtime.store.count_rejected(account, error.reason)
-        return _problem(error.status, str(error), NO_RETRY)
+        self.runtime.store.accounts.count_rejected(account, error.reason)
+        return _problem(rejection_status(error.reason), str(error), NO_RETRY)
 
     async def signed_slack(self, account: str, headers: Mapping[str, str], body: bytes,
                            content_type: str) -> tuple[SlackAccount, dict[str, Any]] | Answer:
@@ -172,7 +173,7 @@ class ProviderWebhooks:
         if body is None:  # counted like any other request that never became a turn
             answer = self.webhooks.unavailable(found[2], found[1]) or \
                 await self.webhooks.rejected(found[2], RejectedRequest(
-                    "oversized", f"request body is larger than {MAX_BODY} bytes", status=413))
+                    "oversized", f"request body is larger than {MAX_BODY} bytes"))
         else:
             try:
                 answer = await handler(found[2], Headers(scope=scope), body)
