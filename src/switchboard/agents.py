@@ -11,13 +11,9 @@ from typing import Any
 
 import httpx
 
-from channels.messages import SwitchboardError
 from switchboard.config import AgentConfig
+from switchboard.errors import AgentError
 from switchboard.store import AgentResult
-
-
-class AgentError(SwitchboardError):
-    """The agent did not produce a reply; the message says why, for the turn's `error`."""
 
 
 @dataclass(frozen=True)
