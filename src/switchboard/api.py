@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from switchboard.api_sessions import api_message
+from switchboard.errors import NoSuchAgent, NoSuchTurn, SessionNotFound
 from switchboard.operators import Operator, operator_auth
 from switchboard.runtime import Runtime
 from switchboard.views import (
@@ -68,7 +69,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
     async def get_turn(turn_id: str) -> dict[str, Any]:
         story = await store.turns.story(turn_id)
         if story is None:
-            raise HTTPException(404, f"no turn {turn_id}")
+            raise NoSuchTurn(f"no turn {turn_id}")
         return turn_story_json(story)
 
     @router.get("/sessions", dependencies=[viewer])
@@ -88,8 +89,9 @@ def api_routes(runtime: Runtime) -> APIRouter:
             if value:
                 try:
                     filters[key] = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                except ValueError as error:
-                    raise HTTPException(400, f"bad filter or cursor: {error}") from None
+                except ValueError:
+                    raise HTTPException(400, f"{key}: {value!r} is not an ISO date or "
+                                        "time") from None
         page = await store.sessions.page(filters, cursor, limit)
         return {"sessions": [session_json(s) for s in page.items],
                 "next_cursor": page.next_cursor}
@@ -98,7 +100,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
     async def get_session(session_id: str) -> dict[str, Any]:
         session = await store.sessions.get(session_id)
         if session is None:
-            raise HTTPException(404, f"no session {session_id}")
+            raise SessionNotFound(f"no session {session_id}")
         return {**session_json(session),
                 "transcript": transcript_json(await store.sessions.transcript(session_id))}
 
@@ -149,7 +151,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
     async def start_session(agent: str, body: NewSessionBody,
                             who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
         if agent not in runtime.config.agents:
-            raise HTTPException(404, f"no agent named {agent!r}")
+            raise NoSuchAgent(f"no agent named {agent!r}")
         session = await store.sessions.open_for_api(agent, body.tag, body.user or who.name,
                                                     body.user_name or who.name)
         runtime.events.publish("session.created", {"session_id": session.id, "agent": agent,

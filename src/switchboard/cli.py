@@ -348,14 +348,14 @@ def inbox_provision(
     as_json: JsonOption = False,
 ) -> None:
     """Give an agent an email address on an email account's domain; prints the address."""
-    from switchboard.errors import InboxRefused
+    from switchboard.errors import InboxRefused, NoSuchAgent
     from switchboard.inboxes import provision
     from switchboard.views import inbox_json
 
     settings = _load(config, strict_env=False)
     try:
         inbox = _with_store(lambda s: provision(s, settings, agent, account, local_part))
-    except InboxRefused as error:
+    except (InboxRefused, NoSuchAgent) as error:
         err.print(str(error), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:

@@ -43,12 +43,24 @@ class BadCursor(SwitchboardError):
     """A listing cursor this API did not give out (edited, truncated, from another listing)."""
 
 
+class NotFound(SwitchboardError):
+    """What was asked for does not exist (a session's is `SessionNotFound`)."""
+
+
+class NoSuchTurn(NotFound):
+    """No turn has this id."""
+
+
+class NoSuchAgent(NotFound):
+    """No agent of the config has this name."""
+
+
+class NoSuchInbox(NotFound):
+    """No inbox was ever provisioned at this address."""
+
+
 class InboxRefused(SwitchboardError):
     """An inbox cannot be provisioned as asked (a bad local part, no such email account)."""
-
-
-class NoSuchAgent(InboxRefused):
-    """The agent an inbox is asked for does not exist."""
 
 
 class AddressTaken(InboxRefused):
@@ -57,6 +69,6 @@ class AddressTaken(InboxRefused):
 
 __all__ = [
     "ActionRefused", "AddressTaken", "AgentError", "BadCursor", "ConfigError", "InboxRefused",
-    "NoSuchAgent", "Problem", "SessionError", "SessionNotFound", "SwitchboardError",
-    "TransitionRefused",
+    "NoSuchAgent", "NoSuchInbox", "NoSuchTurn", "NotFound", "Problem", "SessionError",
+    "SessionNotFound", "SwitchboardError", "TransitionRefused",
 ]

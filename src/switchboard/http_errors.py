@@ -16,14 +16,14 @@ from switchboard.errors import (
     AddressTaken,
     BadCursor,
     InboxRefused,
-    NoSuchAgent,
+    NotFound,
     SessionNotFound,
     TransitionRefused,
 )
 
 STATUS: dict[type[Exception], int] = {
+    NotFound: 404,
     SessionNotFound: 404,
-    NoSuchAgent: 404,
     ActionRefused: 409,
     TransitionRefused: 409,
     AddressTaken: 409,

@@ -7,13 +7,13 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel
 
 from inbox.settings import EmailSettings
 from sessions.events import EventHub
 from switchboard.config import Config
-from switchboard.errors import AddressTaken, InboxRefused, NoSuchAgent
+from switchboard.errors import AddressTaken, InboxRefused, NoSuchAgent, NoSuchInbox
 from switchboard.store import Inbox, Store
 from switchboard.views import inbox_json
 
@@ -43,7 +43,7 @@ async def provision(store: Store, config: Config, agent: str, account: str | Non
 
     Without `account`, the only email account; without `local_part`, the agent's name, or
     `name-2`, `name-3`, … when that is taken. Naming a revoked address of the same agent
-    brings it back. Raises InboxRefused (NoSuchAgent, AddressTaken) saying why not.
+    brings it back. Raises NoSuchAgent, or InboxRefused (AddressTaken) saying why not.
     """
     if agent not in config.agents:
         raise NoSuchAgent(f"no agent named {agent!r}; agents are: "
@@ -108,7 +108,7 @@ def inbox_routes(store: Store, config: Config, events: EventHub,
     async def revoke_inbox(address: str) -> dict[str, Any]:
         inbox = await store.inboxes.revoke(address)
         if inbox is None:
-            raise HTTPException(404, f"no inbox {address}")
+            raise NoSuchInbox(f"no inbox {address}")
         events.publish("inbox.revoked", {"email_address": inbox.address,
                                           "agent": inbox.agent, "account": inbox.account})
         return inbox_json(inbox)

@@ -11,7 +11,7 @@ what a restart or a resume picks up again in `recovery.py`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,7 +66,7 @@ class Pipeline:
 
     # --- the acknowledged part: dedupe and record ------------------------------------------
 
-    async def receive(self, message: InboundMessage, extra: dict[str, Any] | None = None
+    async def receive(self, message: InboundMessage, extra: Mapping[str, Any] | None = None
                       ) -> Recorded:
         """Record the turn durably (or a duplicate of the original) and queue its journey.
 
