@@ -23,7 +23,7 @@ from switchboard import db
 from switchboard.clock import Clock
 from switchboard.config import SessionPolicy
 from switchboard.models import Session
-from switchboard.store import Store
+from switchboard.store import Store, create_engine
 
 
 async def fill(store: Store, count: int) -> None:
@@ -33,14 +33,14 @@ async def fill(store: Store, count: int) -> None:
              "user_id": f"U{i % 5000}", "user_name": "", "started_at": now,
              "last_activity_at": now, "turn_count": 1, "context": {}}
             for i in range(count)]
-    async with store.tx() as session:
+    async with store.db.tx() as session:
         for start in range(0, count, 5000):
             await session.exec(insert(Session), params=rows[start:start + 5000])
 
 
 async def timed(label: str, store: Store, policy: SessionPolicy) -> None:
     started = time.perf_counter()
-    moved = await store.sweep_policy("triager", policy)
+    moved = await store.sessions.sweep("triager", policy)
     elapsed = time.perf_counter() - started
     print(f"{label:<38} {len(moved):>8} sessions moved  {elapsed * 1000:>9.1f} ms")
 
@@ -52,7 +52,7 @@ async def main() -> None:
     args = parser.parse_args()
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/sweep.db"
     db.upgrade(url)
-    engine = db.create_engine(url)
+    engine = create_engine(url)
     clock = Clock()
     store = Store(engine, clock)
     policy = SessionPolicy(idle_timeout=timedelta(minutes=30), max_duration=timedelta(hours=4))
@@ -64,6 +64,7 @@ async def main() -> None:
     clock.advance(timedelta(minutes=31))
     await timed("sweep, every session ends", store, policy)
     await timed("sweep again, nothing left to do", store, policy)
+    store.close()
     await engine.dispose()
 
 

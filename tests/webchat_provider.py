@@ -21,13 +21,8 @@ from channels.adapter import (
     Turns,
     reply_in_thread,
 )
-from channels.messages import (
-    DeliveryError,
-    DeliveryReceipt,
-    InboundMessage,
-    OutboundMessage,
-    RejectedRequest,
-)
+from channels.errors import DeliveryError, RejectedRequest
+from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.payload import load_json
 
 
@@ -65,7 +60,7 @@ class WebchatAdapter:
     async def webhook(self, action: str, headers: Mapping[str, str], body: bytes) -> Turns:
         given = headers.get("x-webchat-token", "")
         if not hmac.compare_digest(given.encode(), self.settings.token.encode()):
-            raise RejectedRequest("bad_secret", "X-Webchat-Token does not match", status=403)
+            raise RejectedRequest("bad_secret", "X-Webchat-Token does not match")
         event = load_json(body)  # RejectedRequest (400) when it is not a JSON object
         try:
             message = InboundMessage(
@@ -75,7 +70,7 @@ class WebchatAdapter:
                 thread=str(event["thread"]) if event.get("thread") else None,
                 mentioned=True)
         except KeyError as missing:
-            raise RejectedRequest("malformed", f"the event has no {missing}", status=400) from None
+            raise RejectedRequest("malformed", f"the event has no {missing}") from None
         return Turns((message,))
 
     def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:

@@ -1,12 +1,7 @@
 """Provider adapters (Slack, Telegram) and binding rules."""
 
-from channels.messages import (
-    DeliveryError,
-    InboundMessage,
-    OutboundMessage,
-    RejectedRequest,
-    SwitchboardError,
-)
+from channels.errors import DeliveryError, RejectedRequest, SwitchboardError
+from channels.messages import InboundMessage, OutboundMessage
 from channels.rules import Binding, Match, NoMatch, match
 
 __all__ = [

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from channels.messages import InboundMessage, RejectedRequest
+from channels.errors import RejectedRequest
+from channels.messages import InboundMessage
 from channels.text import clean_text
 
 MAX_DEPTH = 64  # Slack's Block Kit and Telegram's replies nest about a dozen levels
@@ -119,7 +120,7 @@ def parse(model: type[M], data: Any, where: str = "") -> M:
 
 
 def _malformed(message: str) -> RejectedRequest:
-    return RejectedRequest("malformed", message, status=400)
+    return RejectedRequest("malformed", message)
 
 
 _SHOULD_BE = {

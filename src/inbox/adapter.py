@@ -17,13 +17,8 @@ from email.errors import MessageError
 from typing import Any
 
 from channels.adapter import Services, WebhookResult, reply_in_thread
-from channels.messages import (
-    DeliveryError,
-    DeliveryReceipt,
-    InboundMessage,
-    OutboundMessage,
-    RejectedRequest,
-)
+from channels.errors import DeliveryError, RejectedRequest
+from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from inbox.auth import check_sender, reply_address
 from inbox.automatic import auto_reply_reason
 from inbox.dns import txt_lookup
@@ -64,7 +59,7 @@ class EmailAdapter:
 
     async def webhook(self, action: str, headers: Mapping[str, str],
                       body: bytes) -> WebhookResult:
-        raise RejectedRequest("malformed", "email arrives by SMTP, not by webhook", status=404)
+        raise RejectedRequest("malformed", "email arrives by SMTP, not by webhook")
 
     # --- inbound ---------------------------------------------------------------------------
 

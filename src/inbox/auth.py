@@ -13,18 +13,14 @@ from fnmatch import fnmatchcase
 import authres
 import dkim
 
-from channels.messages import SwitchboardError
-from inbox.dns import DnsFunc, KeyUnavailable, txt_lookup
+from inbox.dns import DnsFunc, txt_lookup
+from inbox.errors import KeyUnavailable, SenderCheckDeferred
 from inbox.parse import ParsedEmail
 
 log = logging.getLogger(__name__)
 
 AUTH_MODES: tuple[str, ...] = ("none", "authentication-results", "dkim")
 
-
-class SenderCheckDeferred(SwitchboardError):
-    """The sender cannot be checked now (a DKIM key did not come: DNS timeout, SERVFAIL); the
-    sending MTA should retry, as a later lookup may well succeed."""
 
 
 def check_sender(

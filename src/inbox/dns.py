@@ -16,13 +16,10 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from channels.messages import SwitchboardError
+from inbox.errors import KeyUnavailable
 
 DnsFunc = Callable[..., bytes | None]
 
-
-class KeyUnavailable(SwitchboardError):
-    """A DKIM key lookup got no answer now (timeout, SERVFAIL, no resolver): retry later."""
 
 
 def parse_resolver(text: str) -> tuple[str, int]:

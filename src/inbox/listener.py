@@ -14,7 +14,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.adapter import Services
 from inbox.adapter import EmailAdapter
-from inbox.parse import MalformedEmail, parse_email
+from inbox.errors import MalformedEmail
+from inbox.parse import parse_email
 from inbox.provider import MailDirectory
 from inbox.settings import SmtpSettings
 from inbox.smtp import InboxHandler, SessionLimits, start_smtp_server

@@ -14,7 +14,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 import aiosmtplib
 
-from channels.messages import DeliveryError
+from channels.errors import DeliveryError
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 import html_text
 
-from channels.messages import InboundMessage, SwitchboardError
+from channels.messages import InboundMessage
 from inbox.automatic import LOOP_HEADERS
 from inbox.decoding import POLICY, decode_text_part, header_text
+from inbox.errors import MalformedEmail
 from inbox.quotes import strip_quoted
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,6 @@ _REPORT_PARTS = {
     "message/disposition-notification": "disposition-notification",
 }
 
-
-class MalformedEmail(SwitchboardError):
-    """Bytes that cannot be read as an email at all (empty, no header fields, unparsable)."""
 
 
 @dataclass(frozen=True)

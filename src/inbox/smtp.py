@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
-from inbox.auth import SenderCheckDeferred
-from inbox.parse import MalformedEmail
+from inbox.errors import MalformedEmail, SenderCheckDeferred
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from channels.adapter import AccountAdapter, Listener, Provider, Services
-from channels.messages import StartFailed
+from channels.errors import StartFailed
 from switchboard.config import Config
 
 log = logging.getLogger(__name__)

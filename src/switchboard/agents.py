@@ -11,14 +11,11 @@ from typing import Any
 
 import httpx
 
-from channels.messages import RejectedRequest, SwitchboardError
+from channels.errors import RejectedRequest
 from channels.payload import storable, storable_text
 from switchboard.config import AgentConfig
+from switchboard.errors import AgentError
 from switchboard.store import AgentResult
-
-
-class AgentError(SwitchboardError):
-    """The agent did not produce a reply; the message says why, for the turn's `error`."""
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,27 @@
 
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from channels.adapter import Provider, capability_names
-from sessions import TransitionRefused
 from switchboard.api_sessions import api_message
-from switchboard.config import Config
+from switchboard.errors import NoSuchAgent, NoSuchTurn, SessionNotFound
 from switchboard.operators import Operator, operator_auth
 from switchboard.runtime import Runtime
-from switchboard.store import ActionRefused, SessionNotFound
+from switchboard.views import (
+    account_rows,
+    audit_json,
+    provider_rows,
+    session_json,
+    transcript_json,
+    turn_json,
+    turn_story_json,
+)
 
 
 class TransferBody(BaseModel):
@@ -38,41 +45,9 @@ class MessageBody(BaseModel):
     wait: float = Field(default=30.0, ge=0, le=300)
 
 
-def account_rows(config: Config, errors: Mapping[str, str], health: dict[str, dict[str, Any]],
-                 providers: Mapping[str, Provider] | None = None) -> list[dict[str, Any]]:
-    """Each configured account with its health (and its provider's capabilities, when the
-    registry is given), for the API and `switchboard accounts`."""
-    rows = []
-    for name, settings in config.accounts.items():
-        seen = health.get(name, {})
-        disabled = config.disabled.get(name)
-        error = errors.get(name)
-        provider = providers.get(settings.provider) if providers is not None else None
-        rows.append({
-            "name": name, "provider": settings.provider, "enabled": disabled is None,
-            "disabled_reason": disabled,
-            "status": "disabled" if disabled else ("failing" if error else "connected"),
-            "error": error,
-            "last_inbound_at": seen.get("last_inbound_at"),
-            "last_outbound_at": seen.get("last_outbound_at"),
-            "last_error": seen.get("last_error"), "last_error_at": seen.get("last_error_at"),
-            "rejected": seen.get("rejected", {}),
-            **({"capabilities": capability_names(provider.capabilities)} if provider else {}),
-        })
-    return rows
-
-
-def provider_rows(providers: Mapping[str, Provider]) -> list[dict[str, Any]]:
-    """The providers this process speaks (and `api`, sessions opened through this API), for
-    the console's filters: name, capabilities and webhook actions."""
-    rows = [{"name": p.name, "description": p.description,
-             "capabilities": capability_names(p.capabilities),
-             "webhook_actions": list(p.webhook_actions)} for p in providers.values()]
-    return [*rows, {"name": "api", "description": "sessions opened through the operator API",
-                    "capabilities": [], "webhook_actions": []}]
-
-
 def api_routes(runtime: Runtime) -> APIRouter:
+    """The operator API. Domain errors raised here (no such session, a refused action, a bad
+    cursor) are answered by `http_errors`, with one status per kind."""
     needs = operator_auth(runtime.operator)
     viewer = Depends(needs("viewer"))
     router = APIRouter(prefix="/api", tags=["operators"])
@@ -87,18 +62,15 @@ def api_routes(runtime: Runtime) -> APIRouter:
     ) -> dict[str, Any]:
         filters = {"status": status, "provider": provider, "account": account, "agent": agent,
                    "session_id": session_id, "binding": binding, "conversation": conversation}
-        try:
-            turns, next_cursor = await store.list_turns(filters, cursor, limit, search=q)
-        except ValueError:
-            raise HTTPException(400, "cursor is not one this API gave out") from None
-        return {"turns": turns, "next_cursor": next_cursor}
+        page = await store.turns.page(filters, cursor, limit, search=q)
+        return {"turns": [turn_json(t) for t in page.items], "next_cursor": page.next_cursor}
 
     @router.get("/turns/{turn_id}", dependencies=[viewer])
     async def get_turn(turn_id: str) -> dict[str, Any]:
-        turn = await store.get_turn(turn_id)
-        if turn is None:
-            raise HTTPException(404, f"no turn {turn_id}")
-        return turn
+        story = await store.turns.story(turn_id)
+        if story is None:
+            raise NoSuchTurn(f"no turn {turn_id}")
+        return turn_story_json(story)
 
     @router.get("/sessions", dependencies=[viewer])
     async def list_sessions(
@@ -108,43 +80,37 @@ def api_routes(runtime: Runtime) -> APIRouter:
         include_archived: bool = False, cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
-        from datetime import datetime
-
         filters: dict[str, Any] = {"agent": agent, "state": state, "user": user,
                                    "source": source, "tag": tag, "account": account,
                                    "include_archived": include_archived,
                                    "archive_after": runtime.config.sessions.auto_archive_after}
-        try:
-            for key, value in (("started_after", started_after),
-                               ("started_before", started_before)):
-                if value:
+        for key, value in (("started_after", started_after),
+                           ("started_before", started_before)):
+            if value:
+                try:
                     filters[key] = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            sessions, next_cursor = await store.list_sessions(filters, cursor, limit)
-        except ValueError as error:
-            raise HTTPException(400, f"bad filter or cursor: {error}") from None
-        return {"sessions": sessions, "next_cursor": next_cursor}
+                except ValueError:
+                    raise HTTPException(400, f"{key}: {value!r} is not an ISO date or "
+                                        "time") from None
+        page = await store.sessions.page(filters, cursor, limit)
+        return {"sessions": [session_json(s) for s in page.items],
+                "next_cursor": page.next_cursor}
 
     @router.get("/sessions/{session_id}", dependencies=[viewer])
     async def get_session(session_id: str) -> dict[str, Any]:
-        from switchboard.store import session_dict
-
-        row = await store.session_row(session_id)
-        if row is None:
-            raise HTTPException(404, f"no session {session_id}")
-        return {**session_dict(row), "transcript": await store.transcript(session_id)}
+        session = await store.sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id}")
+        return {**session_json(session),
+                "transcript": transcript_json(await store.sessions.transcript(session_id))}
 
     operator = needs("operator")
     admin = needs("admin")
 
-    async def act(work: Any) -> dict[str, Any]:
-        try:
-            return {"ok": True, "message": await work}
-        except SessionNotFound as error:
-            raise HTTPException(404, str(error)) from None
-        except (ActionRefused, TransitionRefused) as error:
-            raise HTTPException(409, str(error)) from None
+    async def act(work: Awaitable[str]) -> dict[str, Any]:
+        return {"ok": True, "message": await work}
 
-    controls = runtime.pipeline.controls
+    controls = runtime.controls
 
     @router.post("/sessions/{session_id}/pause")
     async def pause(session_id: str, who: Annotated[Operator, Depends(operator)]
@@ -179,35 +145,28 @@ def api_routes(runtime: Runtime) -> APIRouter:
 
     @router.get("/audit", dependencies=[Depends(admin)])
     async def audit() -> dict[str, Any]:
-        return {"entries": await store.audit_log()}
+        return {"entries": audit_json(await store.audit.entries())}
 
     @router.post("/agents/{agent}/sessions", status_code=201)
     async def start_session(agent: str, body: NewSessionBody,
                             who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
         if agent not in runtime.config.agents:
-            raise HTTPException(404, f"no agent named {agent!r}")
-        row = await store.create_api_session(agent, body.tag, body.user or who.name,
-                                             body.user_name or who.name)
-        runtime.events.publish("session.created", {"session_id": row.id, "agent": agent,
+            raise NoSuchAgent(f"no agent named {agent!r}")
+        session = await store.sessions.open_for_api(agent, body.tag, body.user or who.name,
+                                                    body.user_name or who.name)
+        runtime.events.publish("session.created", {"session_id": session.id, "agent": agent,
                                                    "source": "api"})
-        from switchboard.store import session_dict
-
-        return session_dict(row)
+        return session_json(session)
 
     @router.post("/sessions/{session_id}/messages")
     async def send_message(session_id: str, body: MessageBody,
                            who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
-        try:
-            return await api_message(runtime.pipeline, session_id, body.text, who.name,
-                                     wait=body.wait)
-        except SessionNotFound as error:
-            raise HTTPException(404, str(error)) from None
-        except ActionRefused as error:
-            raise HTTPException(409, str(error)) from None
+        return await api_message(runtime.pipeline, session_id, body.text, who.name,
+                                 wait=body.wait)
 
     @router.get("/accounts", dependencies=[viewer])
     async def accounts() -> dict[str, Any]:
-        health = await store.account_health()
+        health = await store.accounts.health()
         return {"accounts": account_rows(runtime.config, runtime.account_errors, health,
                                          runtime.providers)}
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from channels.adapter import reply_in_thread
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
+from switchboard.errors import ActionRefused, SessionNotFound
 from switchboard.models import new_id
-from switchboard.pipeline import Pipeline
-from switchboard.store import ActionRefused, SessionNotFound
+from switchboard.pipeline import API, Pipeline
+from switchboard.views import turn_story_json
 
 
 class TranscriptOnly:
@@ -27,31 +28,30 @@ async def api_message(pipeline: Pipeline, session_id: str, text: str, actor: str
     """A message into an API session: the same turn, transcript and agent as a provider's,
     delivered into the transcript only. Waits up to `wait` seconds for the reply."""
     store = pipeline.store
-    session = await store.session_row(session_id)
+    session = await store.sessions.get(session_id)
     if session is None:
         raise SessionNotFound(f"no session {session_id}")
     if session.state == "ended":
         raise ActionRefused(f"session {session_id} is ended; start a new one")
-    message = InboundMessage(provider="api", account="api", event_id=new_id("evt"),
+    message = InboundMessage(provider=API, account=API, event_id=new_id("evt"),
                              conversation=session_id, kind="dm",
                              sender=session.user_id or actor, sender_name=actor, text=text)
-    recorded = await store.record_turn(message, {"text": text, "actor": actor})
+    recorded = await store.turns.record(message, {"text": text, "actor": actor})
     turn_id = recorded.turn_id
     reason = f"sent through the API to session {session_id} by {actor}"
-    await store.update_turn(turn_id, "routed", {"reason": reason}, agent=session.agent,
-                            session_id=session_id, route_reason=reason)
-    pipeline.events.publish("turn.received", {"turn_id": turn_id, "provider": "api",
+    await store.turns.update(turn_id, "routed", {"reason": reason}, agent=session.agent,
+                             session_id=session_id, route_reason=reason)
+    pipeline.events.publish("turn.received", {"turn_id": turn_id, "provider": API,
                                               "session_id": session_id})
     if session.state == "paused":
         await pipeline.hold(turn_id, message, session_id)
     else:
-        pipeline.spawn(pipeline.answer_in_session(turn_id, message, session_id))
+        pipeline.tasks.spawn(pipeline.answer_in_session(turn_id, message, session_id))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
-        turn = await store.get_turn(turn_id)
-        assert turn is not None
-        if turn["status"] != "pending" or loop.time() >= deadline:
-            return turn
+        story = await store.turns.story(turn_id)
+        assert story is not None
+        if story.turn.status != "pending" or loop.time() >= deadline:
+            return turn_story_json(story)
         await asyncio.sleep(0.05)
-

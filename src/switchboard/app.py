@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.console import console_routes
+from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
 from switchboard.runtime import Runtime
@@ -34,6 +35,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     app = FastAPI(title="Switchboard", version=__version__, lifespan=lifespan)
     app.state.runtime = runtime
+    install_error_answers(app)
     webhooks = Webhooks(providers=runtime.providers, config=runtime.config,
                         adapters=runtime.adapters, record=runtime.pipeline.receive,
                         note_rejected=runtime.services.note_rejected)
@@ -57,7 +59,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             raise HTTPException(401, "/metrics needs Authorization: Bearer <metrics_token>"
                                 + (" or an operator token" if runtime.config.metrics_operators
                                    else ""), headers={"WWW-Authenticate": "Bearer"})
-        runtime.metrics.outbox_depth.set(await runtime.store.outbox_depth())
+        runtime.metrics.outbox_depth.set(await runtime.store.outbox.depth())
         return PlainTextResponse(runtime.metrics.render(),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -16,11 +16,13 @@ from rich.table import Table
 
 from switchboard import db
 from switchboard.cli_providers import add_provider_commands
-from switchboard.config import Config, ConfigError, load_config
+from switchboard.config import Config, load_config
+from switchboard.errors import ConfigError
 from switchboard.providers import PROVIDERS
 
 if TYPE_CHECKING:
     from switchboard.controls import SessionControls
+    from switchboard.store import Store
 
 T = TypeVar("T")
 app = typer.Typer(help="Connect agents to chat apps and email, and record every turn.",
@@ -47,18 +49,20 @@ def _load(path: str, *, strict_env: bool) -> Config:
         raise typer.Exit(1) from None
 
 
-def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
+def _with_store(work: Callable[[Store], Awaitable[T]]) -> T:
     """Run one query against the configured database (after bringing its schema up to date)."""
     from switchboard.clock import Clock
-    from switchboard.store import Store
+    from switchboard.store import Store, create_engine
 
     db.upgrade()
 
     async def run() -> T:
-        engine = db.create_engine()
+        engine = create_engine()
+        store = Store(engine, Clock())
         try:
-            return await work(Store(engine, Clock()))
+            return await work(store)
         finally:
+            store.close()
             await engine.dispose()
 
     return asyncio.run(run())
@@ -135,7 +139,10 @@ def turns_list(
     """Newest turns first, with the API's filters."""
     filters = {"status": status, "provider": provider, "account": account, "agent": agent,
                "session_id": session_id}
-    turns, next_cursor = _with_store(lambda s: s.list_turns(filters, cursor, limit))
+    from switchboard.views import turn_json
+
+    page = _with_store(lambda s: s.turns.page(filters, cursor, limit))
+    turns, next_cursor = [turn_json(t) for t in page.items], page.next_cursor
     if as_json:
         _print_json({"turns": turns, "next_cursor": next_cursor})
         return
@@ -154,10 +161,13 @@ def turns_list(
 @turns_app.command("show")
 def turns_show(turn_id: str, as_json: JsonOption = False) -> None:
     """The whole story of one turn: fields and timeline."""
-    turn = _with_store(lambda s: s.get_turn(turn_id))
-    if turn is None:
+    from switchboard.views import turn_story_json
+
+    story = _with_store(lambda s: s.turns.story(turn_id))
+    if story is None:
         err.print(f"no turn {turn_id}")
         raise typer.Exit(1)
+    turn = turn_story_json(story)
     if as_json:
         _print_json(turn)
         return
@@ -188,6 +198,8 @@ def sessions_list(
     from datetime import datetime
     from pathlib import Path
 
+    from switchboard.views import session_json
+
     filters: dict[str, Any] = {"agent": agent, "state": state, "user": user, "source": source,
                                "tag": tag, "include_archived": include_archived}
     if Path(config).exists():
@@ -199,7 +211,8 @@ def sessions_list(
             except ValueError:
                 err.print(f"--{key.replace('_', '-')}: {value!r} is not an ISO date or time")
                 raise typer.Exit(1) from None
-    sessions, next_cursor = _with_store(lambda s: s.list_sessions(filters, cursor, limit))
+    page = _with_store(lambda s: s.sessions.page(filters, cursor, limit))
+    sessions, next_cursor = [session_json(s) for s in page.items], page.next_cursor
     if as_json:
         _print_json({"sessions": sessions, "next_cursor": next_cursor})
         return
@@ -214,13 +227,14 @@ def sessions_list(
 @sessions_app.command("show")
 def sessions_show(session_id: str, as_json: JsonOption = False) -> None:
     """One session with its transcript."""
-    from switchboard.store import session_dict
+    from switchboard.views import session_json, transcript_json
 
-    async def load(store: Any) -> dict[str, Any] | None:
-        row = await store.session_row(session_id)
-        if row is None:
+    async def load(store: Store) -> dict[str, Any] | None:
+        found = await store.sessions.get(session_id)
+        if found is None:
             return None
-        return {**session_dict(row), "transcript": await store.transcript(session_id)}
+        return {**session_json(found),
+                "transcript": transcript_json(await store.sessions.transcript(session_id))}
 
     session = _with_store(load)
     if session is None:
@@ -248,7 +262,7 @@ def _session_action(action: Callable[[SessionControls], Awaitable[str]],
     from switchboard.controls import SessionControls
     from switchboard.models import new_id
 
-    async def work(store: Any) -> str:
+    async def work(store: Store) -> str:
         return await action(SessionControls(store, EventHub(), origin=new_id("cli"),
                                             agents=config.agents if config else {}))
 
@@ -295,12 +309,12 @@ def sessions_delete(session_id: str) -> None:
 @app.command()
 def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False) -> None:
     """Each account's health: enabled, last traffic, last error, rejected requests."""
-    from switchboard.api import account_rows
     from switchboard.redact import Redactor
+    from switchboard.views import account_rows
 
     settings = _load(config, strict_env=False)
     redact = Redactor.from_config(settings, db.database_url())
-    rows = account_rows(settings, {}, _with_store(lambda s: s.account_health()))
+    rows = account_rows(settings, {}, _with_store(lambda s: s.accounts.health()))
     if as_json:
         _print_json({"accounts": rows}, redact)
         return
@@ -334,27 +348,28 @@ def inbox_provision(
     as_json: JsonOption = False,
 ) -> None:
     """Give an agent an email address on an email account's domain; prints the address."""
-    from switchboard.inboxes import InboxRefused, provision
-    from switchboard.store.inboxes import inbox_dict
+    from switchboard.errors import InboxRefused, NoSuchAgent
+    from switchboard.inboxes import provision
+    from switchboard.views import inbox_json
 
     settings = _load(config, strict_env=False)
     try:
-        row = _with_store(lambda s: provision(s, settings, agent, account, local_part))
-    except InboxRefused as error:
+        inbox = _with_store(lambda s: provision(s, settings, agent, account, local_part))
+    except (InboxRefused, NoSuchAgent) as error:
         err.print(str(error), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
-        _print_json(inbox_dict(row))
+        _print_json(inbox_json(inbox))
         return
-    console.print(row.address, highlight=False, soft_wrap=True)
+    console.print(inbox.address, highlight=False, soft_wrap=True)
 
 
 @inbox_app.command("list")
 def inbox_list(as_json: JsonOption = False) -> None:
     """Every provisioned address, revoked ones included."""
-    from switchboard.store.inboxes import inbox_dict
+    from switchboard.views import inbox_json
 
-    inboxes = [inbox_dict(row) for row in _with_store(lambda s: s.list_inboxes())]
+    inboxes = [inbox_json(inbox) for inbox in _with_store(lambda s: s.inboxes.all())]
     if as_json:
         _print_json({"inboxes": inboxes})
         return
@@ -369,11 +384,11 @@ def inbox_list(as_json: JsonOption = False) -> None:
 @inbox_app.command("revoke")
 def inbox_revoke(address: str) -> None:
     """Refuse mail to the address from now on (it is never handed to anyone else)."""
-    row = _with_store(lambda s: s.revoke_inbox(address))
-    if row is None:
+    inbox = _with_store(lambda s: s.inboxes.revoke(address))
+    if inbox is None:
         err.print(f"no inbox {address}", highlight=False)
         raise typer.Exit(1)
-    console.print(f"{row.address} is revoked; mail to it is refused with 550", highlight=False)
+    console.print(f"{inbox.address} is revoked; mail to it is refused with 550", highlight=False)
 
 
 def main() -> None:

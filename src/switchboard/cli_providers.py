@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from channels.adapter import AccountCommand, Provider
-from channels.messages import CommandFailed
+from channels.errors import CommandFailed
 from switchboard.config import Config
 
 

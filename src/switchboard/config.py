@@ -15,9 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from channels.adapter import AccountSettings, Provider
-from channels.messages import SwitchboardError
 from channels.rules import Binding
 from channels.units import Duration, Size, Timeout, parse_duration, parse_size
+from switchboard.errors import ConfigError, Problem
 from switchboard.providers import PROVIDERS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -112,25 +112,6 @@ def _document_model(providers: Mapping[str, Provider]) -> type[_DocumentBase]:
                          accounts=(dict[str, account], {}), **sections)
     _MODELS[key] = model
     return model
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the config, where it is and what to do."""
-
-    file: str
-    line: int
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.key}: {self.message}"
-
-
-class ConfigError(SwitchboardError):
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

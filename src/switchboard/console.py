@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 
 from channels.messages import InboundMessage
 from channels.rules import Match, match
-from switchboard.api import account_rows
 from switchboard.operators import Operator, operator_auth
 from switchboard.runtime import Runtime
+from switchboard.views import account_rows
 
 ASSETS = "console_assets"
 _ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|png|ico)$")
@@ -100,7 +100,7 @@ def console_routes(runtime: Runtime) -> APIRouter:
 
     @router.get("/api/bindings", tags=["operators"], dependencies=[Depends(viewer)])
     async def bindings() -> dict[str, Any]:
-        health = await runtime.store.account_health()
+        health = await runtime.store.accounts.health()
         return {"bindings": binding_rows(runtime), "agents": agent_rows(runtime),
                 "accounts": account_rows(runtime.config, runtime.account_errors, health,
                                          runtime.providers)}
@@ -118,7 +118,7 @@ def console_routes(runtime: Runtime) -> APIRouter:
                                  mentioned=body.mentioned)
         replied = body.replied_in_thread
         if replied is None and message.thread:  # what the pipeline would look up
-            found = await runtime.store.bindings_replied_in_thread(
+            found = await runtime.store.turns.bindings_replied_in_thread(
                 message.account, message.conversation, message.thread)
             replied = list(found)
         decision = match(message, runtime.config.bindings, frozenset(replied or ()))

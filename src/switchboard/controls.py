@@ -36,12 +36,12 @@ class SessionControls:
 
     async def _announce(self, name: str, data: dict[str, Any]) -> None:
         self.events.publish(name, data)
-        await self.store.share_event(self.origin, name, data)
+        await self.store.live.share(self.origin, name, data)
 
     async def _move(self, session_id: str, target: str, cause: str, actor: str,
                     transfer_to: str | None = None) -> StateChange | None:
-        moved = await self.store.change_state(session_id, target, cause=cause, actor=actor,
-                                              transfer_to=transfer_to)
+        moved = await self.store.sessions.change_state(session_id, target, cause=cause,
+                                                       actor=actor, transfer_to=transfer_to)
         if moved:
             await self._announce("session.state_changed", moved.event())
         return moved
@@ -66,7 +66,7 @@ class SessionControls:
         if agent not in self.agents:
             raise ActionRefused(f"no agent named {agent!r}; agents are: "
                                 f"{', '.join(self.agents)}")
-        row = await self.store.session_row(session_id)
+        row = await self.store.sessions.get(session_id)
         if row is None:
             raise SessionNotFound(f"no session {session_id}")
         if row.agent == agent:
@@ -79,26 +79,26 @@ class SessionControls:
                 "conversation opens a session of that agent")
 
     async def delete(self, session_id: str, actor: str) -> str:
-        await self.store.delete_session(session_id, actor)
+        await self.store.sessions.delete(session_id, actor)
         await self._announce("session.deleted", {"session_id": session_id, "actor": actor})
         return f"session {session_id} is deleted (recorded in the audit log)"
 
     async def set_model(self, session_id: str, model: str | None, actor: str) -> str:
-        row = await self.store.session_row(session_id)
+        row = await self.store.sessions.get(session_id)
         if row is None:
             raise SessionNotFound(f"no session {session_id}")
         agent = self.agents.get(row.agent)
         if agent is not None and not agent.allow_model_override:
             raise ActionRefused(f"agent {row.agent} does not allow a per-session model "
                                 "(allow_model_override: false)")
-        await self.store.set_model_override(session_id, model, actor)
+        await self.store.sessions.set_model(session_id, model, actor)
         return f"session {session_id} now uses model {model or 'the default route'}"
 
     async def user_command(self, command: str, *, agent: str, scope: str, user: str,
                            prefix: bool = False) -> str:
         """`/end` ends the person's session; `/new` ends it so the next message starts fresh."""
-        row = await self.store.find_open(agent, scope, user=user if prefix else None,
-                                         prefix=prefix)
+        row = await self.store.sessions.find_open(agent, scope, user=user if prefix else None,
+                                                  prefix=prefix)
         if row is None:
             if command == "new":
                 return "Your next message starts a new conversation."

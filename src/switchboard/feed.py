@@ -62,19 +62,19 @@ class EventFeed:
 
     async def start(self) -> None:
         """Begin after what is already there: a new process streams what happens from now."""
-        self.cursor = IdCursor(await self.store.last_shared_event())
+        self.cursor = IdCursor(await self.store.live.last_id())
 
     async def poll(self) -> int:
         """Publish what other processes shared since the last poll; how many events."""
         assert self.cursor is not None, "start() first"
         cursor = self.cursor
-        rows = await self.store.shared_events(cursor.last, cursor.late)
+        rows = await self.store.live.after(cursor.last, cursor.late)
         now = time.monotonic()
         fresh = set(cursor.take([row.id for row in rows], now))
         published = 0
         for row in rows:
             if row.id in fresh and row.origin != self.origin:
-                self.hub.publish(row.name, dict(row.data or {}))
+                self.hub.publish(row.name, row.data)
                 published += 1
         await self._prune(now)
         return published
@@ -87,7 +87,7 @@ class EventFeed:
         while self._read and self._read[0][0] <= now - self.keep:
             up_to = self._read.popleft()[1]
         if up_to:
-            await self.store.prune_shared_events(up_to)
+            await self.store.live.prune(up_to)
 
     async def run(self) -> None:
         """Poll forever (a background task of `serve`)."""

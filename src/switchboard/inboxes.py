@@ -7,26 +7,17 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel
 
-from channels.messages import SwitchboardError
 from inbox.settings import EmailSettings
 from sessions.events import EventHub
 from switchboard.config import Config
-from switchboard.models import InboxAddress
-from switchboard.store import Store
-from switchboard.store.inboxes import AddressTaken, inbox_dict
+from switchboard.errors import AddressTaken, InboxRefused, NoSuchAgent, NoSuchInbox
+from switchboard.store import Inbox, Store
+from switchboard.views import inbox_json
 
 _LOCAL_PART = re.compile(r"^[a-z0-9._+-]{1,64}$")
-
-
-class InboxRefused(SwitchboardError):
-    """Provisioning cannot be done as asked; `status` is the HTTP status that says so."""
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def check_local_part(local_part: str) -> str:
@@ -47,16 +38,16 @@ def default_local_part(agent: str) -> str:
 
 
 async def provision(store: Store, config: Config, agent: str, account: str | None = None,
-                    local_part: str | None = None) -> InboxAddress:
+                    local_part: str | None = None) -> Inbox:
     """A new inbox address for `agent` on an email account's domain.
 
     Without `account`, the only email account; without `local_part`, the agent's name, or
     `name-2`, `name-3`, … when that is taken. Naming a revoked address of the same agent
-    brings it back.
+    brings it back. Raises NoSuchAgent, or InboxRefused (AddressTaken) saying why not.
     """
     if agent not in config.agents:
-        raise InboxRefused(f"no agent named {agent!r}; agents are: "
-                           f"{', '.join(config.agents) or 'none'}", status=404)
+        raise NoSuchAgent(f"no agent named {agent!r}; agents are: "
+                          f"{', '.join(config.agents) or 'none'}")
     choices = {n: s for n, s in config.accounts.items() if isinstance(s, EmailSettings)}
     if account is None:
         if not choices:
@@ -74,19 +65,18 @@ async def provision(store: Store, config: Config, agent: str, account: str | Non
     if local_part is not None:
         address = f"{check_local_part(local_part)}@{domain}"
         try:
-            return await store.provision_inbox(address, agent, account, revive=True)
+            return await store.inboxes.provision(address, agent, account, revive=True)
         except AddressTaken:
-            raise InboxRefused(f"{address} is already provisioned (or was revoked from "
-                               "another agent); choose another local part", status=409) from None
+            raise AddressTaken(f"{address} is already provisioned (or was revoked from "
+                               "another agent); choose another local part") from None
     base = default_local_part(agent)
     for number in range(1, 1000):
         candidate = base if number == 1 else f"{base}-{number}"
         try:
-            return await store.provision_inbox(f"{candidate}@{domain}", agent, account)
+            return await store.inboxes.provision(f"{candidate}@{domain}", agent, account)
         except AddressTaken:
             continue
-    raise InboxRefused(f"every {base}-N address on {domain} is taken; give a local part",
-                       status=409)
+    raise AddressTaken(f"every {base}-N address on {domain} is taken; give a local part")
 
 
 class InboxBody(BaseModel):
@@ -105,28 +95,25 @@ def inbox_routes(store: Store, config: Config, events: EventHub,
     async def provision_inbox(agent: str, body: Annotated[InboxBody | None, Body()] = None
                               ) -> dict[str, Any]:
         body = body or InboxBody()
-        try:
-            row = await provision(store, config, agent, body.account, body.local_part)
-        except InboxRefused as error:
-            raise HTTPException(error.status, str(error)) from None
-        events.publish("inbox.provisioned", {"email_address": row.address,
-                                                     "agent": agent, "account": row.account})
-        return inbox_dict(row)
+        inbox = await provision(store, config, agent, body.account, body.local_part)
+        events.publish("inbox.provisioned", {"email_address": inbox.address,
+                                             "agent": agent, "account": inbox.account})
+        return inbox_json(inbox)
 
     @router.get("/inboxes", dependencies=[Depends(needs("viewer"))])
     async def list_inboxes() -> dict[str, Any]:
-        return {"inboxes": [inbox_dict(row) for row in await store.list_inboxes()]}
+        return {"inboxes": [inbox_json(inbox) for inbox in await store.inboxes.all()]}
 
     @router.delete("/inboxes/{address}", dependencies=[Depends(needs("operator"))])
     async def revoke_inbox(address: str) -> dict[str, Any]:
-        row = await store.revoke_inbox(address)
-        if row is None:
-            raise HTTPException(404, f"no inbox {address}")
-        events.publish("inbox.revoked", {"email_address": row.address,
-                                                 "agent": row.agent, "account": row.account})
-        return inbox_dict(row)
+        inbox = await store.inboxes.revoke(address)
+        if inbox is None:
+            raise NoSuchInbox(f"no inbox {address}")
+        events.publish("inbox.revoked", {"email_address": inbox.address,
+                                          "agent": inbox.agent, "account": inbox.account})
+        return inbox_json(inbox)
 
     return router
 
 
-__all__ = ["InboxRefused", "check_local_part", "default_local_part", "inbox_routes", "provision"]
+__all__ = ["check_local_part", "default_local_part", "inbox_routes", "provision"]

@@ -1,4 +1,5 @@
-"""The tables. Only `store.py` queries them; everything else sees plain objects."""
+"""The tables. Only `store/` queries them; everything else sees the frozen records of
+`store/records.py`."""
 
 from __future__ import annotations
 

@@ -37,11 +37,11 @@ class Operators:
         for op in config.operators:
             if op.token:
                 self._by_hash[token_hash(op.token)] = Operator(op.name, op.role)
-        for row in await store.generated_tokens():
+        for row in await store.tokens.generated():
             self._by_hash[row.token_hash] = Operator(row.name, row.role)
         if not self._by_hash:
             token = "sb_" + secrets.token_urlsafe(24)
-            await store.add_generated_token("admin", "admin", token)
+            await store.tokens.add("admin", "admin", token)
             self._by_hash[token_hash(token)] = Operator("admin", "admin")
             print("\n  No operator token is configured, so an admin token was created.\n"
                   f"  It is shown only this once; only its hash is stored:\n\n    {token}\n",

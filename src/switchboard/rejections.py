@@ -2,9 +2,9 @@
 
 A flood of forged webhooks must cost a dictionary update per request, not a database write and
 a log line each (which held one process to a few hundred rejections a second and filled the
-log). The store adds these counts to the database every second or so (`Store.flush_rejected`,
-an additive upsert, so processes sharing a database add up), and the runtime logs one summary
-line per interval. `bench/rejections.py` measures it.
+log). The store adds these counts to the database every second or so
+(`AccountStore.flush_rejected`, an additive upsert, so processes sharing a database add up),
+and the runtime logs one summary line per interval. `bench/rejections.py` measures it.
 """
 
 from __future__ import annotations

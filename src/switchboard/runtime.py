@@ -27,17 +27,19 @@ from switchboard.api_sessions import TranscriptOnly
 from switchboard.clock import Clock
 from switchboard.config import Config
 from switchboard.controls import SessionControls
-from switchboard.db import create_engine
 from switchboard.db import database_url as configured_database_url
+from switchboard.delivery import Delivery
 from switchboard.feed import EventFeed
 from switchboard.metrics import Metrics
 from switchboard.models import new_id
 from switchboard.operators import Operator, Operators
 from switchboard.pipeline import Pipeline
 from switchboard.providers import PROVIDERS
+from switchboard.recovery import Recovery
 from switchboard.redact import AccountErrors, Redactor, install_logging
 from switchboard.services import AppServices
-from switchboard.store import Store
+from switchboard.store import Store, create_engine
+from switchboard.work import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +66,9 @@ class Runtime:
                                            self.database_url or configured_database_url(),
                                            providers=self.providers)
         self.engine = create_engine(self.database_url)
-        self.store = Store(self.engine, self.clock)
-        self.store.redact = self.redact
-        self.events = EventHub()
         self.worker_id = new_id("wkr")
+        self.store = Store(self.engine, self.clock, worker=self.worker_id, redact=self.redact)
+        self.events = EventHub()
         self.stale_after = self.config.delivery.worker_timeout or timedelta(seconds=15)
         if self.heartbeat_interval is None:
             self.heartbeat_interval = max(self.stale_after.total_seconds() / 3, 0.2)
@@ -77,10 +78,14 @@ class Runtime:
         self.metrics = Metrics()
         self.controls = SessionControls(
             self.store, self.events, origin=self.worker_id, agents=self.config.agents,
-            on_resumed=lambda session_id: self.pipeline.resume_held(session_id))
-        self.pipeline = Pipeline(self.config, self.store, self.adapters,
+            on_resumed=lambda session_id: self.recovery.resume_held(session_id))
+        self.tasks = Tasks()
+        self.delivery = Delivery(self.store, self.adapters, self.config.delivery,
+                                 self.config.disabled, self.events, self.metrics, self.tasks)
+        self.pipeline = Pipeline(self.config, self.store,
                                  build_handlers(self.config.agents, self.http), self.events,
-                                 self.controls, self.metrics)
+                                 self.controls, self.delivery, self.tasks, self.metrics)
+        self.recovery = Recovery(self.store, self.pipeline, self.config.bindings, self.tasks)
         self.feed = EventFeed(self.store, self.events, origin=self.worker_id)
         listen = {"smtp": (self.smtp_host, self.smtp_port)} if self.smtp_port is not None \
             else {}
@@ -102,7 +107,7 @@ class Runtime:
         # The database thread runs Python (the ORM) too; hand the GIL back to the event loop
         # sooner than the default 5 ms, so acknowledgements are not kept waiting for it.
         sys.setswitchinterval(0.0005)
-        await self.store.register_worker(self.worker_id)
+        await self.store.workers.register()
         await self.operators.load(self.config, self.store)
         await self.accounts.start()
         self._background.append(asyncio.create_task(self._sweep_outbox()))
@@ -127,8 +132,8 @@ class Runtime:
         """Say this process is alive; take over what dead processes left unanswered."""
         while True:
             try:
-                await self.store.heartbeat()
-                await self.pipeline.recover(self.stale_after)
+                await self.store.workers.heartbeat()
+                await self.recovery.recover(self.stale_after)
             except Exception:
                 log.exception("heartbeat or recovery failed")
             await asyncio.sleep(self.heartbeat_interval or 5.0)
@@ -141,12 +146,12 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.rejections_flush)
             try:
-                await self.store.flush_rejected()
+                await self.store.accounts.flush_rejected()
             except Exception:  # the counts stay in memory for the next attempt
                 log.exception("writing the rejected request counts failed")
             now = self.loop.time()
             if now - summed >= self.rejections_summary or self._stopping.is_set():
-                line = self.store.rejections.summary(round(now - summed, 1))
+                line = self.store.accounts.rejections.summary(round(now - summed, 1))
                 if line:
                     log.warning("%s", line)
                 summed = now
@@ -156,7 +161,7 @@ class Runtime:
         a conditional update that only one process wins."""
         moved = 0
         for agent in self.config.agents:
-            transitions = await self.store.sweep_policy(agent, self.config.policy_for(agent))
+            transitions = await self.store.sessions.sweep(agent, self.config.policy_for(agent))
             self.pipeline.publish_transitions(transitions)
             moved += len(transitions)
         return moved
@@ -169,7 +174,8 @@ class Runtime:
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
-                await self.pipeline.deliver_due()
+                await self.delivery.deliver_due()
+                await self.recovery.release_due()
             except Exception:
                 log.exception("outbox sweep failed")
 
@@ -182,13 +188,14 @@ class Runtime:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.pipeline.drain()
+        self.pipeline.queue.clear()  # still recorded as this process's: recovery takes them
+        await self.tasks.drain()
         self._stopping.set()
         if self._rejections is not None:
             await self._rejections
         await self.accounts.stop()
         await self.http.aclose()
-        await self.store.retire_worker()
+        await self.store.workers.retire()
         self.store.close()
         await self.engine.dispose()
         if self._unredact is not None:

@@ -16,11 +16,11 @@ from sessions import scope_key
 from sessions.events import EventHub
 from switchboard.config import Config
 from switchboard.controls import SessionControls
+from switchboard.errors import AddressTaken
 from switchboard.metrics import Metrics
 from switchboard.pipeline import CHAT_COMMANDS, Pipeline
 from switchboard.redact import AccountErrors
 from switchboard.store import Store
-from switchboard.store.inboxes import AddressTaken
 
 
 class AppServices:
@@ -66,16 +66,16 @@ class AppServices:
                                                 user=message.sender, prefix=thread_scope)
 
     async def get_cursor(self, account: str, name: str) -> str | None:
-        return await self.store.get_cursor(account, name)
+        return await self.store.cursors.get(account, name)
 
     async def set_cursor(self, account: str, name: str, value: str) -> None:
-        await self.store.set_cursor(account, name, value)
+        await self.store.cursors.set(account, name, value)
 
     def note_rejected(self, account: str, reason: str) -> None:
         """Counted in memory (the runtime writes the counts and logs a summary each interval):
         a flood of forged requests costs microseconds each, not a write and a log line."""
         self.metrics.rejected.labels(account, reason).inc()
-        self.store.count_rejected(account, reason)
+        self.store.accounts.count_rejected(account, reason)
 
     def note_error(self, account: str, error: str | None) -> None:
         if error is None:
@@ -92,24 +92,24 @@ class AppServices:
     # --- MailDirectory -----------------------------------------------------------------------
 
     async def active_inbox(self, address: str, accounts: Iterable[str]) -> Inbox | None:
-        row = await self.store.active_inbox(address, accounts)
+        row = await self.store.inboxes.active(address, accounts)
         return Inbox(row.address, row.agent, row.account) if row is not None else None
 
     async def all_inbox_addresses(self) -> set[str]:
-        return await self.store.all_inbox_addresses()
+        return await self.store.inboxes.all_addresses()
 
     async def declare_inbox(self, address: str, agent: str, account: str) -> Inbox | None:
         try:
-            row = await self.store.provision_inbox(address, agent, account)
+            row = await self.store.inboxes.provision(address, agent, account)
         except AddressTaken:
             return await self.active_inbox(address, [account])
         return Inbox(row.address, row.agent, row.account)
 
     async def thread_root(self, account: str, message_ids: Iterable[str]) -> str | None:
-        return await self.store.thread_root(account, message_ids)
+        return await self.store.inboxes.thread_root(account, message_ids)
 
     async def remember_thread(self, account: str, message_id: str, root: str) -> None:
-        await self.store.remember_thread(account, message_id, root)
+        await self.store.inboxes.remember_thread(account, message_id, root)
 
 
 __all__ = ["AppServices"]

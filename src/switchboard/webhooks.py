@@ -25,8 +25,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from channels.adapter import Answer, Provider, Recorded, Turns
-from channels.messages import InboundMessage, RejectedRequest
+from channels.errors import RejectedRequest
+from channels.messages import InboundMessage
 from switchboard.config import Config
+from switchboard.http_errors import rejection_status
 from switchboard.safe_answers import SAFE_HEADERS
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ class Webhooks:
         microseconds each, not a write and a log line."""
         log.debug("rejected %s request for account %s: %s", error.reason, account, error)
         self.note_rejected(account, error.reason)
-        return _problem(error.status, str(error), provider.refusal_headers)
+        return _problem(rejection_status(error.reason), str(error), provider.refusal_headers)
 
     async def handle(self, provider: Provider, account: str, action: str,
                      headers: Mapping[str, str], body: bytes) -> Reply:
@@ -113,7 +115,7 @@ class Webhooks:
         """A body past MAX_BODY, counted like any other request that never became a turn."""
         return self.unavailable(provider, account) or self.rejected(
             provider, account, RejectedRequest(
-                "oversized", f"request body is larger than {MAX_BODY} bytes", status=413))
+                "oversized", f"request body is larger than {MAX_BODY} bytes"))
 
 
 class ProviderWebhooks:

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from channels.messages import DeliveryError, OutboundMessage, RejectedRequest
+from channels.errors import DeliveryError, RejectedRequest
+from channels.messages import OutboundMessage
 from channels.telegram.client import TelegramAccount, split_text
 from fakes.telegram_api import FakeTelegramAPI
+from switchboard.http_errors import rejection_status
 
 BOT_ID = 999
 USER = {"id": 42, "is_bot": False, "first_name": "Ada", "last_name": "L", "username": "ada"}
@@ -159,7 +161,7 @@ def test_verify_checks_the_secret_header(account: TelegramAccount) -> None:
     for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "guess"}):
         with pytest.raises(RejectedRequest) as caught:
             account.verify(headers)
-        assert (caught.value.reason, caught.value.status) == ("bad_secret", 403)
+        assert (caught.value.reason, rejection_status(caught.value.reason)) == ("bad_secret", 403)
         assert "X-Telegram-Bot-Api-Secret-Token" in str(caught.value)
 
 
@@ -167,7 +169,7 @@ def test_verify_checks_the_secret_header(account: TelegramAccount) -> None:
 def test_parse_body_refuses_malformed_updates(account: TelegramAccount, body: bytes) -> None:
     with pytest.raises(RejectedRequest) as caught:
         account.parse_body(body)
-    assert (caught.value.reason, caught.value.status) == ("malformed", 400)
+    assert (caught.value.reason, rejection_status(caught.value.reason)) == ("malformed", 400)
 
 
 def test_split_text_prefers_paragraphs_then_lines_then_hard_cuts() -> None:

@@ -12,8 +12,9 @@ import nacl.signing
 import pytest
 
 from fakes.dns_server import FakeDNS
-from inbox.auth import SenderCheckDeferred, check_sender
+from inbox.auth import check_sender
 from inbox.dns import parse_resolver, txt_lookup
+from inbox.errors import SenderCheckDeferred
 from inbox.parse import parse_email
 
 # Thunderbird's layout of a plain message

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from channels.messages import DeliveryError
+from channels.errors import DeliveryError
 from inbox.outbound import compose_reply, reply_subject, send_via_relay, write_to_maildir
 from inbox.parse import parse_email
 from inbox.smtp import InboxHandler, start_smtp_server

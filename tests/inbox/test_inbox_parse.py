@@ -9,7 +9,8 @@ from email.message import EmailMessage
 import pytest
 
 from inbox.automatic import auto_reply_reason
-from inbox.parse import MalformedEmail, parse_email, to_inbound
+from inbox.errors import MalformedEmail
+from inbox.parse import parse_email, to_inbound
 from inbox.quotes import strip_quoted
 
 HEAD = (

@@ -11,7 +11,8 @@ import pytest
 import pytest_asyncio
 from aiosmtpd.smtp import Envelope, Session
 
-from inbox.parse import MalformedEmail, parse_email
+from inbox.errors import MalformedEmail
+from inbox.parse import parse_email
 from inbox.smtp import InboxHandler, start_smtp_server
 
 LIMIT = 20_000

@@ -62,17 +62,18 @@ def test_db_upgrade_is_idempotent_and_an_empty_database_lists_nothing(tmp_path):
 def test_turns_list_table_shows_whole_turn_ids_at_80_columns(tmp_path, sqlite_url):
     from channels.messages import InboundMessage
     from switchboard.clock import Clock
-    from switchboard.db import create_engine
-    from switchboard.store import Store
+    from switchboard.store import Store, create_engine
 
     async def record() -> str:
         engine = create_engine(sqlite_url)
+        store = Store(engine, Clock())
         try:
             message = InboundMessage(provider="slack", account="slack-acme", event_id="Ev0W",
                                      conversation="C0SUPPORT", kind="channel", sender="U0ALICE",
                                      text="a long enough message to need some room")
-            return (await Store(engine, Clock()).record_turn(message, {})).turn_id
+            return (await store.turns.record(message, {})).turn_id
         finally:
+            store.close()
             await engine.dispose()
 
     turn_id = asyncio.run(record())
@@ -112,7 +113,8 @@ def test_cli_tells_the_whole_story_of_a_delivered_turn(slack_server, fake_slack,
     assert bad.status_code == 401
     [post] = fake_slack.posts_to("C0SUPPORT")
     session_id = server.turn(turn_id)["session_id"]
-    server.call(server.runtime.store.flush_rejected())  # (serve writes the counts each second)
+    # (serve writes the counts each second)
+    server.call(server.runtime.store.accounts.flush_rejected())
 
     commands = {
         "list": ("turns", "list", "--json"),

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from switchboard.config import ConfigError, load_config, parse_duration
+from switchboard.config import load_config, parse_duration
+from switchboard.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "bindings.yaml"
 PROBLEM = re.compile(r"^error (?P<file>.+):(?P<line>\d+): (?P<key>\S+): (?P<message>.+)$")

@@ -19,7 +19,8 @@ import pytest
 from conftest import Server
 from fakes.dns_server import FakeDNS
 from fakes.mail import Relay, compose, provision, running_relay, send, turn_of
-from switchboard.config import ConfigError, load_config
+from switchboard.config import load_config
+from switchboard.errors import ConfigError
 
 AUTHSERV = "mx.agents.test"
 

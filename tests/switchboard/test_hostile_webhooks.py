@@ -147,8 +147,8 @@ def test_a_group_commit_that_fails_is_retried_one_turn_at_a_time(database_url):
     fails alone; the forty written in the same group commit are recorded."""
     from channels.messages import InboundMessage
     from switchboard.clock import Clock
-    from switchboard.db import create_engine
-    from switchboard.store import Store
+    from switchboard.store import Store, create_engine
+    from switchboard.views import turn_json
 
     def inbound(n: int, raw: dict[str, Any]) -> InboundMessage:
         return InboundMessage(provider="slack", account="slack-acme", event_id=f"Ev{n:05d}",
@@ -162,8 +162,8 @@ def test_a_group_commit_that_fails_is_retried_one_turn_at_a_time(database_url):
             messages = [inbound(n, {"n": n}) for n in range(40)]
             messages.insert(17, inbound(99, {"at": datetime.now(UTC)}))
             results = await asyncio.gather(
-                *(store.record_turn(m, m.raw) for m in messages), return_exceptions=True)
-            listed, _ = await store.list_turns({}, limit=100)
+                *(store.turns.record(m, m.raw) for m in messages), return_exceptions=True)
+            listed = [turn_json(t) for t in (await store.turns.page({}, limit=100)).items]
             return [results, listed]
         finally:
             store.close()
@@ -406,8 +406,7 @@ def test_a_recorded_turn_whose_reply_cannot_be_built_fails_once(tmp_path, databa
     from channels.messages import InboundMessage
     from conftest import OPERATORS_YAML
     from switchboard.clock import Clock
-    from switchboard.db import create_engine
-    from switchboard.store import Store
+    from switchboard.store import Store, create_engine
 
     async def record() -> str:
         engine = create_engine(database_url)
@@ -417,7 +416,7 @@ def test_a_recorded_turn_whose_reply_cannot_be_built_fails_once(tmp_path, databa
                 provider="telegram", account="tg", event_id="70005", conversation="-200",
                 kind="group", sender="7", text="@switchboard_bot hello", message_id="12",
                 thread="abc", mentioned=True, extra={"is_topic": True})
-            return (await store.record_turn(message, {"update_id": 70005})).turn_id
+            return (await store.turns.record(message, {"update_id": 70005})).turn_id
         finally:
             store.close()
             await engine.dispose()

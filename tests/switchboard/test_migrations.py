@@ -15,7 +15,7 @@ from switchboard import db, models  # noqa: F401  (models registers the tables)
 
 
 def test_migrations_build_the_models_schema(database_url: str) -> None:
-    engine = sa.create_engine(db._driver(database_url, asynchronous=False))  # as upgrade() does
+    engine = sa.create_engine(db.driver_url(database_url, asynchronous=False))  # as upgrade() does
     try:
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection),

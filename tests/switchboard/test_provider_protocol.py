@@ -64,7 +64,7 @@ def test_a_new_provider_is_its_module_and_one_registry_line(serve):
         assert forged.status_code == 403
         assert forged.json() == {"error": "X-Webchat-Token does not match"}
         assert "x-slack-no-retry" not in forged.headers
-        server.call(server.runtime.store.flush_rejected())
+        server.call(server.runtime.store.accounts.flush_rejected())
         [room] = server.api("GET", "/api/accounts", token=VIEWER).json()["accounts"]
         assert room["rejected"] == {"bad_secret": 1} and room["capabilities"] == ["threads"]
         assert TOKEN not in json.dumps(room)
@@ -76,7 +76,8 @@ def test_a_new_provider_is_its_module_and_one_registry_line(serve):
 
 
 def test_the_config_knows_the_providers_of_its_registry(tmp_path):
-    from switchboard.config import ConfigError, load_config
+    from switchboard.config import load_config
+    from switchboard.errors import ConfigError
 
     path = tmp_path / "bindings.yaml"
     path.write_text("accounts:\n  room:\n    provider: webchat\n    token: t\n")

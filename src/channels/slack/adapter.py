@@ -12,12 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from channels.adapter import Answer, Services, Turns, WebhookResult
-from channels.messages import (
-    DeliveryReceipt,
-    InboundMessage,
-    OutboundMessage,
-    RejectedRequest,
-)
+from channels.errors import RejectedRequest
+from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.slack import PROVIDER
 from channels.slack.client import SlackAccount
 from channels.slack.settings import SlackSettings
@@ -60,7 +56,7 @@ class SlackAdapter:
             return await self._events(headers, body)
         if action == "commands":
             return await self._slash_command(headers, body)
-        raise RejectedRequest("malformed", f"Slack has no webhook action {action!r}", status=404)
+        raise RejectedRequest("malformed", f"Slack has no webhook action {action!r}")
 
     async def _events(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
         """Events API: verified on the raw bytes, then read; the bot's identity is learned on

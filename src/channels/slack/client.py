@@ -21,13 +21,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from channels.messages import (
-    ConversationKind,
-    DeliveryError,
-    InboundMessage,
-    OutboundMessage,
-    RejectedRequest,
-)
+from channels.errors import DeliveryError, RejectedRequest
+from channels.messages import ConversationKind, InboundMessage, OutboundMessage
 from channels.payload import load_json, parse, storable
 from channels.slack.payload import MESSAGE_EVENTS, SlackEnvelope, SlackEvent
 
@@ -97,28 +92,28 @@ class SlackAccount:
         """Signature and freshness of an Events API request (Slack's v0 HMAC scheme), checked
         on the raw bytes: a body is read only once it is known to come from Slack."""
         if not self._signing_secret:
-            raise RejectedRequest("bad_signature", "no signing secret configured", status=401)
+            raise RejectedRequest("bad_signature", "no signing secret configured")
         timestamp = headers.get("x-slack-request-timestamp", "")
         signature = headers.get("x-slack-signature", "")
         if not timestamp or not signature:
             raise RejectedRequest("bad_signature", "missing X-Slack-Signature or "
-                                  "X-Slack-Request-Timestamp", status=401)
+                                  "X-Slack-Request-Timestamp")
         if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
             raise RejectedRequest("bad_signature", "X-Slack-Request-Timestamp is not a number "
-                                  "of seconds", status=401)
+                                  "of seconds")
         age = int(time.time()) - int(timestamp)
         if age > STALE_AFTER:
             raise RejectedRequest("stale", f"request timestamp is {age}s old; Slack requests "
-                                  "older than 5 minutes are refused", status=401)
+                                  "older than 5 minutes are refused")
         if age < -STALE_AFTER:
             raise RejectedRequest("stale", f"request timestamp is {-age}s in the future; "
                                   "requests more than 5 minutes ahead of this server's clock "
-                                  "are refused (is its clock right?)", status=401)
+                                  "are refused (is its clock right?)")
         signed = b"v0:" + timestamp.encode() + b":" + body
         expected = b"v0=" + hmac.digest(self._signing_secret, signed, "sha256").hex().encode()
         if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
             raise RejectedRequest("bad_signature", "signature does not match the signing "
-                                  "secret", status=401)
+                                  "secret")
 
     @staticmethod
     def parse_body(body: bytes, content_type: str = "") -> dict[str, Any]:
@@ -130,10 +125,9 @@ class SlackAccount:
             fields = parse_qs(body.decode("utf-8"), max_num_fields=200)
         except UnicodeDecodeError as error:
             raise RejectedRequest("malformed", f"the form body is not UTF-8 (byte "
-                                  f"{error.start} is not valid)", status=400) from None
+                                  f"{error.start} is not valid)") from None
         except ValueError as error:  # more fields than any Slack form has
-            raise RejectedRequest("malformed", f"the form body is refused: {error}",
-                                  status=400) from None
+            raise RejectedRequest("malformed", f"the form body is refused: {error}") from None
         form = {key: values[0] for key, values in fields.items()}
         return load_json(form["payload"].encode(), "payload field") if "payload" in form \
             else form
@@ -150,8 +144,7 @@ class SlackAccount:
         envelope = envelope or self.envelope(payload)
         event = envelope.event
         if event is None or not envelope.event_id:
-            raise RejectedRequest("malformed", "event_callback without event or event_id",
-                                  status=400)
+            raise RejectedRequest("malformed", "event_callback without event or event_id")
         channel, ts, text = event.channel or "", event.ts or event.event_ts or "", event.text or ""
         thread = event.thread_ts if event.thread_ts and event.thread_ts != ts else None
         mention = bool(self.bot_user_id and f"<@{self.bot_user_id}>" in text)

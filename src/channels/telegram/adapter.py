@@ -13,13 +13,8 @@ import logging
 from collections.abc import Mapping
 
 from channels.adapter import Services, Turns
-from channels.messages import (
-    DeliveryReceipt,
-    InboundMessage,
-    OutboundMessage,
-    RejectedRequest,
-    StartFailed,
-)
+from channels.errors import RejectedRequest, StartFailed
+from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.telegram import PROVIDER
 from channels.telegram.client import TelegramAccount
 from channels.telegram.settings import TelegramSettings
@@ -81,8 +76,7 @@ class TelegramAdapter:
     async def webhook(self, action: str, headers: Mapping[str, str], body: bytes) -> Turns:
         """The secret token header first, then the update; RejectedRequest for the rest."""
         if action != "webhook":
-            raise RejectedRequest("malformed", f"Telegram has no webhook action {action!r}",
-                                  status=404)
+            raise RejectedRequest("malformed", f"Telegram has no webhook action {action!r}")
         client = self.client
         client.verify(headers)
         return Turns((client.to_inbound(client.parse_body(body)),))

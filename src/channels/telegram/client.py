@@ -18,13 +18,8 @@ from telegram import Bot, ReplyParameters
 from telegram.error import TelegramError
 from telegram.request import HTTPXRequest
 
-from channels.messages import (
-    ConversationKind,
-    DeliveryError,
-    InboundMessage,
-    OutboundMessage,
-    RejectedRequest,
-)
+from channels.errors import DeliveryError, RejectedRequest
+from channels.messages import ConversationKind, InboundMessage, OutboundMessage
 from channels.payload import load_json, parse
 from channels.telegram.payload import (
     CONTENT_KEYS,
@@ -198,7 +193,6 @@ class TelegramAccount:
                 "bad_secret",
                 f"Telegram account {self.name!r} has no webhook_secret, so webhook requests"
                 " cannot be checked; set one and call set_webhook again",
-                status=403,
             )
         given = next((v for k, v in headers.items() if k.lower() == SECRET_HEADER), None)
         if given is None:
@@ -206,14 +200,12 @@ class TelegramAccount:
                 "bad_secret",
                 f"the request has no X-Telegram-Bot-Api-Secret-Token header; it did not come"
                 f" from Telegram's webhook for account {self.name!r}",
-                status=403,
             )
         if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
             raise RejectedRequest(
                 "bad_secret",
                 f"the X-Telegram-Bot-Api-Secret-Token header does not match the webhook secret"
                 f" of account {self.name!r}",
-                status=403,
             )
 
     def parse_body(self, body: bytes) -> dict[str, Any]:

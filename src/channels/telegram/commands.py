@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from channels.messages import CommandFailed
+from channels.errors import CommandFailed
 from channels.telegram.settings import TelegramSettings
 
 

@@ -1,31 +1,78 @@
-"""The only place that talks SQL. Domain code calls these methods with plain values."""
+"""The only place that talks SQL: one object per aggregate, each returning frozen records.
 
-from switchboard.store.accounts import AccountQueries, token_hash
-from switchboard.store.base import aware, iso
-from switchboard.store.inboxes import InboxQueries
-from switchboard.store.lifecycle import ActionRefused, LifecycleQueries, SessionNotFound
-from switchboard.store.live import SharedEventQueries
-from switchboard.store.outbox import AgentResult, OutboxQueries
-from switchboard.store.sessions import Opened, ScopeRequest, session_dict
-from switchboard.store.turns import Recorded, TurnQueries, turn_dict
+    store.turns     turns and their timelines (recorded on the acknowledged path)
+    store.sessions  sessions, transcripts, state moves and sweeps
+    store.outbox    replies waiting for delivery, leased per attempt
+    store.inboxes   email inbox addresses and thread roots
+    store.accounts  account health and rejected-request counts
+    store.cursors   durable positions of an account (a polling offset)
+    store.live      live events shared between processes
+    store.tokens    operator tokens `serve` generated
+    store.audit     who deleted or overrode what
+    store.workers   this process's heartbeat, for recovery by the others
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.clock import Clock
+from switchboard.redact import Redactor
+from switchboard.store.accounts import AccountStore, CursorStore
+from switchboard.store.database import Database, create_engine
+from switchboard.store.inboxes import InboxStore
+from switchboard.store.live import LiveEventStore
+from switchboard.store.operators import AuditLog, TokenStore, token_hash
+from switchboard.store.outbox import AgentResult, OutboxStore
+from switchboard.store.records import (
+    AccountHealth,
+    AuditRecord,
+    GeneratedToken,
+    Inbox,
+    OutboxEntry,
+    Page,
+    SessionRecord,
+    SharedEvent,
+    TimelineEvent,
+    TranscriptEntry,
+    TurnRecord,
+    TurnStory,
+    aware,
+    iso,
+)
+from switchboard.store.session_moves import Opened, ScopeRequest
+from switchboard.store.sessions import SessionStore
+from switchboard.store.turns import TurnStore
+from switchboard.store.workers import WorkerStore
 
 
-class Store(TurnQueries, LifecycleQueries, OutboxQueries, InboxQueries, AccountQueries,
-            SharedEventQueries):
-    """All queries of one process, over one engine and one clock."""
+class Store:
+    """Every aggregate of one process, over one engine and one clock. `worker` names this
+    `serve` process (it owns the turns it records); `redact` cleans provider error texts."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock, *, worker: str | None = None,
+                 redact: Redactor | None = None) -> None:
+        self.db = Database(engine, clock)
+        self.clock = clock
+        self.turns = TurnStore(self.db, worker)
+        self.sessions = SessionStore(self.db)
+        self.accounts = AccountStore(self.db)
+        self.outbox = OutboxStore(self.db, self.accounts, redact or Redactor())
+        self.inboxes = InboxStore(self.db)
+        self.cursors = CursorStore(self.db)
+        self.live = LiveEventStore(self.db)
+        self.tokens = TokenStore(self.db)
+        self.audit = AuditLog(self.db)
+        self.workers = WorkerStore(self.db, worker)
+
+    def close(self) -> None:
+        """Stop the database threads; the caller disposes of the engine."""
+        self.db.close()
 
 
 __all__ = [
-    "ActionRefused",
-    "AgentResult",
-    "Opened",
-    "Recorded",
-    "ScopeRequest",
-    "SessionNotFound",
-    "Store",
-    "aware",
-    "iso",
-    "session_dict",
-    "token_hash",
-    "turn_dict",
+    "AccountHealth", "AgentResult", "AuditRecord", "GeneratedToken", "Inbox", "Opened",
+    "OutboxEntry", "Page", "ScopeRequest", "SessionRecord", "SharedEvent", "Store",
+    "TimelineEvent", "TranscriptEntry", "TurnRecord", "TurnStory", "aware", "create_engine",
+    "iso", "token_hash",
 ]

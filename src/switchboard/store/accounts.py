@@ -1,35 +1,28 @@
-"""Account health, rejected webhook requests, generated operator tokens and cursors."""
+"""Account health (last traffic, last error, rejected webhook requests) and account cursors."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from sqlalchemy import bindparam, func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 
-from switchboard.models import AccountHealth, Cursor, OperatorToken, RejectedCount, Turn
-from switchboard.redact import Redactor
+from switchboard.models import AccountHealth as HealthRow
+from switchboard.models import Cursor, RejectedCount, Turn
 from switchboard.rejections import Key, RejectionCounter
-from switchboard.store.base import StoreBase, iso
+from switchboard.store.database import Database
+from switchboard.store.records import AccountHealth, aware
 
 _HEALTH_UPSERTS: dict[tuple[bool, tuple[str, ...]], Any] = {}
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+class AccountStore:
+    """`store.accounts`: what operators see of each account's traffic and trouble."""
 
-
-class AccountQueries(StoreBase):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.clock = db.clock
         self.rejections = RejectionCounter()
-        self.redact = Redactor()  # the runtime gives the store its config's redactor
-
-    def _insert(self, table: Any) -> Any:
-        return (sqlite_insert if self.is_sqlite else pg_insert)(table)
 
     def count_rejected(self, account: str, reason: str) -> None:
         """Count a request that never became a turn (bad signature, stale, too big, ...): in
@@ -48,7 +41,7 @@ class AccountQueries(StoreBase):
             return batch
         now = self.clock.now()
         table: Any = RejectedCount.__table__
-        stmt = self._insert(table).values([
+        stmt = self.db.insert(table).values([
             {"account": account, "reason": reason, "count": count, "last_at": now}
             for (account, reason), count in sorted(batch.items())])
         stmt = stmt.on_conflict_do_update(
@@ -56,7 +49,7 @@ class AccountQueries(StoreBase):
             set_={"count": table.c.count + stmt.excluded["count"],
                   "last_at": stmt.excluded["last_at"]})
         try:
-            async with self.tx() as db:
+            async with self.db.tx() as db:
                 await db.exec(stmt)
         except BaseException:  # cancelled or failed: nothing is lost, the next flush has them
             self.rejections.restore(batch)
@@ -81,59 +74,57 @@ class AccountQueries(StoreBase):
     def _health_upsert(self, columns: tuple[str, ...]) -> Any:
         """The account-health upsert setting `columns`, built once per dialect and column set
         (it runs with every delivery)."""
-        key = (self.is_sqlite, columns)
+        key = (self.db.is_sqlite, columns)
         if (stmt := _HEALTH_UPSERTS.get(key)) is None:
-            table: Any = AccountHealth.__table__
-            stmt = self._insert(table).values(
+            table: Any = HealthRow.__table__
+            stmt = self.db.insert(table).values(
                 account=bindparam("v_account"),
                 **{name: bindparam(f"v_{name}", type_=table.c[name].type) for name in columns})
             stmt = _HEALTH_UPSERTS[key] = stmt.on_conflict_do_update(
                 index_elements=["account"], set_={name: stmt.excluded[name] for name in columns})
         return stmt
 
-    async def account_health(self) -> dict[str, dict[str, Any]]:
-        async with self.tx() as db:
-            health = (await db.exec(select(AccountHealth))).all()
+    async def health(self) -> dict[str, AccountHealth]:
+        """Each account the database has heard of, by name."""
+        async with self.db.tx() as db:
+            health = {h.account: h for h in (await db.exec(select(HealthRow))).all()}
             rejected = (await db.exec(select(RejectedCount))).all()
             # the newest turn is the last inbound: no write per turn on the acknowledged path
-            inbound = (await db.exec(select(Turn.account, func.max(Turn.received_at))
-                                     .group_by(Turn.account))).all()
-        out: dict[str, dict[str, Any]] = {}
-
-        def entry(account: str) -> dict[str, Any]:
-            return out.setdefault(account, {"last_inbound_at": None, "last_outbound_at": None,
-                                            "last_error": None, "last_error_at": None,
-                                            "rejected": {}})
-
-        for h in health:
-            entry(h.account).update(last_outbound_at=iso(h.last_outbound_at),
-                                    last_error=h.last_error, last_error_at=iso(h.last_error_at))
-        for account, newest in inbound:
-            entry(account)["last_inbound_at"] = iso(newest)
+            inbound = dict((await db.exec(select(Turn.account, func.max(Turn.received_at))
+                                          .group_by(Turn.account))).all())
         counts = {(r.account, r.reason): r.count for r in rejected}
         for key, count in self.rejections.pending().items():  # current, not a second behind
             counts[key] = counts.get(key, 0) + count
+        by_account: dict[str, dict[str, int]] = {}
         for (account, reason), count in sorted(counts.items()):
-            entry(account)["rejected"][reason] = count
+            by_account.setdefault(account, {})[reason] = count
+        out: dict[str, AccountHealth] = {}
+        for account in sorted({*health, *inbound, *by_account}):
+            row = health.get(account)
+            out[account] = AccountHealth(
+                account=account, last_inbound_at=aware(inbound.get(account)),
+                last_outbound_at=aware(row.last_outbound_at) if row else None,
+                last_error=row.last_error if row else None,
+                last_error_at=aware(row.last_error_at) if row else None,
+                rejected=by_account.get(account, {}))
         return out
 
-    async def generated_tokens(self) -> list[OperatorToken]:
-        async with self.tx() as db:
-            return list((await db.exec(select(OperatorToken))).all())
 
-    async def add_generated_token(self, name: str, role: str, token: str) -> None:
-        async with self.tx() as db:
-            db.add(OperatorToken(name=name, role=role, token_hash=token_hash(token),
-                                 created_at=self.clock.now()))
+class CursorStore:
+    """`store.cursors`: small named positions of an account that must survive restarts (a
+    long-polling offset)."""
 
-    async def get_cursor(self, account: str, name: str) -> str | None:
-        async with self.tx() as db:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, account: str, name: str) -> str | None:
+        async with self.db.tx() as db:
             row = await db.get(Cursor, (account, name))
             return row.value if row else None
 
-    async def set_cursor(self, account: str, name: str, value: str) -> None:
-        stmt = self._insert(Cursor).values(account=account, name=name, value=value)
+    async def set(self, account: str, name: str, value: str) -> None:
+        stmt = self.db.insert(Cursor).values(account=account, name=name, value=value)
         stmt = stmt.on_conflict_do_update(index_elements=["account", "name"],
                                           set_={"value": value})
-        async with self.tx() as db:
+        async with self.db.tx() as db:
             await db.exec(stmt)

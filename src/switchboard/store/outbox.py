@@ -11,8 +11,11 @@ from sqlmodel import col, select
 
 from channels.messages import OutboundMessage
 from switchboard.models import Outbox, Turn, TurnEvent
+from switchboard.redact import Redactor
 from switchboard.store import statements as sql
-from switchboard.store.accounts import AccountQueries
+from switchboard.store.accounts import AccountStore
+from switchboard.store.database import Database
+from switchboard.store.records import OutboxEntry, load
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,18 @@ class AgentResult:
     model: str | None = None
 
 
-class OutboxQueries(AccountQueries):
+class OutboxStore:
+    """`store.outbox`: replies recorded with the transcript, leased, delivered or retried."""
+
+    def __init__(self, db: Database, accounts: AccountStore, redact: Redactor) -> None:
+        self.db = db
+        self.clock = db.clock
+        self.accounts = accounts  # each attempt notes the account's health in its transaction
+        self.redact = redact
+
     async def record_reply(self, turn_ids: list[str], session_id: str, user_text: str | None,
                            result: AgentResult, outbound: OutboundMessage,
-                           lease: timedelta) -> Outbox:
+                           lease: timedelta) -> OutboxEntry:
         """Transcript (user message, activity, reply), turn fields and the outbox row, at once.
 
         Either all of it is written or none, so a crash leaves the turn waiting for its agent
@@ -67,26 +78,27 @@ class OutboxQueries(AccountQueries):
             connection.execute(sql.ADD_EVENTS, [
                 {"turn_id": answered, "at": now, "name": "agent_replied", "detail": detail}
                 for answered in turn_ids])
-            return self._add_outbox(db, turn_id, outbound, session_id=session_id,
-                                    batch=turn_ids[:-1], lease=lease)
+            return self._add(db, turn_id, outbound, session_id=session_id,
+                             batch=turn_ids[:-1], lease=lease)
 
-        return await self.run_tx(work)
+        return await self.db.run_tx(work)
 
     async def record_notice(self, turn_id: str, outbound: OutboundMessage,
-                            keep_status: bool = True, lease: timedelta | None = None) -> Outbox:
+                            keep_status: bool = True, lease: timedelta | None = None
+                            ) -> OutboxEntry:
         """A short message to the person that is not an agent reply (a refusal, a command's
         answer). With `keep_status`, delivering it leaves the turn's status as it is."""
 
         def work(db: Any) -> Any:
-            db.exec(update(Turn).where(Turn.id == turn_id).values(
+            db.exec(update(Turn).where(col(Turn.id) == turn_id).values(
                 reply_text=outbound.text, delivery_status="pending"))
-            return self._add_outbox(db, turn_id, outbound, notice=keep_status, lease=lease)
+            return self._add(db, turn_id, outbound, notice=keep_status, lease=lease)
 
-        return await self.run_tx(work)
+        return await self.db.run_tx(work)
 
-    def _add_outbox(self, db: Any, turn_id: str, outbound: OutboundMessage, *,
-                          session_id: str | None = None, batch: list[str] | None = None,
-                          notice: bool = False, lease: timedelta | None = None) -> Outbox:
+    def _add(self, db: Any, turn_id: str, outbound: OutboundMessage, *,
+             session_id: str | None = None, batch: list[str] | None = None,
+             notice: bool = False, lease: timedelta | None = None) -> OutboxEntry:
         """The outbox row, leased to this process for its first attempt: a crash before that
         attempt leaves it to be retried when the lease runs out."""
         now = self.clock.now()
@@ -98,38 +110,40 @@ class OutboxQueries(AccountQueries):
             next_attempt_at=now, created_at=now, attempts=1,
             claimed_until=now + (lease or timedelta(seconds=30)))
         values["id"] = db.connection().execute(sql.ADD_OUTBOX, values).scalar_one()
-        return Outbox(**values)
+        return OutboxEntry(**values)
 
-    async def due_outbox(self, limit: int = 100) -> list[int]:
+    async def due(self, limit: int = 100) -> list[int]:
         """Rows ready for an attempt: pending or retrying, due, and not leased by a live worker."""
-        now = self.naive(self.clock.now())
-        async with self.tx() as db:
+        now = self.db.naive(self.clock.now())
+        async with self.db.tx() as db:
             rows = await db.exec(select(Outbox.id).where(
                 col(Outbox.status).in_(("pending", "retrying")), Outbox.next_attempt_at <= now,
                 or_(col(Outbox.claimed_until).is_(None), Outbox.claimed_until < now),
             ).order_by(col(Outbox.next_attempt_at)).limit(limit))
             return [r for r in rows.all() if r is not None]
 
-    async def claim_outbox(self, outbox_id: int, lease: timedelta) -> Outbox | None:
+    async def claim(self, outbox_id: int, lease: timedelta) -> OutboxEntry | None:
         """Lease one row for one attempt; None when another worker holds it or it is done.
 
         A conditional UPDATE is the lock: exactly one process sees rowcount 1, on SQLite and
         PostgreSQL alike. A worker that dies leaves the lease to expire, then the row is retried.
         """
         now = self.clock.now()
-        async with self.tx() as db:
+        naive = self.db.naive
+        async with self.db.tx() as db:
             result = await db.exec(update(Outbox).where(
-                Outbox.id == outbox_id, col(Outbox.status).in_(("pending", "retrying")),
-                Outbox.next_attempt_at <= self.naive(now),  # not before its backoff is over
-                or_(col(Outbox.claimed_until).is_(None),
-                    Outbox.claimed_until < self.naive(now)),
+                col(Outbox.id) == outbox_id, col(Outbox.status).in_(("pending", "retrying")),
+                Outbox.next_attempt_at <= naive(now),  # not before its backoff is over
+                or_(col(Outbox.claimed_until).is_(None), Outbox.claimed_until < naive(now)),
             ).values(claimed_until=now + lease, attempts=Outbox.attempts + 1))
             if result.rowcount != 1:
                 return None
-            return await db.get(Outbox, outbox_id)
+            row = await db.get(Outbox, outbox_id)
+            return load(OutboxEntry, row) if row is not None else None
 
-    async def delivery_succeeded(self, row: Outbox, provider_message_id: str,
-                                 detail: dict[str, Any]) -> None:
+    async def delivered(self, row: OutboxEntry, provider_message_id: str,
+                        detail: dict[str, Any]) -> None:
+        """The attempt succeeded: the row is done, its turns delivered, the account healthy."""
         now = self.clock.now()
 
         def work(db: Any) -> Any:
@@ -139,23 +153,23 @@ class OutboxQueries(AccountQueries):
             connection.execute(sql.TURNS_DELIVERED if row.notice else sql.TURNS_DELIVERED_ANSWERED,
                                {"turns": turns, "v_attempts": row.attempts,
                                 "v_message_id": provider_message_id})
-            self.note_traffic_in(db, row.account, outbound=True)
+            self.accounts.note_traffic_in(db, row.account, outbound=True)
             connection.execute(sql.ADD_EVENTS, [
                 {"turn_id": turn_id, "at": now, "name": "delivered",
                  "detail": {"attempt": row.attempts, "provider_message_id": provider_message_id,
                             **detail}} for turn_id in turns])
 
-        return await self.run_tx(work)
+        return await self.db.run_tx(work)
 
-    async def delivery_failed(self, row: Outbox, error: str, *, retry_at: datetime | None,
-                              detail: dict[str, Any]) -> None:
+    async def failed(self, row: OutboxEntry, error: str, *, retry_at: datetime | None,
+                     detail: dict[str, Any]) -> None:
         """Record a failed attempt: retry at `retry_at`, or fail the turn when it is None."""
         now = self.clock.now()
         final = retry_at is None
         error = self.redact(error)  # a provider's error text may quote its URL, and the token
 
         def work(db: Any) -> Any:
-            db.exec(update(Outbox).where(Outbox.id == row.id).values(
+            db.exec(update(Outbox).where(col(Outbox.id) == row.id).values(
                 status="failed" if final else "retrying", claimed_until=None,
                 next_attempt_at=retry_at or now))
             turn_values: dict[str, Any] = {
@@ -165,7 +179,7 @@ class OutboxQueries(AccountQueries):
                 turn_values["status"] = "failed"
             turns = [*row.batch, row.turn_id]
             db.exec(update(Turn).where(col(Turn.id).in_(turns)).values(**turn_values))
-            self.note_traffic_in(db, row.account, error=error)
+            self.accounts.note_traffic_in(db, row.account, error=error)
             for turn_id in turns:
                 db.add(TurnEvent(turn_id=turn_id, at=now,
                                  name="delivery_failed" if final else "delivery_retry",
@@ -173,9 +187,10 @@ class OutboxQueries(AccountQueries):
                                          **({"retry_at": retry_at.isoformat()}
                                             if retry_at else {})}))
 
-        return await self.run_tx(work)
+        return await self.db.run_tx(work)
 
-    async def outbox_depth(self) -> int:
-        async with self.tx() as db:
+    async def depth(self) -> int:
+        """Replies waiting for delivery (pending or retrying)."""
+        async with self.db.tx() as db:
             return (await db.exec(select(func.count()).select_from(Outbox).where(
                 col(Outbox.status).in_(("pending", "retrying"))))).one()

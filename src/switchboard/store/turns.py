@@ -1,23 +1,32 @@
-"""Turns and their timelines."""
+"""Turns and their timelines: recorded on the acknowledged path, then updated step by step."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, update
+from sqlalchemy import and_, or_, update
 from sqlalchemy import insert as sa_insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from channels.adapter import Recorded
 from channels.messages import InboundMessage
-from switchboard.models import Turn, TurnEvent, Worker, new_id
-from switchboard.store.base import StoreBase, aware, decode_cursor, encode_cursor, iso
+from switchboard.models import Session as SessionRow
+from switchboard.models import SessionMessage, Turn, TurnEvent, Worker, new_id
+from switchboard.store.database import Database
+from switchboard.store.records import (
+    Page,
+    TimelineEvent,
+    TurnRecord,
+    TurnStory,
+    decode_cursor,
+    encode_cursor,
+    load,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,28 +34,30 @@ SOLO_BUDGET = 5.0  # seconds: how long a failed group's turns may take, written 
 TURN_FILTERS = ("status", "provider", "account", "agent", "session_id", "binding", "conversation")
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """What recording an inbound message gave: the turn, and the original when it repeats one."""
+class TurnStore:
+    """`store.turns`: every turn, from its recording to its delivery."""
 
-    turn_id: str
-    duplicate_of: str | None = None
+    def __init__(self, db: Database, worker: str | None) -> None:
+        self.db = db
+        self.clock = db.clock
+        self.worker = worker  # the process that works on the turns it records (see Worker)
+        self._group: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._group_writer: asyncio.Task[None] | None = None
 
-
-class TurnQueries(StoreBase):
-    async def record_turn(self, message: InboundMessage, payload: dict[str, Any],
-                          extra: dict[str, Any] | None = None) -> Recorded:
+    async def record(self, message: InboundMessage, payload: dict[str, Any],
+                     extra: Mapping[str, Any] | None = None) -> Recorded:
         """Insert the turn, or, when the event or message is already recorded, a duplicate of it.
 
         The partial unique indexes on (account, event_id) and (account, dedupe_key) decide,
         so two processes racing on one retry still record a single original.
         """
         now = self.clock.now()
-        row = _turn_row(message, payload, extra or {}, now)
-        row["owner"] = self.worker_id
+        extra = extra or {}
+        row = _turn_row(message, payload, extra, now)
+        row["owner"] = self.worker
         if await self._commit_in_group(row):
             return Recorded(row["id"])
-        async with self.tx() as db:
+        async with self.db.tx() as db:
             original = (await db.exec(select(Turn).where(
                 Turn.account == message.account, Turn.status != "duplicate",
                 or_(Turn.event_id == message.event_id,
@@ -55,7 +66,7 @@ class TurnQueries(StoreBase):
             ))).first()
             if original is None:  # lost a race with a delete; record it plainly next time
                 raise RuntimeError("duplicate turn without an original")
-            duplicate = Turn(**{**_turn_row(message, payload, extra or {}, now),
+            duplicate = Turn(**{**_turn_row(message, payload, extra, now),
                                 "status": "duplicate", "duplicate_of": original.id,
                                 "dedupe_key": None,
                                 "route_reason": _duplicate_reason(message, original)})
@@ -64,7 +75,7 @@ class TurnQueries(StoreBase):
                              detail={"original": original.id}))
             db.add(TurnEvent(turn_id=original.id, at=now, name="duplicate_received",
                              detail={"duplicate": duplicate.id, "event_id": message.event_id,
-                                     **{k: v for k, v in (extra or {}).items()
+                                     **{k: v for k, v in extra.items()
                                         if k.startswith("retry")}}))
         return Recorded(duplicate.id, duplicate_of=original.id)
 
@@ -74,14 +85,14 @@ class TurnQueries(StoreBase):
         turn is durable, and a burst of webhooks pays for one commit instead of one each.
         False when a unique index refused the turn (a duplicate)."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._turn_queue.append((row, done))
-        if self._turn_writer is None or self._turn_writer.done():
-            self._turn_writer = asyncio.create_task(self._write_turn_groups())
+        self._group.append((row, done))
+        if self._group_writer is None or self._group_writer.done():
+            self._group_writer = asyncio.create_task(self._write_groups())
         return await done
 
-    async def _write_turn_groups(self) -> None:
-        while self._turn_queue:
-            group, self._turn_queue = self._turn_queue[:500], self._turn_queue[500:]
+    async def _write_groups(self) -> None:
+        while self._group:
+            group, self._group = self._group[:500], self._group[500:]
             try:
                 inserted = await self._insert_turns([row for row, _ in group])
             except Exception as error:
@@ -116,13 +127,12 @@ class TurnQueries(StoreBase):
     async def _insert_turns(self, rows: list[dict[str, Any]]) -> set[str]:
         """Plain rows through SQLAlchemy Core: the hottest write there is, and ORM objects
         would cost more than the insert itself."""
-        insert = sqlite_insert if self.is_sqlite else pg_insert
         turns, events = Turn.__table__, TurnEvent.__table__
         ids = [row["id"] for row in rows]
 
         def write(db: Session) -> set[str]:
             connection = db.connection()
-            connection.execute(insert(turns).on_conflict_do_nothing(), rows)
+            connection.execute(self.db.insert(turns).on_conflict_do_nothing(), rows)
             inserted = set(connection.execute(
                 select(turns.c.id).where(turns.c.id.in_(ids))).scalars())
             received = [{"turn_id": row["id"], "at": row["received_at"], "name": "received",
@@ -132,10 +142,10 @@ class TurnQueries(StoreBase):
                 connection.execute(sa_insert(events), received)
             return inserted
 
-        return await self.run_tx(write, ack=True)
+        return await self.db.run_tx(write, ack=True)
 
-    async def update_turn(self, turn_id: str, event: str | None = None,
-                          detail: dict[str, Any] | None = None, **fields: Any) -> None:
+    async def update(self, turn_id: str, event: str | None = None,
+                     detail: dict[str, Any] | None = None, **fields: Any) -> None:
         """Change turn fields and append the timeline event that explains the change."""
         now = self.clock.now()
 
@@ -145,16 +155,28 @@ class TurnQueries(StoreBase):
             if event:
                 db.add(TurnEvent(turn_id=turn_id, at=now, name=event, detail=detail or {}))
 
-        await self.run_tx(work)
+        await self.db.run_tx(work)
 
-    async def get_turn_row(self, turn_id: str) -> Turn | None:
-        async with self.tx() as db:
-            return await db.get(Turn, turn_id)
+    async def get(self, turn_id: str) -> TurnRecord | None:
+        async with self.db.tx() as db:
+            row = await db.get(Turn, turn_id)
+            return load(TurnRecord, row) if row is not None else None
+
+    async def story(self, turn_id: str) -> TurnStory | None:
+        """The turn and its whole timeline, oldest event first."""
+        async with self.db.tx() as db:
+            turn = await db.get(Turn, turn_id)
+            if turn is None:
+                return None
+            events = (await db.exec(select(TurnEvent).where(TurnEvent.turn_id == turn_id)
+                                    .order_by(col(TurnEvent.id)))).all()
+        return TurnStory(load(TurnRecord, turn),
+                         tuple(load(TimelineEvent, event) for event in events))
 
     async def bindings_replied_in_thread(self, account: str, conversation: str,
                                          thread: str) -> frozenset[str]:
         """Bindings that already answered in this thread (for `follow_threads`)."""
-        async with self.tx() as db:
+        async with self.db.tx() as db:
             rows = await db.exec(select(Turn.binding).distinct().where(
                 Turn.account == account, Turn.conversation == conversation,
                 or_(Turn.thread == thread, Turn.message_id == thread),
@@ -162,27 +184,12 @@ class TurnQueries(StoreBase):
             ))
             return frozenset(b for b in rows.all() if b)
 
-    async def register_worker(self, worker_id: str) -> None:
-        now = self.clock.now()
-        self.worker_id = worker_id
-        async with self.tx() as db:
-            db.add(Worker(id=worker_id, started_at=now, heartbeat_at=now))
-
-    async def heartbeat(self) -> None:
-        async with self.tx() as db:
-            await db.exec(update(Worker).where(Worker.id == self.worker_id).values(
-                heartbeat_at=self.clock.now()))
-
-    async def retire_worker(self) -> None:
-        async with self.tx() as db:
-            await db.exec(delete(Worker).where(Worker.id == self.worker_id))
-
-    async def orphaned_turns(self, stale_after: timedelta) -> list[str]:
+    async def claim_orphans(self, stale_after: timedelta) -> list[str]:
         """Take over turns acknowledged but never answered whose process died (no heartbeat
         for `stale_after`), oldest first. Each is claimed with a conditional update, so of
         several processes recovering at once exactly one gets it."""
-        cutoff = self.naive(self.clock.now() - stale_after)
-        async with self.tx() as db:
+        cutoff = self.db.naive(self.clock.now() - stale_after)
+        async with self.db.tx() as db:
             rows = (await db.exec(
                 select(Turn.id, Turn.owner).join(Worker, col(Worker.id) == Turn.owner,
                                                  isouter=True)
@@ -193,19 +200,18 @@ class TurnQueries(StoreBase):
                 .order_by(col(Turn.received_at), col(Turn.id)).limit(500))).all()
         claimed = []
         for turn_id, owner in rows:
-            async with self.tx() as db:
+            async with self.db.tx() as db:
                 owned = col(Turn.owner).is_(None) if owner is None else Turn.owner == owner
                 result = await db.exec(update(Turn).where(Turn.id == turn_id, owned)
-                                       .values(owner=self.worker_id))
+                                       .values(owner=self.worker))
                 if result.rowcount == 1:
                     db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name="recovered",
-                                     detail={"from_worker": owner, "worker": self.worker_id}))
+                                     detail={"from_worker": owner, "worker": self.worker}))
                     claimed.append(turn_id)
         return claimed
 
-    async def list_turns(self, filters: dict[str, str | None], cursor: str | None = None,
-                         limit: int = 50, search: str | None = None
-                         ) -> tuple[list[dict[str, Any]], str | None]:
+    async def page(self, filters: Mapping[str, str | None], cursor: str | None = None,
+                   limit: int = 50, search: str | None = None) -> Page[TurnRecord]:
         """Newest first, filtered, one page and the cursor of the next (None at the end).
 
         Duplicates are listed only when asked for with status=duplicate: a retried event is
@@ -222,34 +228,58 @@ class TurnQueries(StoreBase):
                                     Turn.event_id == search))
         if cursor:
             at, ident = decode_cursor(cursor)
-            at = self.naive(at)
+            at = self.db.naive(at)
             query = query.where(or_(Turn.received_at < at,
                                     and_(Turn.received_at == at, Turn.id < ident)))
         query = query.order_by(col(Turn.received_at).desc(), col(Turn.id).desc()).limit(limit + 1)
-        async with self.tx() as db:
+        async with self.db.tx() as db:
             rows = list((await db.exec(query)).all())
-        page = rows[:limit]
+        page = [load(TurnRecord, row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
-            next_cursor = encode_cursor(aware(page[-1].received_at), page[-1].id)  # type: ignore[arg-type]
-        return [turn_dict(t) for t in page], next_cursor
+            next_cursor = encode_cursor(page[-1].received_at, page[-1].id)
+        return Page(page, next_cursor)
 
-    async def get_turn(self, turn_id: str) -> dict[str, Any] | None:
-        async with self.tx() as db:
-            turn = await db.get(Turn, turn_id)
-            if turn is None:
-                return None
-            events = (await db.exec(select(TurnEvent).where(TurnEvent.turn_id == turn_id)
-                                    .order_by(col(TurnEvent.id)))).all()
-        out = turn_dict(turn)
-        out["events"] = [{"at": iso(e.at), "name": e.name, **({"detail": e.detail}
-                                                               if e.detail else {})}
-                         for e in events]
-        out["payload"] = turn.payload
-        return out
+    # --- turns held while their session is paused ----------------------------------------
+
+    async def hold(self, turn_id: str, session_id: str, text: str) -> None:
+        """Keep a turn that arrived while its session is paused: in the transcript where it
+        happened, answered after resume."""
+        async with self.db.tx() as db:
+            await db.exec(update(Turn).where(col(Turn.id) == turn_id).values(status="held"))
+            db.add(SessionMessage(session_id=session_id, at=self.clock.now(), role="user",
+                                  text=text, turn_id=turn_id, data={"held": True}))
+            db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name="held",
+                             detail={"session_id": session_id,
+                                     "reason": "the session is paused"}))
+
+    async def claim_held(self, session_id: str) -> list[TurnRecord]:
+        """Take the held turns of a session that is no longer paused, oldest first; of
+        several processes claiming at once, each turn goes to exactly one."""
+        async with self.db.tx() as db:
+            rows = (await db.exec(select(Turn).where(
+                Turn.session_id == session_id, Turn.status == "held",
+            ).order_by(col(Turn.received_at), col(Turn.id)))).all()
+            held = [load(TurnRecord, row) for row in rows]
+        claimed = []
+        for turn in held:
+            async with self.db.tx() as db:
+                result = await db.exec(update(Turn).where(
+                    col(Turn.id) == turn.id, Turn.status == "held").values(status="pending"))
+                if result.rowcount == 1:
+                    claimed.append(turn)
+        return claimed
+
+    async def held_sessions(self) -> list[str]:
+        """Sessions no longer paused that still hold turns (a resume another process saw)."""
+        async with self.db.tx() as db:
+            rows = await db.exec(select(Turn.session_id).distinct().join(
+                SessionRow, col(SessionRow.id) == Turn.session_id).where(
+                Turn.status == "held", SessionRow.state != "paused"))
+            return [r for r in rows.all() if r]
 
 
-def _turn_row(message: InboundMessage, payload: dict[str, Any], extra: dict[str, Any],
+def _turn_row(message: InboundMessage, payload: dict[str, Any], extra: Mapping[str, Any],
               now: datetime) -> dict[str, Any]:
     """The turns row of a newly received message: every column, so a batch inserts as one."""
     return {
@@ -273,22 +303,6 @@ def _duplicate_reason(message: InboundMessage, original: Turn) -> str:
         return f"event {message.event_id} was already received as {original.id} (a retry)"
     return (f"message {message.message_id} in {message.conversation} was already received as "
             f"{original.id} (the same message delivered as another event)")
-
-
-def turn_dict(turn: Turn) -> dict[str, Any]:
-    """A turn as the API and `--json` show it."""
-    return {
-        "id": turn.id, "provider": turn.provider, "account": turn.account,
-        "event_id": turn.event_id, "conversation": turn.conversation, "kind": turn.kind,
-        "thread": turn.thread, "message_id": turn.message_id, "sender": turn.sender,
-        "sender_name": turn.sender_name, "text": turn.text,
-        "received_at": iso(turn.received_at), "status": turn.status,
-        "route_reason": turn.route_reason, "binding": turn.binding, "agent": turn.agent,
-        "session_id": turn.session_id, "reply_text": turn.reply_text,
-        "delivery_status": turn.delivery_status, "delivery_attempts": turn.delivery_attempts,
-        "provider_message_id": turn.provider_message_id, "error": turn.error,
-        "duplicate_of": turn.duplicate_of, "agent_ms": turn.agent_ms,
-    }
 
 
 def _words(error: BaseException) -> str:

@@ -1,0 +1,127 @@
+"""Delivery of the outbox: one attempt per lease, retries with backoff, the final failure.
+
+A reply is written to the outbox with the transcript, leased to this process for its first
+attempt (`deliver_claimed` right after the agent answered). A failed attempt is retried after
+the provider's `retry_after` or an exponential backoff with full jitter; a row whose lease ran
+out (its process died mid-attempt) is picked up by `deliver_due`, from any process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Protocol
+
+from channels.errors import DeliveryError
+from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
+from sessions.events import EventHub
+from switchboard.config import DeliveryConfig
+from switchboard.metrics import Metrics
+from switchboard.store import OutboxEntry, Store
+from switchboard.work import Tasks
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=30)  # a delivery attempt takes at most ~15 s (HTTP timeouts)
+
+
+class Adapter(Protocol):
+    """What the pipeline asks of an account's adapter (`channels.adapter.AccountAdapter`):
+    where a reply goes, and its delivery."""
+
+    def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage: ...
+
+    async def deliver(self, out: OutboundMessage) -> str | DeliveryReceipt: ...
+
+
+class Delivery:
+    """Attempts, records and retries deliveries of outbox rows."""
+
+    def __init__(self, store: Store, adapters: Mapping[str, Adapter], settings: DeliveryConfig,
+                 disabled: Mapping[str, str], events: EventHub, metrics: Metrics,
+                 tasks: Tasks) -> None:
+        """`adapters` maps running account names to their adapters (filled as they start);
+        `disabled` says why a configured account is not running."""
+        self.store = store
+        self.adapters = adapters
+        self.settings = settings
+        self.disabled = disabled
+        self.events = events
+        self.metrics = metrics
+        self.tasks = tasks
+        self.lease = settings.lease or LEASE
+
+    async def deliver(self, outbox_id: int) -> None:
+        """Lease an outbox row (a retry, or one a dead process left) and attempt delivery."""
+        row = await self.store.outbox.claim(outbox_id, self.lease)
+        if row is not None:
+            await self.deliver_claimed(row)
+
+    async def deliver_claimed(self, row: OutboxEntry) -> None:
+        """One delivery attempt of a leased outbox row; schedules the retry when it fails."""
+        adapter = self.adapters.get(row.account)
+        if adapter is None:
+            reason = self.disabled.get(row.account, "the account is not running")
+            await self.store.outbox.failed(row, f"account {row.account} is disabled: {reason}",
+                                           retry_at=None, detail={})
+            return
+        outbound = OutboundMessage(provider=row.provider, account=row.account,
+                                   conversation=row.conversation, text=row.text,
+                                   thread=row.thread, reply_to=row.reply_to, extra=row.extra)
+        try:
+            receipt = await adapter.deliver(outbound)
+        except DeliveryError as error:
+            await self._failed(row, str(error), error.permanent, error.retry_after)
+            return
+        except Exception as error:  # an adapter bug must not lose the reply: retry it
+            log.exception("delivery of outbox %s raised", row.id)
+            await self._failed(row, f"{type(error).__name__}: {error}", False, None)
+            return
+        if not isinstance(receipt, DeliveryReceipt):
+            receipt = DeliveryReceipt(str(receipt))
+        provider_id = receipt.provider_message_id
+        await self.store.outbox.delivered(row, provider_id, receipt.detail)
+        if not row.notice:
+            self.metrics.turns.labels(row.provider, "delivered").inc(1 + len(row.batch))
+        elapsed = (self.store.clock.now() - row.created_at).total_seconds()
+        self.metrics.delivery.labels(row.provider).observe(max(elapsed, 0.0))
+        self.events.publish("turn.delivered", {"turn_id": row.turn_id,
+                                               "session_id": row.session_id,
+                                               "provider_message_id": provider_id})
+
+    async def _failed(self, row: OutboxEntry, error: str, permanent: bool,
+                      retry_after: float | None) -> None:
+        """Record a failed attempt: schedule the next one, or fail the turn for good."""
+        retry_at = None
+        if not permanent and row.attempts < self.settings.max_attempts:
+            delay = retry_after if retry_after is not None else self.backoff(row.attempts)
+            retry_at = self.store.clock.now() + timedelta(seconds=delay)
+        await self.store.outbox.failed(row, error, retry_at=retry_at,
+                                       detail={"permanent": permanent})
+        if retry_at is None:
+            if not row.notice:
+                self.metrics.turns.labels(row.provider, "failed").inc(1 + len(row.batch))
+            self.events.publish("turn.failed", {"turn_id": row.turn_id, "error": error,
+                                                "session_id": row.session_id})
+        else:
+            self.metrics.retries.labels(row.provider).inc()
+            delay = (retry_at - self.store.clock.now()).total_seconds()
+            self.tasks.spawn(self._retry_later(row.id, max(delay, 0.0)))
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        base = self.settings.backoff.total_seconds() if self.settings.backoff else 1.0
+        cap = self.settings.max_backoff.total_seconds() if self.settings.max_backoff else 300.0
+        return random.uniform(base / 2, min(cap, base * 2 ** (attempts - 1)))
+
+    async def _retry_later(self, outbox_id: int, delay: float) -> None:
+        await asyncio.sleep(delay + 0.01)  # a timer may fire a hair early; the claim checks
+        await self.deliver(outbox_id)
+
+    async def deliver_due(self) -> None:
+        """Attempt every row that is due and not leased: retries whose timer was lost with a
+        restart, and attempts a dead process left half-done."""
+        for outbox_id in await self.store.outbox.due():
+            await self.deliver(outbox_id)

@@ -1,0 +1,74 @@
+"""The application's errors, in one place, on the root `SwitchboardError` of `channels.errors`.
+
+Session actions raise the errors of `sessions.errors` (`SessionNotFound`, `ActionRefused`,
+`TransitionRefused`); provider adapters those of `channels.errors`, email those of
+`inbox.errors`. None carries an HTTP status: the API answers each kind with its status in one
+place, `switchboard/http_errors.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from channels.errors import SwitchboardError
+from sessions.errors import ActionRefused, SessionError, SessionNotFound, TransitionRefused
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the config, where it is and what to do."""
+
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+
+
+class ConfigError(SwitchboardError):
+    """The config cannot be used; `problems` lists every one of them, each at file:line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class AgentError(SwitchboardError):
+    """The agent did not produce a reply; the message says why, for the turn's `error`."""
+
+
+class BadCursor(SwitchboardError):
+    """A listing cursor this API did not give out (edited, truncated, from another listing)."""
+
+
+class NotFound(SwitchboardError):
+    """What was asked for does not exist (a session's is `SessionNotFound`)."""
+
+
+class NoSuchTurn(NotFound):
+    """No turn has this id."""
+
+
+class NoSuchAgent(NotFound):
+    """No agent of the config has this name."""
+
+
+class NoSuchInbox(NotFound):
+    """No inbox was ever provisioned at this address."""
+
+
+class InboxRefused(SwitchboardError):
+    """An inbox cannot be provisioned as asked (a bad local part, no such email account)."""
+
+
+class AddressTaken(InboxRefused):
+    """The address is already provisioned (possibly for another agent, possibly revoked)."""
+
+
+__all__ = [
+    "ActionRefused", "AddressTaken", "AgentError", "BadCursor", "ConfigError", "InboxRefused",
+    "NoSuchAgent", "NoSuchInbox", "NoSuchTurn", "NotFound", "Problem", "SessionError",
+    "SessionNotFound", "SwitchboardError", "TransitionRefused",
+]

@@ -1,0 +1,255 @@
+"""The database underneath the store: engines, short transactions, and SQLite's speed machinery.
+
+Why the machinery exists (measured by the ack benchmark in bench/, see bench/README.md): SQLite has
+one writer. Left to itself, every write waits in its busy handler (which sleeps) and every
+commit may end in a checkpoint with an fsync, so a flood of webhooks is acknowledged at the
+pace of the slowest write. Here:
+
+- one thread (`DatabaseThread`) owns the write connection and runs whole transactions, one hop
+  each, the ones that record webhook turns (`ack`) first; while acknowledgements keep coming the
+  other work is metered to a share of the thread, so it cannot set their pace;
+- a `Checkpointer` thread copies the write-ahead log into the database file, passively, so the
+  fsync is never part of a commit an acknowledgement waits for (`wal_autocheckpoint=0`);
+- the async engine keeps one connection (`pool_size=1`): more only wait in the busy handler.
+
+On PostgreSQL none of this applies: transactions go through the async engine's pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from switchboard.clock import Clock
+from switchboard.db import database_url, driver_url, is_sqlite
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+ACK, WORK = 0, 1  # ACK: the transaction that records webhook turns; WORK: everything else
+
+# While acknowledgements keep coming, the rest of the work may use this share of the thread's
+# time (seconds of work per second); when none has come for QUIET seconds it runs unmetered.
+WORK_SHARE = 0.15
+QUIET = 0.005
+BURST = 0.05  # the most unmetered work time saved up for the next flood
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's job, outside commits
+    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: the turn indexes stay in memory
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str | None = None) -> AsyncEngine:
+    """The one async engine of a process (SWITCHBOARD_DATABASE_URL unless `url` is given)."""
+    url = url or database_url()
+    if is_sqlite(url):
+        engine = create_async_engine(driver_url(url, asynchronous=True), pool_size=1,
+                                     max_overflow=0, pool_timeout=60)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_async_engine(driver_url(url, asynchronous=True), pool_size=10,
+                                     max_overflow=10, pool_pre_ping=True)
+    return engine
+
+
+def _thread_engine(engine: AsyncEngine) -> Engine | None:
+    """On SQLite, a synchronous engine for the database thread."""
+    if engine.dialect.name != "sqlite":
+        return None
+    sync = sa_create_engine(engine.url.set(drivername="sqlite"), pool_size=1, max_overflow=0,
+                            connect_args={"check_same_thread": False})
+    event.listen(sync, "connect", _sqlite_pragmas)
+    return sync
+
+
+class Database:
+    """Short transactions over one engine and one clock, for the store's aggregates."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._acks_waiting = asyncio.Event()
+        self._acks_waiting.set()
+        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        self._thread_engine = _thread_engine(engine)
+        self._thread = DatabaseThread() if self._thread_engine is not None else None
+        path = engine.url.database if self.is_sqlite else None
+        self._checkpointer = Checkpointer(path) if path and path != ":memory:" else None
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[AsyncSession]:
+        """One short transaction: committed on success, rolled back on error. On SQLite it
+        waits while webhook turns wait to be recorded: acknowledgements go first."""
+        if self.is_sqlite:
+            await self._acks_waiting.wait()
+        async with self._sessions() as db, db.begin():
+            yield db
+
+    async def run_tx(self, work: Callable[[Session], T], *, ack: bool = False) -> T:
+        """Run `work` (plain synchronous ORM or Core code) as one transaction: on SQLite whole
+        in the database thread, in one hop; elsewhere through the async session. The
+        transaction that records webhook turns (`ack`) goes first: others wait for it."""
+        engine, thread = self._thread_engine, self._thread
+        if engine is None or thread is None:
+            async with self._sessions() as db, db.begin():
+                return await db.run_sync(work)
+
+        def run() -> T:
+            with Session(engine, expire_on_commit=False) as db, db.begin():
+                return work(db)
+
+        if ack:
+            self._acks_waiting.clear()
+        try:
+            return await thread.run(run, ACK if ack else WORK)
+        finally:
+            if ack:
+                self._acks_waiting.set()
+
+    def naive(self, value: datetime) -> datetime:
+        """Times as bound parameters: SQLite compares strings, so drop the zone there."""
+        return value.replace(tzinfo=None) if self.is_sqlite else value
+
+    def insert(self, table: Any) -> Any:
+        """An INSERT with this dialect's ON CONFLICT clauses."""
+        return (sqlite_insert if self.is_sqlite else pg_insert)(table)
+
+    def close(self) -> None:
+        """Stop the threads (after the jobs queued); the caller disposes of the engine."""
+        if self._thread_engine is not None:
+            self._thread_engine.dispose()
+        if self._thread is not None:
+            self._thread.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+
+
+class DatabaseThread:
+    """A single worker thread that runs whole transactions, acknowledgements first.
+
+    Acknowledgements never wait behind a queue of other work, only behind the one transaction
+    already running; during a flood of them the other work is metered to WORK_SHARE of the
+    thread, and catches up when the flood stops.
+    """
+
+    def __init__(self, name: str = "sb-db") -> None:
+        self._acks: deque[Any] = deque()
+        self._work: deque[Any] = deque()
+        self._ready = threading.Condition()
+        self._stopping = False
+        self._budget = BURST
+        self._refilled = self._last_ack = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _next(self) -> tuple[Any, bool] | None:
+        """The next job and whether it is an acknowledgement; None once stopped."""
+        with self._ready:
+            while True:
+                if self._acks:
+                    return self._acks.popleft(), True
+                if self._work and self._stopping:
+                    return self._work.popleft(), False
+                if self._work:
+                    now = time.monotonic()
+                    self._budget = min(BURST, self._budget + (now - self._refilled) * WORK_SHARE)
+                    self._refilled = now
+                    if self._budget > 0 or now - self._last_ack > QUIET:
+                        return self._work.popleft(), False
+                    self._ready.wait(min(QUIET, -self._budget / WORK_SHARE))
+                elif self._stopping:
+                    return None
+                else:
+                    self._ready.wait()
+
+    def _run(self) -> None:
+        while (picked := self._next()) is not None:
+            (loop, future, work), ack = picked
+            started = time.monotonic()
+            try:
+                result = work()
+            except BaseException as error:  # handed to the awaiting coroutine
+                loop.call_soon_threadsafe(_settle, future, None, error)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+            finished = time.monotonic()
+            with self._ready:
+                if ack:
+                    self._last_ack = finished
+                elif self._acks or started - self._last_ack <= QUIET:  # metered in a flood
+                    self._budget -= finished - started
+
+    async def run(self, work: Callable[[], T], priority: int = WORK) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._ready:
+            (self._acks if priority == ACK else self._work).append((loop, future, work))
+            self._ready.notify()
+        return await future
+
+    def stop(self) -> None:
+        """Finish the jobs queued, then end the thread."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+
+
+class Checkpointer:
+    """Copies SQLite's write-ahead log into the database file every `interval` seconds, from a
+    connection of its own. A passive checkpoint neither waits for nor blocks writers, so the
+    fsync it ends with is never part of a commit; the log restarts once it is all copied."""
+
+    def __init__(self, path: str, interval: float = 1.0) -> None:
+        self._path = path
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sb-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self._path, timeout=0, check_same_thread=False)
+        try:
+            while not self._stop.wait(self._interval):
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as error:  # busy or gone: the next round tries again
+                    log.debug("checkpoint skipped: %s", error)
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
