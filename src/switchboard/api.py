@@ -168,7 +168,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
     async def accounts() -> dict[str, Any]:
         health = await store.accounts.health()
         return {"accounts": account_rows(runtime.config, runtime.account_errors, health,
-                                         runtime.providers)}
+                                         runtime.providers, runtime.adapters)}
 
     @router.get("/providers", dependencies=[viewer])
     async def providers() -> dict[str, Any]:

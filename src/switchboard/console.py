@@ -103,7 +103,7 @@ def console_routes(runtime: Runtime) -> APIRouter:
         health = await runtime.store.accounts.health()
         return {"bindings": binding_rows(runtime), "agents": agent_rows(runtime),
                 "accounts": account_rows(runtime.config, runtime.account_errors, health,
-                                         runtime.providers)}
+                                         runtime.providers, runtime.adapters)}
 
     @router.post("/api/match", tags=["operators"], dependencies=[Depends(viewer)])
     async def would_match(body: MatchBody) -> dict[str, Any]:
