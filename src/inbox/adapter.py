@@ -182,7 +182,7 @@ class EmailAdapter:
                                  starttls=settings.relay_starttls,
                                  username=settings.relay_username,
                                  password=settings.relay_password)
-            if self.reader is not None:  # people working the mailbox see it among the sent
+            if self.reader is not None and settings.file_sent:  # seen among the sent mail
                 said.update(await self.reader.file_sent(msg.as_bytes(policy=policy.SMTP)))
             return DeliveryReceipt(ours, {"relay": f"{settings.relay_host}:{settings.relay_port}",
                                           **said})

@@ -12,6 +12,7 @@ import re
 import shlex
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aioimaplib
@@ -30,6 +31,30 @@ _LIST = re.compile(rb'^\((?P<flags>[^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (?P<name>.
 _CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
 _EXISTS = re.compile(rb"^(\d+) EXISTS$")
 TOKEN_TIMEOUT = 30.0  # seconds an oauth2_token_command may take
+
+
+class _Protocol(aioimaplib.IMAP4ClientProtocol):
+    """aioimaplib drops an untagged `EXISTS` that comes with another command's answer (new
+    mail arriving during a SEARCH): noted here, so the reader looks again before it IDLEs
+    instead of waiting for the next message to wake it."""
+
+    new_mail = False
+
+    def _untagged_response(self, line: bytes) -> aioimaplib.Command:
+        if _EXISTS.match(line.removeprefix(b"* ")):
+            self.new_mail = True
+        return super()._untagged_response(line)
+
+
+class _Client(aioimaplib.IMAP4):
+    protocol: _Protocol
+
+    def create_client(self, host: str, port: int, loop: asyncio.AbstractEventLoop,
+                      conn_lost_cb: Callable[[Exception | None], None] | None = None,
+                      ssl_context: ssl.SSLContext | None = None) -> None:
+        self.protocol = _Protocol(loop, conn_lost_cb)
+        self._client_task = loop.create_task(loop.create_connection(
+            lambda: self.protocol, host, port, ssl=ssl_context))
 
 
 @dataclass(frozen=True)
@@ -56,7 +81,7 @@ def _said(response: aioimaplib.Response) -> str:
 class ImapSession:
     """A connection that has logged in to the account's mailbox; `open` makes one."""
 
-    def __init__(self, settings: EmailSettings, client: aioimaplib.IMAP4,
+    def __init__(self, settings: EmailSettings, client: _Client,
                  lost: asyncio.Event) -> None:
         self.settings = settings
         self.client = client
@@ -81,9 +106,9 @@ class ImapSession:
                                ) from None
         lost = asyncio.Event()
         tls = ssl.create_default_context()  # the system's trust store; honours SSL_CERT_FILE
-        client = aioimaplib.IMAP4(host, port, timeout=timeout,
-                                  conn_lost_cb=lambda _error: lost.set(),
-                                  ssl_context=tls if settings.imap_security == "tls" else None)
+        client = _Client(host, port, loop=loop, timeout=timeout,
+                         conn_lost_cb=lambda _error: lost.set(),
+                         ssl_context=tls if settings.imap_security == "tls" else None)
         session = cls(settings, client, lost)
         try:
             await session._hello(where, tls)
@@ -155,6 +180,11 @@ class ImapSession:
                                f"{self.settings.imap_host} in time") from None
         except (aioimaplib.AioImapException, OSError) as error:
             raise MailboxError("connection", f"{what} failed: {error}") from None
+
+    def new_mail(self) -> bool:
+        """Whether the server told of new mail since the last call."""
+        said, self.client.protocol.new_mail = self.client.protocol.new_mail, False
+        return said
 
     def has(self, capability: str) -> bool:
         return capability in self.client.protocol.capabilities

@@ -98,7 +98,10 @@ class MailboxReader:
             log.info("mailbox of account %s: reading %s (%s)", self.name, settings.folder,
                      "IDLE" if idle else f"polling every {settings.poll_interval}")
             while True:
+                session.new_mail()
                 await self.catch_up(session, folder)
+                if session.new_mail():  # came while catching up: look again first
+                    continue
                 if idle:
                     await session.idle(settings.idle_interval.total_seconds())
                 else:

@@ -50,6 +50,7 @@ class EmailSettings(AccountSettings):
     folder: str = "INBOX"
     processed_folder: str | None = None  # recorded mail is moved here (created if missing)
     sent_folder: str | None = None  # default: the folder flagged \Sent
+    file_sent: bool = True  # APPEND answers to Sent (off: the submission server files them)
     poll_interval: Timeout = timedelta(seconds=60)  # without IDLE
     idle_interval: Timeout = timedelta(minutes=25)  # IDLE is renewed (RFC 2177: < 29 min)
     imap_timeout: Timeout = timedelta(seconds=30)  # one IMAP command
