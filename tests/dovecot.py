@@ -47,7 +47,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -73,7 +73,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -96,13 +97,15 @@ protocol imap {{
 class Dovecot:
     """One private Dovecot: `start()`, `stop()`, `restart()`; `imap()` is a test's own client."""
 
-    def __init__(self, *, idle: bool = True) -> None:
+    def __init__(self, *, idle: bool = True, tls: bool = False) -> None:
         # Dovecot's own processes run as its user: they must reach the folder, so not under
         # pytest's tmp_path (mode 0700); `remove()` deletes it
         root = Path(tempfile.mkdtemp(prefix="sb-dovecot-"))
         root.chmod(0o755)
         self.root = root
         self.port = free_port()
+        self.tls_port = free_port() if tls else 0  # implicit TLS; STARTTLS on `port` too
+        self.cert = root / "cert.pem"  # for 127.0.0.1 and localhost, when `tls`
         self.idle = idle
         self.process: subprocess.Popen[bytes] | None = None
         for sub in ("run", "state", "mail", "home"):
@@ -110,13 +113,24 @@ class Dovecot:
         (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         account = pwd.getpwnam("dovecot") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
         self.uid, self.gid = account.pw_uid, account.pw_gid
+        ssl = "ssl = no"
+        if tls:
+            self._make_certificate()
+            ssl = f"ssl = yes\nssl_cert = <{self.cert}\nssl_key = <{root / 'key.pem'}"
         (root / "dovecot.conf").write_text(CONFIG.format(
-            root=root, port=self.port, uid=self.uid, gid=self.gid, user=account.pw_name,
-            group=_group(self.gid), sent=SENT,
+            root=root, port=self.port, tls_port=self.tls_port, ssl=ssl, uid=self.uid,
+            gid=self.gid, user=account.pw_name, group=_group(self.gid), sent=SENT,
             capability="" if idle else f"  imap_capability = {NO_IDLE}"))
         if os.geteuid() == 0:
             for path in (root / "mail", root / "home"):
                 os.chown(path, self.uid, self.gid)
+
+    def _make_certificate(self) -> None:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", str(self.root / "key.pem"), "-out", str(self.cert),
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, capture_output=True)
 
     @property
     def maildir(self) -> Path:
@@ -150,7 +164,12 @@ class Dovecot:
         process.wait(5)
 
     def remove(self) -> None:
-        self.stop()
+        """Gone at once (a clean stop takes Dovecot a second), and its folder with it."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+            self.process = None
         shutil.rmtree(self.root, ignore_errors=True)
 
     def restart(self) -> None:

@@ -318,7 +318,8 @@ class ImapSession:
     async def close(self) -> None:
         """Log out politely when the connection still stands; close it either way."""
         protocol = self.client.protocol
-        if not self.lost.is_set() and protocol.state in (aioimaplib.AUTH, aioimaplib.SELECTED):
+        if not self.lost.is_set() and not self.client.has_pending_idle() and \
+                protocol.state in (aioimaplib.AUTH, aioimaplib.SELECTED):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.logout(), 2)
         transport = protocol.transport

@@ -19,6 +19,9 @@ from dovecot import PASSWORD, SENT, USER, Dovecot, dovecot_missing
 from fakes.mail import Relay, compose, running_relay, turn_of
 
 CUSTOMER = "carol@customer.test"
+# the tests of what the database keeps (the position, the dedupe) run on SQLite and PostgreSQL;
+# the others on SQLite only, to keep the suite fast
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -27,8 +30,8 @@ def start_dovecot() -> Iterator[Callable[..., Dovecot]]:
         pytest.skip(reason)
     started: list[Dovecot] = []
 
-    def start(idle: bool = True) -> Dovecot:
-        server = Dovecot(idle=idle).start()
+    def start(idle: bool = True, tls: bool = False) -> Dovecot:
+        server = Dovecot(idle=idle, tls=tls).start()
         started.append(server)
         return server
 
@@ -148,6 +151,7 @@ def test_mail_in_the_mailbox_is_answered_in_its_thread_and_filed_in_sent(
     assert row["last_inbound_at"] and row["error"] is None
 
 
+@SQLITE_ONLY
 def test_mail_the_automatic_guard_and_sender_checks_apply_as_over_smtp(
         serve: Callable[[str], Server], dovecot: Dovecot, relay: tuple[Relay, int]) -> None:
     sink, relay_port = relay
@@ -174,6 +178,7 @@ def test_mail_the_automatic_guard_and_sender_checks_apply_as_over_smtp(
     assert "\\Seen" not in flags[True]  # left unread for a person, not read again
 
 
+@SQLITE_ONLY
 def test_a_dovecot_restart_mid_idle_reconnects_and_loses_nothing(
         serve: Callable[[str], Server], dovecot: Dovecot, relay: tuple[Relay, int]) -> None:
     sink, relay_port = relay
@@ -258,6 +263,7 @@ def test_a_new_uidvalidity_answers_nothing_again(
     assert [m["In-Reply-To"] for m in sink.wait(2)] == [message_id, fresh_id]
 
 
+@SQLITE_ONLY
 def test_polling_when_the_server_has_no_idle(
         serve: Callable[[str], Server], start_dovecot: Callable[..., Dovecot],
         relay: tuple[Relay, int]) -> None:
@@ -273,6 +279,7 @@ def test_polling_when_the_server_has_no_idle(
     assert "\\Seen" in moved[0][1] and dovecot.messages() == []
 
 
+@SQLITE_ONLY
 def test_a_sent_folder_that_cannot_be_written_is_recorded_not_fatal(
         serve: Callable[[str], Server], dovecot: Dovecot, relay: tuple[Relay, int]) -> None:
     sink, relay_port = relay
@@ -287,6 +294,7 @@ def test_a_sent_folder_that_cannot_be_written_is_recorded_not_fatal(
                for d in details), details
 
 
+@SQLITE_ONLY
 def test_bad_credentials_are_a_clear_account_error_and_inbox_test_says_why(
         serve: Callable[[str], Server], start_dovecot: Callable[..., Dovecot],
         relay: tuple[Relay, int], tmp_path: Path, database_url: str) -> None:
@@ -332,6 +340,33 @@ def test_inbox_test_prints_what_the_server_offers_or_exactly_what_fails(
     ):
         failed = inbox_test(**keys)
         assert failed.exit_code == 1 and words in failed.output, (keys, failed.output)
+
+
+def test_inbox_test_checks_the_certificate_with_tls_and_starttls(
+        start_dovecot: Callable[..., Dovecot], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    dovecot = start_dovecot(tls=True)
+
+    def inbox_test(**keys: Any) -> Any:
+        config = tmp_path / "box.yaml"
+        config.write_text(mailbox_config(keys.pop("imap_port"), 25, **keys))
+        return cli("inbox", "test", "box", "--config", str(config))
+
+    implicit = {"imap_port": dovecot.tls_port, "imap_security": "tls"}
+    untrusted = inbox_test(**implicit)
+    assert untrusted.exit_code == 1
+    assert "TLS failed: TLS with 127.0.0.1" in untrusted.output
+    assert "certificate was not accepted" in untrusted.output
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.cert))  # the system trust store honours it
+    for keys in (implicit, {"imap_port": dovecot.port, "imap_security": "starttls"},
+                 {"imap_host": "localhost", "imap_port": dovecot.tls_port,
+                  "imap_security": "tls"}):
+        trusted = inbox_test(**keys)
+        assert trusted.exit_code == 0 and "folder INBOX: 0 messages" in trusted.output, \
+            (keys, trusted.output)
+        assert f"({keys['imap_security']})" in trusted.output
+    logins = [line for line in dovecot.log().splitlines() if "Login: user=<" in line]
+    assert len(logins) == 3 and all(", TLS," in line for line in logins), logins
 
 
 @pytest.mark.parametrize(("keys", "words"), [
