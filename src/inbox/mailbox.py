@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from channels.adapter import Services
-from inbox.errors import MailboxError, MalformedEmail
+from inbox.errors import MailboxError, MalformedEmail, SenderCheckDeferred
 from inbox.imap import Folder, ImapSession
 from inbox.settings import EmailSettings
 
@@ -66,6 +66,11 @@ class MailboxReader:
                 self._failed(f"{error}")
             except (OSError, TimeoutError) as error:
                 self._failed(f"the connection failed: {error}")
+            except SenderCheckDeferred as error:  # a DKIM key did not come: read it later
+                self._failed(f"a sender cannot be checked now: {error}")
+            except Exception as error:  # a bug must not end the reading for good
+                log.exception("mailbox of account %s failed", self.name)
+                self._failed(f"reading failed: {error}")
             else:
                 delay = settings.reconnect_min.total_seconds()
                 continue
