@@ -49,7 +49,7 @@ protocols = imap
 listen = 127.0.0.1
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{mechanisms}
 auth_failure_delay = 0
 mail_location = maildir:{root}/mail/%u
 mail_uid = {uid}
@@ -59,10 +59,10 @@ default_internal_user = {user}
 default_internal_group = {group}
 default_login_user = {user}
 passdb {{
-  driver = passwd-file
+  driver = passwd-file{plain_only}
   args = scheme=PLAIN username_format=%u {root}/passwd
 }}
-userdb {{
+{oauth2}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={root}/home/%u
 }}
@@ -97,7 +97,9 @@ protocol imap {{
 class Dovecot:
     """One private Dovecot: `start()`, `stop()`, `restart()`; `imap()` is a test's own client."""
 
-    def __init__(self, *, idle: bool = True, tls: bool = False) -> None:
+    def __init__(self, *, idle: bool = True, tls: bool = False,
+                 oauth2_url: str | None = None) -> None:
+        """`oauth2_url`: tokens (XOAUTH2) are checked by RFC 7662 introspection there."""
         # Dovecot's own processes run as its user: they must reach the folder, so not under
         # pytest's tmp_path (mode 0700); `remove()` deletes it
         root = Path(tempfile.mkdtemp(prefix="sb-dovecot-"))
@@ -117,7 +119,17 @@ class Dovecot:
         if tls:
             self._make_certificate()
             ssl = f"ssl = yes\nssl_cert = <{self.cert}\nssl_key = <{root / 'key.pem'}"
+        oauth2 = ""
+        if oauth2_url:
+            (root / "oauth2.conf").write_text(
+                f"introspection_mode = post\nintrospection_url = {oauth2_url}\n"
+                "username_attribute = username\nactive_attribute = active\n"
+                "active_value = true\n")
+            oauth2 = f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2\n" \
+                     f"  args = {root / 'oauth2.conf'}\n}}\n"
         (root / "dovecot.conf").write_text(CONFIG.format(
+            mechanisms=" xoauth2" if oauth2_url else "", oauth2=oauth2,
+            plain_only="\n  mechanisms = plain login" if oauth2_url else "",
             root=root, port=self.port, tls_port=self.tls_port, ssl=ssl, uid=self.uid,
             gid=self.gid, user=account.pw_name, group=_group(self.gid), sent=SENT,
             capability="" if idle else f"  imap_capability = {NO_IDLE}"))

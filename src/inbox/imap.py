@@ -6,7 +6,9 @@ them: the password is only ever sent, and a token command's output is the token.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import re
 import shlex
@@ -44,6 +46,17 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):
         if _EXISTS.match(line.removeprefix(b"* ")):
             self.new_mail = True
         return super()._untagged_response(line)
+
+    def _continuation(self, line: bytes) -> None:
+        # A refused XOAUTH2 token is answered with a challenge (base64 JSON: status, scope)
+        # that waits for an empty line before the tagged NO (RFC 7628 3.2.3; Gmail, Microsoft
+        # 365, Dovecot); aioimaplib would wait out its timeout instead of sending it.
+        command = self.pending_sync_command
+        if command is not None and command.name == "AUTHENTICATE" and self.transport:
+            command.append_to_resp(line.removeprefix(b"+").strip())
+            self.transport.write(b"\r\n")
+            return
+        super()._continuation(line)
 
 
 class _Client(aioimaplib.IMAP4):
@@ -163,7 +176,7 @@ class ImapSession:
                                           "LOGIN")
         if response.result != "OK":
             raise MailboxError("login", f"{settings.imap_host} refused the login of {user}: "
-                               f"{_said(response)}")
+                               f"{_said(response)}{token_words(response)}")
         # the capabilities after login are the ones that count (IDLE, MOVE, SPECIAL-USE)
         await self.command(self.client.protocol.capability(), "CAPABILITY")
 
@@ -327,6 +340,19 @@ class ImapSession:
             transport.close()
         with contextlib.suppress(Exception):
             self.client._client_task.cancel()
+
+
+def token_words(response: aioimaplib.Response) -> str:
+    """What a refused XOAUTH2 challenge says (`{"status": "401", "scope": …}`), or ""."""
+    for line in response.lines:
+        try:
+            said = json.loads(base64.b64decode(bytes(line), validate=True))
+        except (ValueError, TypeError):
+            continue
+        if isinstance(said, dict) and said.get("status"):
+            scope = f", scope {said['scope']}" if said.get("scope") else ""
+            return f" (the token was refused: status {said['status']}{scope})"
+    return ""
 
 
 def tls_words(error: BaseException) -> str:

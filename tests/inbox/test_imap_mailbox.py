@@ -30,8 +30,8 @@ def start_dovecot() -> Iterator[Callable[..., Dovecot]]:
         pytest.skip(reason)
     started: list[Dovecot] = []
 
-    def start(idle: bool = True, tls: bool = False) -> Dovecot:
-        server = Dovecot(idle=idle, tls=tls).start()
+    def start(**options: Any) -> Dovecot:
+        server = Dovecot(**options).start()
         started.append(server)
         return server
 
@@ -368,6 +368,57 @@ def test_inbox_test_checks_the_certificate_with_tls_and_starttls(
         assert f"({keys['imap_security']})" in trusted.output
     logins = [line for line in dovecot.log().splitlines() if "Login: user=<" in line]
     assert len(logins) == 3 and all(", TLS," in line for line in logins), logins
+
+
+@pytest.fixture
+def token_introspection() -> Iterator[str]:
+    """The OAuth2 server's token introspection (RFC 7662) that Dovecot asks: `good-token` is
+    an active token of the mailbox's user, anything else is not."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs
+
+    class Introspect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            form = parse_qs(self.rfile.read(int(self.headers["Content-Length"] or 0)).decode())
+            active = form.get("token") == ["good-token"]
+            body = json.dumps({"active": active, **({"username": USER} if active else {})})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Introspect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/introspect"
+    server.shutdown()
+    server.server_close()
+
+
+def test_xoauth2_logs_in_with_the_token_the_command_prints(
+        start_dovecot: Callable[..., Dovecot], token_introspection: str,
+        tmp_path: Path) -> None:
+    dovecot = start_dovecot(oauth2_url=token_introspection)
+
+    def inbox_test(command: str) -> Any:
+        config = tmp_path / "box.yaml"
+        config.write_text(mailbox_config(dovecot.port, 25, password=None,
+                                         oauth2_token_command=command))
+        return cli("inbox", "test", "box", "--config", str(config))
+
+    good = inbox_test("echo good-token")
+    assert good.exit_code == 0 and "folder INBOX: 0 messages" in good.output, good.output
+    started = time.time()
+    stale = inbox_test("printf stale-token")
+    assert stale.exit_code == 1 and "login failed" in stale.output, stale.output
+    assert "refused the login of support@acme.test" in stale.output
+    assert time.time() - started < 2.5  # refused at once, not waited out
+    assert "stale-token" not in stale.output
 
 
 @pytest.mark.parametrize(("keys", "words"), [
