@@ -179,6 +179,25 @@ def test_mail_the_automatic_guard_and_sender_checks_apply_as_over_smtp(
 
 
 @SQLITE_ONLY
+def test_without_agent_the_mailbox_address_must_be_provisioned(
+        serve: Callable[[str], Server], dovecot: Dovecot, relay: tuple[Relay, int]) -> None:
+    from conftest import OPERATOR
+    from fakes.mail import provision
+
+    sink, relay_port = relay
+    server = serve(mailbox_config(dovecot.port, relay_port, agent=None))
+    message_id, raw = compose(CUSTOMER, USER, "Anyone there?")
+    dovecot.deliver(raw)
+    row = wait_for(lambda: (r := mailbox_row(server))["error"] and r)
+    assert "support@acme.test is no live inbox of account box" in row["error"]
+    assert server.api("POST", "/api/agents/helpdesk/inbox", token=OPERATOR,
+                      json={"account": "box"}).json()["email_address"] == "helpdesk@acme.test"
+    assert provision(server, "helpdesk", account="box", local_part="support") == USER
+    assert turn_of(server, USER, message_id)["status"] == "delivered"  # read again, answered
+    assert len(sink.wait(1)) == 1 and connected(server)["error"] is None
+
+
+@SQLITE_ONLY
 def test_a_dovecot_restart_mid_idle_reconnects_and_loses_nothing(
         serve: Callable[[str], Server], dovecot: Dovecot, relay: tuple[Relay, int]) -> None:
     sink, relay_port = relay
