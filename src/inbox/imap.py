@@ -185,9 +185,20 @@ class ImapSession:
     async def command(self, pending: object, what: str) -> aioimaplib.Response:
         """Await one command; a lost connection, a timeout or a protocol error is a
         `MailboxError("connection", …)`."""
-        timeout = self.client.timeout * 2  # aioimaplib's own timeout comes first
+        answer = asyncio.ensure_future(pending)  # type: ignore[arg-type]
+        lost = asyncio.ensure_future(self.lost.wait())  # a closed connection answers nothing
         try:
-            return await asyncio.wait_for(pending, timeout)  # type: ignore[arg-type]
+            await asyncio.wait({answer, lost}, timeout=self.client.timeout * 2,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not answer.done():
+            answer.cancel()
+            said = "the server closed the connection" if lost.done() and not \
+                lost.cancelled() else f"no answer from {self.settings.imap_host} in time"
+            raise MailboxError("connection", f"{what}: {said}")
+        try:
+            return answer.result()
         except (TimeoutError, aioimaplib.CommandTimeout):
             raise MailboxError("connection", f"{what} got no answer from "
                                f"{self.settings.imap_host} in time") from None

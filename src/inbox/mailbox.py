@@ -46,6 +46,8 @@ class MailboxReader:
         self.last_error_at: datetime | None = None
         self.last_message_at: datetime | None = None
         self.sent_folder: str | None = None  # found once, by its \Sent flag
+        self.connected_once = False  # the last session got as far as reading the folder
+        quiet_library_log()
 
     def health(self) -> dict[str, Any]:
         return {"connected": self.connected, "connection": {
@@ -79,8 +81,6 @@ class MailboxReader:
                 self.connected_once = False
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, settings.reconnect_max.total_seconds())
-
-    connected_once = False  # the last session got as far as reading the folder
 
     def _failed(self, words: str) -> None:
         self.connected = False
@@ -201,6 +201,14 @@ class MailboxReader:
         log.warning("mailbox of account %s: the answer was sent but not filed in Sent: %s",
                     self.name, words)
         return {"sent_folder_error": words}
+
+
+def quiet_library_log() -> None:
+    """aioimaplib logs each untagged answer it does not use at INFO; keep that for
+    `--log-level debug`, so serve's output shows turns rather than protocol chatter."""
+    library = logging.getLogger("aioimaplib")
+    if library.level == logging.NOTSET and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        library.setLevel(logging.WARNING)
 
 
 def _iso(when: datetime | None) -> str | None:

@@ -20,7 +20,7 @@ from fakes.mail import Relay, compose, running_relay, turn_of
 
 CUSTOMER = "carol@customer.test"
 # the tests of what the database keeps (the position, the dedupe) run on SQLite and PostgreSQL;
-# the others on SQLite only, to keep the suite fast
+# the others on SQLite only, to keep the suite fast (starting `serve` twice costs seconds)
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
@@ -223,6 +223,7 @@ def test_a_dovecot_restart_mid_idle_reconnects_and_loses_nothing(
     assert len(sink.wait(2)) == 2
 
 
+@SQLITE_ONLY  # two process starts; on PostgreSQL the e2e and UIDVALIDITY tests keep the position
 def test_sigkill_of_serve_between_recording_and_seen_gives_no_second_answer(
         tmp_path: Path, database_url: str, dovecot: Dovecot,
         relay: tuple[Relay, int]) -> None:
