@@ -3,7 +3,7 @@
 
 
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,12 +11,17 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from channels.adapter import Provider
+from sessions.events import EventHub
 from switchboard.api_sessions import api_message
+from switchboard.config import Config
+from switchboard.controls import SessionControls
 from switchboard.errors import NoSuchAgent, NoSuchTurn, SessionNotFound
-from switchboard.operators import Operator, operator_auth
-from switchboard.runtime import Runtime
+from switchboard.operators import Needs, Operator
+from switchboard.pipeline import Pipeline
+from switchboard.store import Store
 from switchboard.views import (
-    account_rows,
+    AccountList,
     audit_json,
     provider_rows,
     session_json,
@@ -45,13 +50,13 @@ class MessageBody(BaseModel):
     wait: float = Field(default=30.0, ge=0, le=300)
 
 
-def api_routes(runtime: Runtime) -> APIRouter:
+def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionControls,
+               hub: EventHub, pipeline: Pipeline, account_list: AccountList,
+               registry: Mapping[str, Provider]) -> APIRouter:
     """The operator API. Domain errors raised here (no such session, a refused action, a bad
     cursor) are answered by `http_errors`, with one status per kind."""
-    needs = operator_auth(runtime.operator)
     viewer = Depends(needs("viewer"))
     router = APIRouter(prefix="/api", tags=["operators"])
-    store = runtime.store
 
     @router.get("/turns", dependencies=[viewer])
     async def list_turns(
@@ -83,7 +88,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
         filters: dict[str, Any] = {"agent": agent, "state": state, "user": user,
                                    "source": source, "tag": tag, "account": account,
                                    "include_archived": include_archived,
-                                   "archive_after": runtime.config.sessions.auto_archive_after}
+                                   "archive_after": config.sessions.auto_archive_after}
         for key, value in (("started_after", started_after),
                            ("started_before", started_before)):
             if value:
@@ -109,8 +114,6 @@ def api_routes(runtime: Runtime) -> APIRouter:
 
     async def act(work: Awaitable[str]) -> dict[str, Any]:
         return {"ok": True, "message": await work}
-
-    controls = runtime.controls
 
     @router.post("/sessions/{session_id}/pause")
     async def pause(session_id: str, who: Annotated[Operator, Depends(operator)]
@@ -150,45 +153,43 @@ def api_routes(runtime: Runtime) -> APIRouter:
     @router.post("/agents/{agent}/sessions", status_code=201)
     async def start_session(agent: str, body: NewSessionBody,
                             who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
-        if agent not in runtime.config.agents:
+        if agent not in config.agents:
             raise NoSuchAgent(f"no agent named {agent!r}")
         session = await store.sessions.open_for_api(agent, body.tag, body.user or who.name,
                                                     body.user_name or who.name)
-        runtime.events.publish("session.created", {"session_id": session.id, "agent": agent,
-                                                   "source": "api"})
+        hub.publish("session.created", {"session_id": session.id, "agent": agent,
+                                        "source": "api"})
         return session_json(session)
 
     @router.post("/sessions/{session_id}/messages")
     async def send_message(session_id: str, body: MessageBody,
                            who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
-        return await api_message(runtime.pipeline, session_id, body.text, who.name,
+        return await api_message(pipeline, session_id, body.text, who.name,
                                  wait=body.wait)
 
     @router.get("/accounts", dependencies=[viewer])
     async def accounts() -> dict[str, Any]:
-        health = await store.accounts.health()
-        return {"accounts": account_rows(runtime.config, runtime.account_errors, health,
-                                         runtime.providers)}
+        return {"accounts": await account_list.rows()}
 
     @router.get("/providers", dependencies=[viewer])
     async def providers() -> dict[str, Any]:
-        return {"providers": provider_rows(runtime.providers)}
+        return {"providers": provider_rows(registry)}
 
     @router.get("/events", dependencies=[viewer])
     async def events(request: Request,
                      last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
-        return _sse(runtime, request, last_event_id, None)
+        return _sse(hub, request, last_event_id, None)
 
     @router.get("/sessions/{session_id}/events", dependencies=[viewer])
     async def session_events(session_id: str, request: Request,
                              last_event_id: Annotated[str | None, Header()] = None
                              ) -> StreamingResponse:
-        return _sse(runtime, request, last_event_id, session_id)
+        return _sse(hub, request, last_event_id, session_id)
 
     return router
 
 
-def _sse(runtime: Runtime, request: Request, last_event_id: str | None,
+def _sse(events: EventHub, request: Request, last_event_id: str | None,
          session_id: str | None) -> StreamingResponse:
     try:
         start = int(last_event_id or request.query_params.get("last_event_id") or 0)
@@ -197,7 +198,7 @@ def _sse(runtime: Runtime, request: Request, last_event_id: str | None,
 
     async def body() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
-        async for event in runtime.events.stream(start):
+        async for event in events.stream(start):
             if await request.is_disconnected():
                 return
             if event is None:

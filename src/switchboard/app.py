@@ -20,6 +20,7 @@ from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SafeAnswers
+from switchboard.views import AccountList
 from switchboard.webhooks import ProviderWebhooks, Webhooks, webhook_routes
 
 
@@ -41,9 +42,15 @@ def create_app(runtime: Runtime) -> ASGIApp:
                         note_rejected=runtime.services.note_rejected)
     needs = operator_auth(runtime.operator)
     app.include_router(webhook_routes(webhooks))
-    app.include_router(api_routes(runtime))
+    accounts = AccountList(runtime.config, runtime.account_errors, runtime.store.accounts,
+                           runtime.providers)
+    app.include_router(api_routes(store=runtime.store, config=runtime.config, needs=needs,
+                                  controls=runtime.controls, hub=runtime.events,
+                                  pipeline=runtime.pipeline, account_list=accounts,
+                                  registry=runtime.providers))
     app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
-    app.include_router(console_routes(runtime))
+    app.include_router(console_routes(store=runtime.store, config=runtime.config, needs=needs,
+                                      hub=runtime.events, account_list=accounts))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -52,6 +52,10 @@ class Operators:
         return self._by_hash.get(token_hash(token))
 
 
+Needs = Callable[[str], Callable[..., Any]]
+"""`needs(role)`: the FastAPI dependency admitting operators with at least that role."""
+
+
 def operator_auth(lookup: Callable[[str], Operator | None]
                   ) -> Callable[[str], Callable[..., Any]]:
     """A dependency factory: `needs("operator")` admits operators and admins."""

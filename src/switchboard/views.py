@@ -4,7 +4,7 @@ API, the CLI's `--json` and the agent handlers' request body are made."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from channels.adapter import Provider, capability_names
 from switchboard.config import Config
@@ -98,6 +98,24 @@ def account_rows(config: Config, errors: Mapping[str, str], health: Mapping[str,
             **({"capabilities": capability_names(provider.capabilities)} if provider else {}),
         })
     return rows
+
+
+class AccountHealthSource(Protocol):
+    async def health(self) -> Mapping[str, AccountHealth]: ...
+
+
+class AccountList:
+    """The accounts with their health, as the API, the console and the CLI list them: what a
+    router needs of the running accounts, without the runtime."""
+
+    def __init__(self, config: Config, errors: Mapping[str, str], health: AccountHealthSource,
+                 providers: Mapping[str, Provider]) -> None:
+        self._config, self._errors, self._health = config, errors, health
+        self._providers = providers
+
+    async def rows(self) -> list[dict[str, Any]]:
+        return account_rows(self._config, self._errors, await self._health.health(),
+                            self._providers)
 
 
 def provider_rows(providers: Mapping[str, Provider]) -> list[dict[str, Any]]:
