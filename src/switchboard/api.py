@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from channels.adapter import Provider
 from sessions.events import EventHub
@@ -177,37 +177,36 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
 
     @router.get("/events", dependencies=[viewer])
     async def events(request: Request,
-                     last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+                     last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
         return _sse(hub, request, last_event_id, None)
 
     @router.get("/sessions/{session_id}/events", dependencies=[viewer])
     async def session_events(session_id: str, request: Request,
                              last_event_id: Annotated[str | None, Header()] = None
-                             ) -> StreamingResponse:
+                             ) -> EventSourceResponse:
         return _sse(hub, request, last_event_id, session_id)
 
     return router
 
 
-def _sse(events: EventHub, request: Request, last_event_id: str | None,
-         session_id: str | None) -> StreamingResponse:
+def _sse(hub: EventHub, request: Request, last_event_id: str | None,
+         session_id: str | None) -> EventSourceResponse:
+    """The live events after `Last-Event-ID`, as Server-Sent Events. sse-starlette pings an
+    idle stream, ends it when the client goes, and when `serve` is told to stop (uvicorn would
+    otherwise wait out its graceful-shutdown timeout on every open console)."""
     try:
         start = int(last_event_id or request.query_params.get("last_event_id") or 0)
     except ValueError:
         start = 0
 
-    async def body() -> AsyncIterator[str]:
-        yield "retry: 2000\n\n"
-        async for event in events.stream(start):
-            if await request.is_disconnected():
-                return
-            if event is None:
-                yield ": keep-alive\n\n"
-                continue
-            if session_id and event.data.get("session_id") != session_id:
+    async def body() -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent(retry=2000)
+        async for event in hub.stream(start):
+            if event is None or (session_id and event.data.get("session_id") != session_id):
                 continue
             data = json.dumps({"id": event.id, "at": event.at, **event.data})
-            yield f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n"
+            yield ServerSentEvent(data, id=str(event.id), event=event.name)
 
-    return StreamingResponse(body(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventSourceResponse(body(), sep="\n", ping=15,
+                               ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
+                               headers={"Cache-Control": "no-cache"})
