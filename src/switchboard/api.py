@@ -3,7 +3,7 @@
 
 
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,9 +12,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from switchboard.api_sessions import api_message
-from switchboard.errors import NoSuchAgent, NoSuchTurn, SessionNotFound
+from switchboard.errors import NoSuchAgent, NoSuchTurn
 from switchboard.operators import Operator, operator_auth
 from switchboard.runtime import Runtime
+from switchboard.scoping import EventScope, own_session, scoped_filters
 from switchboard.views import (
     account_rows,
     audit_json,
@@ -50,11 +51,13 @@ def api_routes(runtime: Runtime) -> APIRouter:
     cursor) are answered by `http_errors`, with one status per kind."""
     needs = operator_auth(runtime.operator)
     viewer = Depends(needs("viewer"))
+    Viewer = Annotated[Operator, viewer]
     router = APIRouter(prefix="/api", tags=["operators"])
     store = runtime.store
 
-    @router.get("/turns", dependencies=[viewer])
+    @router.get("/turns")
     async def list_turns(
+        who: Viewer,
         status: str | None = None, provider: str | None = None, account: str | None = None,
         agent: str | None = None, session_id: str | None = None, binding: str | None = None,
         conversation: str | None = None, q: str | None = None, cursor: str | None = None,
@@ -62,18 +65,20 @@ def api_routes(runtime: Runtime) -> APIRouter:
     ) -> dict[str, Any]:
         filters = {"status": status, "provider": provider, "account": account, "agent": agent,
                    "session_id": session_id, "binding": binding, "conversation": conversation}
-        page = await store.turns.page(filters, cursor, limit, search=q)
+        page = await store.turns.page(scoped_filters(who, filters), cursor, limit, search=q)
         return {"turns": [turn_json(t) for t in page.items], "next_cursor": page.next_cursor}
 
-    @router.get("/turns/{turn_id}", dependencies=[viewer])
-    async def get_turn(turn_id: str) -> dict[str, Any]:
+    @router.get("/turns/{turn_id}")
+    async def get_turn(turn_id: str, who: Viewer) -> dict[str, Any]:
         story = await store.turns.story(turn_id)
         if story is None:
             raise NoSuchTurn(f"no turn {turn_id}")
+        who.check(story.turn.agent, f"turn {turn_id}")
         return turn_story_json(story)
 
-    @router.get("/sessions", dependencies=[viewer])
+    @router.get("/sessions")
     async def list_sessions(
+        who: Viewer,
         agent: str | None = None, state: str | None = None, user: str | None = None,
         source: str | None = None, tag: str | None = None, account: str | None = None,
         started_after: str | None = None, started_before: str | None = None,
@@ -92,56 +97,60 @@ def api_routes(runtime: Runtime) -> APIRouter:
                 except ValueError:
                     raise HTTPException(400, f"{key}: {value!r} is not an ISO date or "
                                         "time") from None
-        page = await store.sessions.page(filters, cursor, limit)
+        page = await store.sessions.page(scoped_filters(who, filters), cursor, limit)
         return {"sessions": [session_json(s) for s in page.items],
                 "next_cursor": page.next_cursor}
 
-    @router.get("/sessions/{session_id}", dependencies=[viewer])
-    async def get_session(session_id: str) -> dict[str, Any]:
-        session = await store.sessions.get(session_id)
-        if session is None:
-            raise SessionNotFound(f"no session {session_id}")
+    @router.get("/sessions/{session_id}")
+    async def get_session(session_id: str, who: Viewer) -> dict[str, Any]:
+        session = await own_session(store, who, session_id)
         return {**session_json(session),
                 "transcript": transcript_json(await store.sessions.transcript(session_id))}
 
     operator = needs("operator")
     admin = needs("admin")
 
-    async def act(work: Awaitable[str]) -> dict[str, Any]:
-        return {"ok": True, "message": await work}
+    async def act(who: Operator, session_id: str, work: Callable[[], Awaitable[str]]
+                  ) -> dict[str, Any]:
+        if who.agents is not None:  # limited to some agents: is this session theirs?
+            await own_session(store, who, session_id)
+        return {"ok": True, "message": await work()}
 
     controls = runtime.controls
 
     @router.post("/sessions/{session_id}/pause")
     async def pause(session_id: str, who: Annotated[Operator, Depends(operator)]
                     ) -> dict[str, Any]:
-        return await act(controls.pause(session_id, who.name))
+        return await act(who, session_id, lambda: controls.pause(session_id, who.name))
 
     @router.post("/sessions/{session_id}/resume")
     async def resume(session_id: str, who: Annotated[Operator, Depends(operator)]
                      ) -> dict[str, Any]:
-        return await act(controls.resume(session_id, who.name))
+        return await act(who, session_id, lambda: controls.resume(session_id, who.name))
 
     @router.post("/sessions/{session_id}/end")
     async def end(session_id: str, who: Annotated[Operator, Depends(operator)]
                   ) -> dict[str, Any]:
-        return await act(controls.end(session_id, who.name))
+        return await act(who, session_id, lambda: controls.end(session_id, who.name))
 
     @router.post("/sessions/{session_id}/transfer")
     async def transfer(session_id: str, body: TransferBody,
                        who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
-        return await act(controls.transfer(session_id, body.agent, who.name))
+        who.check(body.agent, f"agent {body.agent}")
+        return await act(who, session_id,
+                         lambda: controls.transfer(session_id, body.agent, who.name))
 
     @router.post("/sessions/{session_id}/model")
     async def set_model(session_id: str, body: ModelBody,
                         who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
-        return await act(controls.set_model(session_id, body.model, who.name))
+        return await act(who, session_id,
+                         lambda: controls.set_model(session_id, body.model, who.name))
 
     @router.delete("/sessions/{session_id}")
     @router.post("/sessions/{session_id}/delete")
     async def delete(session_id: str, who: Annotated[Operator, Depends(admin)]
                      ) -> dict[str, Any]:
-        return await act(controls.delete(session_id, who.name))
+        return await act(who, session_id, lambda: controls.delete(session_id, who.name))
 
     @router.get("/audit", dependencies=[Depends(admin)])
     async def audit() -> dict[str, Any]:
@@ -152,6 +161,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
                             who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
         if agent not in runtime.config.agents:
             raise NoSuchAgent(f"no agent named {agent!r}")
+        who.check(agent, f"agent {agent}")
         session = await store.sessions.open_for_api(agent, body.tag, body.user or who.name,
                                                     body.user_name or who.name)
         runtime.events.publish("session.created", {"session_id": session.id, "agent": agent,
@@ -161,6 +171,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
     @router.post("/sessions/{session_id}/messages")
     async def send_message(session_id: str, body: MessageBody,
                            who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
+        await own_session(store, who, session_id)
         return await api_message(runtime.pipeline, session_id, body.text, who.name,
                                  wait=body.wait)
 
@@ -174,22 +185,23 @@ def api_routes(runtime: Runtime) -> APIRouter:
     async def providers() -> dict[str, Any]:
         return {"providers": provider_rows(runtime.providers)}
 
-    @router.get("/events", dependencies=[viewer])
-    async def events(request: Request,
+    @router.get("/events")
+    async def events(request: Request, who: Viewer,
                      last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
-        return _sse(runtime, request, last_event_id, None)
+        return _sse(runtime, request, last_event_id, None, EventScope(store, who))
 
-    @router.get("/sessions/{session_id}/events", dependencies=[viewer])
-    async def session_events(session_id: str, request: Request,
+    @router.get("/sessions/{session_id}/events")
+    async def session_events(session_id: str, request: Request, who: Viewer,
                              last_event_id: Annotated[str | None, Header()] = None
                              ) -> StreamingResponse:
-        return _sse(runtime, request, last_event_id, session_id)
+        await own_session(store, who, session_id)
+        return _sse(runtime, request, last_event_id, session_id, EventScope(store, who))
 
     return router
 
 
 def _sse(runtime: Runtime, request: Request, last_event_id: str | None,
-         session_id: str | None) -> StreamingResponse:
+         session_id: str | None, scope: EventScope) -> StreamingResponse:
     try:
         start = int(last_event_id or request.query_params.get("last_event_id") or 0)
     except ValueError:
@@ -204,6 +216,8 @@ def _sse(runtime: Runtime, request: Request, last_event_id: str | None,
                 yield ": keep-alive\n\n"
                 continue
             if session_id and event.data.get("session_id") != session_id:
+                continue
+            if not await scope.shows(event.data):  # an operator limited to agents
                 continue
             data = json.dumps({"id": event.id, "at": event.at, **event.data})
             yield f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n"
