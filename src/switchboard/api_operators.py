@@ -6,11 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from switchboard.errors import OperatorRefused
-from switchboard.operators import Operators, checked_operator, new_token, operator_rows
+from switchboard.operators import (
+    AUDIT_TARGET,
+    Operators,
+    checked_operator,
+    new_token,
+    operator_rows,
+)
 from switchboard.store import Store
 
 
@@ -39,7 +45,8 @@ def operator_routes(store: Store, operators: Operators, configured: Collection[A
         return {"operators": operator_rows(await store.tokens.all(), in_config)}
 
     @router.post("/operators", status_code=201)
-    async def add_operator(body: OperatorBody) -> dict[str, Any]:
+    async def add_operator(body: OperatorBody, request: Request) -> dict[str, Any]:
+        request.scope[AUDIT_TARGET] = body.name
         stored_only(body.name)
         limited = checked_operator(body.name, body.role, body.agents, agents)
         token = new_token()

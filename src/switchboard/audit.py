@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from switchboard.operators import OPERATOR_KEY, Operator
+from switchboard.operators import AUDIT_TARGET, OPERATOR_KEY, Operator
 from switchboard.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class OperatorAudit:
         if (method, template) in SELF_RECORDED:
             return
         params = dict(scope.get("path_params") or {})
-        target = "/".join(str(v) for v in params.values()) or template
+        target = scope.get(AUDIT_TARGET) or "/".join(str(v) for v in params.values()) \
+            or template
         detail = {"method": method, "route": template, "status": status}
         try:
             await self.store.audit.record(operator.name, getattr(route, "name", template),

@@ -19,6 +19,7 @@ from switchboard.store import Store, iso, token_hash
 
 ROLES = ("viewer", "operator", "admin")
 OPERATOR_KEY = "switchboard.operator"  # where the admitted operator is kept in the ASGI scope
+AUDIT_TARGET = "switchboard.audit_target"  # what a route acted on, when not in its path
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 log = logging.getLogger(__name__)
 
@@ -162,5 +163,5 @@ def operator_rows(stored: Iterable[Any], configured: Mapping[str, Any]) -> list[
     return sorted(rows, key=lambda r: r["name"])
 
 
-__all__ = ["OPERATOR_KEY", "ROLES", "Operator", "Operators", "checked_operator", "new_token",
-           "operator_auth", "operator_rows"]
+__all__ = ["AUDIT_TARGET", "OPERATOR_KEY", "ROLES", "Operator", "Operators", "checked_operator",
+           "new_token", "operator_auth", "operator_rows"]
