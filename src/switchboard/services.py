@@ -63,9 +63,12 @@ class AppServices:
         scope = scope_key(binding.session_scope, account=message.account,
                           conversation=message.conversation, thread=None,
                           sender=message.sender)
+        agent = binding.agent
         if thread_scope:  # any thread of the conversation: the person's sessions there
             scope = scope.removesuffix("-")
-        return await self.controls.user_command(command, agent=binding.agent, scope=scope,
+        elif transfer := await self.store.sessions.transfer_target(agent, scope):
+            agent = transfer[0]  # the scope was moved to another agent (`/transfer`)
+        return await self.controls.user_command(command, agent=agent, scope=scope,
                                                 user=message.sender, prefix=thread_scope,
                                                 args=args, transfer_to=binding.transfer_to,
                                                 invoked_as=invoked_as)
