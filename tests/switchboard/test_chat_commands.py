@@ -8,7 +8,7 @@ import itertools
 import time
 from typing import Any
 
-from conftest import SIGNING_SECRET, Server, slack_message, slack_signature
+from conftest import Server, slack_config, slack_message, slack_signature
 
 SECRET = "tg-secret_123"
 BOT = "@switchboard_bot"
@@ -91,24 +91,16 @@ def test_only_the_owner_pauses_resumes_and_transfers_their_session(serve, fake_t
         ("ended", "transferred", str(ALICE))]
 
 
-SLACK = f"""
-agents:
-  triager: {{handler: echo}}
-  Helper: {{handler: echo}}
-accounts:
-  slack-acme:
-    provider: slack
-    bot_token: xoxb-test
-    signing_secret: {SIGNING_SECRET}
-    api_url: API_URL
-    slash_command: /agent
-bindings:
-  - {{agent: triager, account: slack-acme, dm: true, transfer_to: [Helper]}}
-"""
+def slack_with_slash(api_url: str) -> str:
+    """One Slack account with the slash command `/agent`; DMs reach triager, which may hand
+    the session to Helper (a name with a capital: the argument keeps its case)."""
+    return (slack_config(api_url, transfer_to=["Helper"])
+            .replace("agents:\n", "agents:\n  Helper: {handler: echo}\n")
+            .replace("    api_url:", "    slash_command: /agent\n    api_url:"))
 
 
 def test_the_slack_slash_command_pauses_and_transfers_the_persons_session(serve, fake_slack):
-    server = serve(SLACK.replace("API_URL", fake_slack.api_url))
+    server = serve(slack_with_slash(fake_slack.api_url))
 
     def dm(text: str) -> dict[str, Any]:
         event = slack_message(text, channel="D0ALICE", channel_type="im")

@@ -222,3 +222,39 @@ def test_a_lost_admin_token_is_recovered_on_the_machine_with_the_database(
         assert (me["name"], me["role"]) == ("admin", "admin")
     finally:
         server.stop()
+
+
+def test_the_config_check_names_unknown_agents_of_operators_and_transfers(tmp_path: Path):
+    import pytest
+
+    from switchboard.config import load_config
+    from switchboard.errors import ConfigError
+
+    path = tmp_path / "bindings.yaml"
+    path.write_text("""\
+agents:
+  triager: {handler: echo}
+  helper: {handler: echo}
+accounts:
+  mail: {provider: email, domain: agents.example.com}
+bindings:
+  - agent: triager
+    account: mail
+    transfer_to: [helper, nobody]
+operators:
+  - {name: carol, role: operator, token: t1, agents: [triager, ghost]}
+  - {name: boss, role: admin, token: t2, agents: [helper]}
+  - {name: dana, role: viewer, token: t3, agents: [helper]}
+""")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [(p.line, p.key, p.message) for p in caught.value.problems] == [
+        (9, "bindings[0].transfer_to[1]", "unknown agent 'nobody'; agents are: triager, helper"),
+        (11, "operators[0].agents[1]", "unknown agent 'ghost'; agents are: triager, helper"),
+        (12, "operators[1].agents", "an admin sees every agent; limit an operator or a viewer "
+         "to agents instead")]
+    path.write_text(path.read_text().replace(", nobody", "").replace(", ghost", "")
+                    .replace("role: admin, token: t2, agents: [helper]", "role: admin, token: t2"))
+    config = load_config(path)
+    assert config.bindings[0].transfer_to == ("helper",)
+    assert [op.agents for op in config.operators] == [["triager"], None, ["helper"]]
