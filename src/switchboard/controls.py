@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from sessions import ActionRefused, SessionNotFound, StateChange
+from sessions import ActionRefused, SessionNotFound, StateChange, TransitionRefused
 from sessions.events import EventHub
 from switchboard.store import Store
 
@@ -106,7 +106,17 @@ class SessionControls:
         `/transfer NAME` (to one of the binding's `transfer_to`). Every move is recorded
         with the person as its actor. Returns the answer to show them."""
         if command == "agents":
-            return _agents_answer(agent, transfer_to, invoked_as)
+            return _agents_answer(agent, [a for a in transfer_to if a != agent], invoked_as)
+        try:
+            return await self._user_move(command, agent=agent, scope=scope, user=user,
+                                         prefix=prefix, args=args, transfer_to=transfer_to,
+                                         invoked_as=invoked_as)
+        except (SessionNotFound, TransitionRefused) as error:  # it moved meanwhile
+            return f"That did not work: {error}."
+
+    async def _user_move(self, command: str, *, agent: str, scope: str, user: str,
+                         prefix: bool, args: str, transfer_to: Sequence[str],
+                         invoked_as: str) -> str:
         row = await self.store.sessions.find_open(agent, scope, user=user if prefix else None,
                                                   prefix=prefix)
         if row is None:
@@ -119,7 +129,7 @@ class SessionControls:
             if row.state == "paused":
                 return f"This conversation is already paused; {invoked_as}resume continues it."
             await self._move(row.id, "paused", "user", user)
-            return (f"Paused: your messages are kept, and answered after {invoked_as}resume.")
+            return f"Paused: your messages are kept, and answered after {invoked_as}resume."
         if command == "resume":
             if row.state != "paused":
                 return "This conversation is not paused."
