@@ -265,7 +265,8 @@ def _session_action(action: Callable[[SessionControls], Awaitable[str]],
 
     async def work(store: Store) -> str:
         return await action(SessionControls(store, EventHub(), origin=new_id("cli"),
-                                            agents=config.agents if config else {}))
+                                            agents=config.agents if config else {},
+                                            audited=True))
 
     try:
         console.print(_with_store(work), highlight=False)

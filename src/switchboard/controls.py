@@ -29,9 +29,12 @@ class SessionControls:
 
     def __init__(self, store: Store, events: EventHub, *, origin: str,
                  agents: Mapping[str, AgentRules],
-                 on_resumed: Callable[[str], None] | None = None) -> None:
+                 on_resumed: Callable[[str], None] | None = None, audited: bool = False) -> None:
         """`origin` names this process in shared events; `on_resumed(session_id)` answers
-        the turns held while it was paused (without it, a running `serve`'s sweep does)."""
+        the turns held while it was paused (without it, a running `serve`'s sweep does).
+        `audited`: write the operator actions into the audit log here (the CLI's; the API's
+        are written by `switchboard.audit`, for every route at once)."""
+        self.audited = audited
         self.store = store
         self.events = events
         self.origin = origin
@@ -50,18 +53,26 @@ class SessionControls:
             await self._announce("session.state_changed", moved.event())
         return moved
 
+    async def _audit(self, actor: str, action: str, session_id: str,
+                     detail: dict[str, Any] | None = None) -> None:
+        if self.audited:
+            await self.store.audit.record(actor, action, session_id, detail)
+
     async def pause(self, session_id: str, actor: str) -> str:
         await self._move(session_id, "paused", "operator", actor)
+        await self._audit(actor, "pause", session_id)
         return f"session {session_id} is paused; new turns are held until it is resumed"
 
     async def resume(self, session_id: str, actor: str) -> str:
         await self._move(session_id, "live", "operator", actor)
+        await self._audit(actor, "resume", session_id)
         if self.on_resumed is not None:
             self.on_resumed(session_id)
         return f"session {session_id} is live again; held turns are being answered"
 
     async def end(self, session_id: str, actor: str, cause: str = "operator") -> str:
         moved = await self._move(session_id, "ended", cause, actor)
+        await self._audit(actor, "end", session_id)
         if moved is None:
             return f"session {session_id} was already ended; nothing changed"
         return f"session {session_id} is ended"
@@ -79,6 +90,7 @@ class SessionControls:
             raise ActionRefused(f"session {session_id} is ended; only an open session can be "
                                 "transferred")
         await self._move(session_id, "ended", "transferred", actor, transfer_to=agent)
+        await self._audit(actor, "transfer", session_id, {"to": agent})
         return (f"session {session_id} is transferred to {agent}; the next message in its "
                 "conversation opens a session of that agent")
 

@@ -191,12 +191,16 @@ def test_tokens_added_rotated_and_revoked_take_effect_on_a_running_server(
     wait_status(server, dave, 401)
     refused = cli.invoke(app, ["operators", "rotate", "ops", "--config", config], env=env)
     assert refused.exit_code == 1 and "defined in" in refused.output
+    session_id = send(server, "hello", "D0ALICE", "im")["session_id"]
+    paused = cli.invoke(app, ["sessions", "pause", session_id], env=env)
+    assert paused.exit_code == 0, paused.output
     actions = [(e["actor"], e["action"], e["target"])
                for e in server.api("GET", "/api/audit").json()["entries"]]
     assert ("cli", "add_operator", "carol") in actions
     assert ("cli", "rotate_operator", "carol") in actions
     assert ("root", "revoke_operator", "carol") in actions
     assert ("cli", "revoke_operator", "dave") in actions
+    assert ("cli", "pause", session_id) in actions
     assert server.api("GET", "/api/me", token=ADMIN).status_code == 200
 
 
