@@ -14,6 +14,8 @@ from starlette.types import ASGIApp
 
 from switchboard import __version__
 from switchboard.api import api_routes
+from switchboard.api_operators import operator_routes
+from switchboard.audit import OperatorAudit
 from switchboard.console import console_routes
 from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
@@ -51,6 +53,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
     app.include_router(console_routes(store=runtime.store, config=runtime.config, needs=needs,
                                       hub=runtime.events, account_list=accounts))
+    app.include_router(operator_routes(runtime.store, runtime.operators,
+                                       runtime.config.operators, runtime.config.agents, needs))
+    app.add_middleware(OperatorAudit, store=runtime.store)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

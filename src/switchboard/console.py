@@ -98,7 +98,8 @@ def console_routes(*, store: Store, config: Config, needs: Needs, hub: EventHub,
     async def me(who: Annotated[Operator, Depends(viewer)]) -> dict[str, Any]:
         """Who the caller is, and the live event to stream from (so a console that loads
         its tables next neither misses events nor replays the whole buffer)."""
-        return {"name": who.name, "role": who.role, "last_event_id": hub.last_id}
+        return {"name": who.name, "role": who.role, "last_event_id": hub.last_id,
+                **({"agents": sorted(who.agents)} if who.agents is not None else {})}
 
     @router.get("/api/bindings", tags=["operators"], dependencies=[Depends(viewer)])
     async def bindings() -> dict[str, Any]:
