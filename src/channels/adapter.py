@@ -98,12 +98,12 @@ class Services(Protocol):
     """The application's side of the protocol: what adapters may ask of it.
 
     `record` stores a message as a turn and hands it to the pipeline (the caller acknowledges
-    the provider when it returns). `command` runs a chat command (`new`, `end`) for the person
-    who sent `message` and returns the answer to show them; `invoked_as` is how that person
-    calls commands (`/agent ` for a slash command), for the usage line. The rest are small
-    durable lookups and reports: a cursor (a polling offset, an IMAP position), the account's
-    current problem, a rejected request, a live event, and where a provider's own server
-    (an SMTP listener) may listen.
+    the provider when it returns). `command` runs a chat command (`new`, `end`, `pause`,
+    `resume`, `agents`, `transfer NAME`) for the person who sent `message` and returns the
+    answer to show them; `invoked_as` is how that person calls commands (`/agent ` for a
+    slash command), for the usage line. The rest are small durable lookups and reports: a
+    cursor (a polling offset, an IMAP position), the account's current problem, a rejected
+    request, a live event, and where a provider's own server (an SMTP listener) may listen.
     """
 
     async def record(self, message: InboundMessage,

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from switchboard import db
+from switchboard.cli_operators import add_operator_commands
 from switchboard.cli_providers import add_provider_commands
 from switchboard.config import Config, load_config
 from switchboard.errors import ConfigError
@@ -264,7 +265,8 @@ def _session_action(action: Callable[[SessionControls], Awaitable[str]],
 
     async def work(store: Store) -> str:
         return await action(SessionControls(store, EventHub(), origin=new_id("cli"),
-                                            agents=config.agents if config else {}))
+                                            agents=config.agents if config else {},
+                                            audited=True))
 
     try:
         console.print(_with_store(work), highlight=False)
@@ -327,6 +329,10 @@ def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False
                       r["last_outbound_at"] or "-", redact(r["last_error"] or "-"),
                       rejected or "-")
     console.print(table)
+
+
+add_operator_commands(app, _with_store, lambda path: _load(path, strict_env=False), console,
+                      err, ConfigOption)
 
 
 inbox_app = typer.Typer(help="Email inboxes of agents.", no_args_is_help=True)

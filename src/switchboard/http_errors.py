@@ -17,6 +17,9 @@ from switchboard.errors import (
     BadCursor,
     InboxRefused,
     NotFound,
+    OperatorExists,
+    OperatorRefused,
+    OutOfScope,
     SessionNotFound,
     TransitionRefused,
 )
@@ -29,6 +32,9 @@ STATUS: dict[type[Exception], int] = {
     AddressTaken: 409,
     InboxRefused: 400,
     BadCursor: 400,
+    OperatorRefused: 400,
+    OperatorExists: 409,
+    OutOfScope: 403,
 }
 """Each error kind the API answers by itself; a subclass not listed takes its parent's status
 (Starlette looks handlers up along the class's MRO)."""

@@ -4,7 +4,7 @@ API, the CLI's `--json` and the agent handlers' request body are made."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from channels.adapter import Provider, capability_names
 from switchboard.config import Config
@@ -108,6 +108,26 @@ def _live(adapters: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
     adapter = (adapters or {}).get(name)
     said = getattr(adapter, "health", None)
     return dict(said()) if callable(said) else {}
+
+
+class AccountHealthSource(Protocol):
+    async def health(self) -> Mapping[str, AccountHealth]: ...
+
+
+class AccountList:
+    """The accounts with their health, as the API, the console and the CLI list them: what a
+    router needs of the running accounts, without the runtime (`adapters`: the running ones,
+    for what they say of their own connection)."""
+
+    def __init__(self, config: Config, errors: Mapping[str, str], health: AccountHealthSource,
+                 providers: Mapping[str, Provider],
+                 adapters: Mapping[str, Any] | None = None) -> None:
+        self._config, self._errors, self._health = config, errors, health
+        self._providers, self._adapters = providers, adapters
+
+    async def rows(self) -> list[dict[str, Any]]:
+        return account_rows(self._config, self._errors, await self._health.health(),
+                            self._providers, self._adapters)
 
 
 def provider_rows(providers: Mapping[str, Provider]) -> list[dict[str, Any]]:
