@@ -264,6 +264,8 @@ class Provider:
     the OpenAPI schema. `refusal_headers` go with every refusal of those requests (Slack stops
     retrying on `X-Slack-No-Retry`). `listen(adapters, section, services)` builds the
     `Listener` shared by the running accounts, given the settings of `section`.
+    `command_group` is the CLI group of its `commands` (`switchboard inbox test`), its name
+    when not set.
     """
 
     name: str
@@ -277,6 +279,7 @@ class Provider:
     section: ConfigSection | None = None
     listen: ListenerFactory | None = None
     secret_patterns: tuple[SecretPattern, ...] = ()
+    command_group: str | None = None
 
     def has(self, capability: Capability) -> bool:
         return capability in self.capabilities

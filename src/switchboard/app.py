@@ -45,7 +45,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     needs = operator_auth(runtime.operator)
     app.include_router(webhook_routes(webhooks))
     accounts = AccountList(runtime.config, runtime.account_errors, runtime.store.accounts,
-                           runtime.providers)
+                           runtime.providers, runtime.adapters)
     app.include_router(api_routes(store=runtime.store, config=runtime.config, needs=needs,
                                   controls=runtime.controls, hub=runtime.events,
                                   pipeline=runtime.pipeline, account_list=accounts,

@@ -331,14 +331,14 @@ def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False
     console.print(table)
 
 
-add_provider_commands(app, PROVIDERS, lambda path: _load(path, strict_env=False), console, err,
-                      ConfigOption)
 add_operator_commands(app, _with_store, lambda path: _load(path, strict_env=False), console,
                       err, ConfigOption)
 
 
 inbox_app = typer.Typer(help="Email inboxes of agents.", no_args_is_help=True)
 app.add_typer(inbox_app, name="inbox")
+add_provider_commands(app, PROVIDERS, lambda path: _load(path, strict_env=False), console, err,
+                      ConfigOption, groups={"inbox": inbox_app})
 
 
 @inbox_app.command("provision")
