@@ -105,11 +105,12 @@ class Server:
     def __init__(self, config_path: Path, database_url: str,
                  providers: Mapping[str, Provider] = PROVIDERS) -> None:
         self.smtp_port = free_port()
-        self.runtime = Runtime(load_config(config_path, strict_env=False, providers=providers),
-                               database_url=database_url, sweep_interval=0.2,
-                               smtp_port=self.smtp_port, providers=providers)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.runtime = Runtime(load_config(config_path, strict_env=False, providers=providers),
+                               database_url=database_url, sweep_interval=0.2,
+                               smtp_port=self.smtp_port, providers=providers,
+                               listen_url=self.url)
         # An open live-event stream is cut 2 s into a stop (`serve` waits 10 s); otherwise it
         # would hold the stop until the join in stop() gives up.
         self.server = uvicorn.Server(uvicorn.Config(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from switchboard.api_sessions import api_message
 from switchboard.errors import NoSuchAgent, NoSuchTurn, SessionNotFound
+from switchboard.files import file_json
 from switchboard.operators import Operator, operator_auth
 from switchboard.runtime import Runtime
 from switchboard.views import (
@@ -70,7 +71,9 @@ def api_routes(runtime: Runtime) -> APIRouter:
         story = await store.turns.story(turn_id)
         if story is None:
             raise NoSuchTurn(f"no turn {turn_id}")
-        return turn_story_json(story)
+        turn_files = await store.files.of_turns([turn_id])
+        return {**turn_story_json(story),
+                "files": [file_json(f, runtime.files) for f in turn_files]}
 
     @router.get("/sessions", dependencies=[viewer])
     async def list_sessions(
@@ -101,8 +104,10 @@ def api_routes(runtime: Runtime) -> APIRouter:
         session = await store.sessions.get(session_id)
         if session is None:
             raise SessionNotFound(f"no session {session_id}")
+        session_files = await store.files.of_session(session_id)
         return {**session_json(session),
-                "transcript": transcript_json(await store.sessions.transcript(session_id))}
+                "transcript": transcript_json(await store.sessions.transcript(session_id)),
+                "files": [file_json(f, runtime.files) for f in session_files]}
 
     operator = needs("operator")
     admin = needs("admin")
@@ -141,7 +146,9 @@ def api_routes(runtime: Runtime) -> APIRouter:
     @router.post("/sessions/{session_id}/delete")
     async def delete(session_id: str, who: Annotated[Operator, Depends(admin)]
                      ) -> dict[str, Any]:
-        return await act(controls.delete(session_id, who.name))
+        answer = await act(controls.delete(session_id, who.name))
+        await runtime.files.forget(await store.files.forget_session(session_id))
+        return answer
 
     @router.get("/audit", dependencies=[Depends(admin)])
     async def audit() -> dict[str, Any]:

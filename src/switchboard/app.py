@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.console import console_routes
+from switchboard.file_routes import file_routes
 from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
@@ -44,6 +45,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(api_routes(runtime))
     app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
     app.include_router(console_routes(runtime))
+    app.include_router(file_routes(runtime))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -107,7 +107,9 @@ def serve(
     for name, reason in settings.disabled.items():
         err.print(f"[yellow]account {name} is disabled:[/yellow] {reason}", highlight=False)
     db.upgrade()
-    runtime = Runtime(settings, smtp_port=smtp_port, smtp_host=host, freeze_gc=True)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    runtime = Runtime(settings, smtp_port=smtp_port, smtp_host=host, freeze_gc=True,
+                      listen_url=f"http://{shown}:{port}")
     uvicorn.run(create_app(runtime), host=host, port=port, log_level=log_level,
                 access_log=log_level == "debug", timeout_graceful_shutdown=10)
 
