@@ -70,8 +70,10 @@ def test_photo_and_document_reach_the_agent_and_its_files_come_back(
     doc = fake_telegram.add_file(DOC, "report.pdf")
     png = b"\x89PNG\r\n\x1a\n" + bytes(100)
     agent.answer_files = [
-        {"name": "chart.png", "type": "image/png", "content_base64": base64.b64encode(png).decode()},
-        {"name": "data.csv", "type": "text/csv", "content_base64": base64.b64encode(b"a,b\n").decode()}]
+        {"name": "chart.png", "type": "image/png",
+         "content_base64": base64.b64encode(png).decode()},
+        {"name": "data.csv", "type": "text/csv",
+         "content_base64": base64.b64encode(b"a,b\n").decode()}]
     fake_telegram.download_failures = 1  # the first download fails, the retry gets it
     msg = message(None, caption="what is this?", message_thread_id=77, is_topic_message=True,
                   photo=[{"file_id": small, "file_unique_id": "s", "width": 90, "height": 90,
