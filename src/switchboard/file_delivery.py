@@ -43,9 +43,18 @@ class FileDelivery:
 
     async def deliver_turn(self, turn_id: str) -> None:
         """Attempt every undelivered file of a turn, in order (after its reply's attempt)."""
-        for file in await self.store.files.of_turns([turn_id]):
-            if file.direction == "out" and file.status in ("pending", "retrying"):
+        files = [f for f in await self.store.files.of_turns([turn_id]) if f.direction == "out"]
+        for file in files:
+            if file.status in ("pending", "retrying"):
                 await self.deliver(file.id)
+        attached = [f for f in files if f.status == "with_reply"]
+        if attached:  # attachments of the reply: delivered when it was
+            turn = await self.store.turns.get(turn_id)
+            if turn is not None and turn.delivery_status == "delivered":
+                for file in attached:
+                    await self.store.files.delivered(file, turn.provider_message_id or "",
+                                                     {"with_reply": True})
+                    self.metrics.files.labels(file.provider, "out", "delivered").inc()
 
     async def deliver_due(self) -> None:
         """Retries whose timer was lost with a restart, and attempts a dead process left."""

@@ -172,7 +172,9 @@ def file_json(file: FileRecord, files: FileService | None = None) -> dict[str, o
     if file.provider_file_id:
         out["provider_file_id"] = file.provider_file_id
     if files is not None and file.sha256:
-        out["url"] = files.signed_url(file.id)
+        path = files.signed_path(file.id)
+        out["url"] = files.base_url + path
+        out["download"] = path  # the same link on this server, for the console
     return out
 
 
