@@ -110,7 +110,8 @@ class Server:
         self.runtime = Runtime(load_config(config_path, strict_env=False, providers=providers),
                                database_url=database_url, sweep_interval=0.2,
                                smtp_port=self.smtp_port, providers=providers,
-                               listen_url=self.url)
+                               listen_url=self.url,
+                               files_root=str(config_path.parent / "files"))
         # An open live-event stream is cut 2 s into a stop (`serve` waits 10 s); otherwise it
         # would hold the stop until the join in stop() gives up.
         self.server = uvicorn.Server(uvicorn.Config(

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -64,6 +65,7 @@ class Runtime:
     rejections_summary: float = 10.0  # seconds between log lines summing them up
     providers: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
     listen_url: str | None = None  # where `serve` listens: download links when no public_url
+    files_root: str | None = None  # where blobs go when `files.dir` is not set (tests)
 
     def __post_init__(self) -> None:
         self.redact = Redactor.from_config(self.config,
@@ -86,9 +88,11 @@ class Runtime:
         self.tasks = Tasks()
         self.delivery = Delivery(self.store, self.adapters, self.config.delivery,
                                  self.config.disabled, self.events, self.metrics, self.tasks)
+        root = files_dir(self.config.files, self.database_url or configured_database_url())
+        if self.files_root and not self.config.files.dir:
+            root = Path(self.files_root)
         self.files = FileService(
-            self.store, DirectoryBlobs(files_dir(self.config.files, self.database_url
-                                                 or configured_database_url())),
+            self.store, DirectoryBlobs(root),
             self.config.files,
             self.config.public_url or self.listen_url or "http://127.0.0.1:8080")
         self.file_flow = FileFlow(self.config, self.store, self.files, self.adapters,
