@@ -210,6 +210,24 @@ def fake_slack() -> Iterator[FakeSlackAPI]:
 
 
 @pytest.fixture
+def file_agent() -> Iterator[Any]:
+    """An http agent that downloads the turn's files by their links and answers with files."""
+    from fakes.agents import FileAgent
+
+    with FileAgent() as agent:
+        yield agent
+
+
+@pytest.fixture
+def mail_relay() -> Iterator[tuple[Any, int]]:
+    """The outbound SMTP relay (`fakes.mail.Relay`) and its port."""
+    from fakes.mail import running_relay
+
+    with running_relay() as running:
+        yield running
+
+
+@pytest.fixture
 def fake_telegram() -> Iterator[FakeTelegramAPI]:
     """A fake Bot API whose bot is 999, @switchboard_bot."""
     with FakeTelegramAPI(bot_id=999, username="switchboard_bot") as fake:

@@ -8,31 +8,18 @@ import base64
 import hashlib
 import smtplib
 import time
-from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-import pytest
-
 from conftest import Server
 from fakes.agents import FileAgent
-from fakes.mail import Relay, provision, running_relay, turn_of
+from fakes.mail import Relay, provision, turn_of
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00IHDR" + bytes(200)
 
 
-@pytest.fixture
-def agent() -> Iterator[FileAgent]:
-    with FileAgent() as running:
-        yield running
-
-
-@pytest.fixture
-def relay() -> Iterator[tuple[Relay, int]]:
-    with running_relay() as running:
-        yield running
 
 
 def config(agent_url: str, relay_port: int) -> str:
@@ -65,21 +52,21 @@ def mail_with_files(sender: str, to: str, big: bytes = b"") -> tuple[str, bytes]
 
 
 def test_attachments_reach_the_agent_and_its_files_come_back(
-        serve, agent: FileAgent, relay: tuple[Relay, int]) -> None:
-    handler, port = relay
-    server: Server = serve(config(agent.url, port))
+        serve, file_agent: FileAgent, mail_relay: tuple[Relay, int]) -> None:
+    handler, port = mail_relay
+    server: Server = serve(config(file_agent.url, port))
     inbox = provision(server, "helper")
     csv = b"id,total\n1,42\n"
-    agent.answer_files = [{"name": "totals.csv", "type": "text/csv",
+    file_agent.answer_files = [{"name": "totals.csv", "type": "text/csv",
                            "content_base64": base64.b64encode(csv).decode()}]
     message_id, raw = mail_with_files("alice@example.com", inbox, big=bytes(30000))
     with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as client:
         client.sendmail("alice@example.com", [inbox], raw)
     turn = turn_of(server, inbox, message_id)
     assert turn["status"] == "delivered", turn
-    assert agent.downloads["report.pdf"] == PDF
-    assert agent.downloads["image-1.png"] == PNG  # the inline image, named for it
-    sent = agent.requests[0]["turn"]
+    assert file_agent.downloads["report.pdf"] == PDF
+    assert file_agent.downloads["image-1.png"] == PNG  # the inline image, named for it
+    sent = file_agent.requests[0]["turn"]
     assert {f["name"] for f in sent["files"]} == {"report.pdf", "image-1.png"}
     assert sent["files_skipped"] == [{"name": "big.zip", "size": 30000,
                                       "reason": "big.zip skipped: 30 KB is over the 20 KB limit"}]
@@ -95,9 +82,9 @@ def test_attachments_reach_the_agent_and_its_files_come_back(
     assert files["totals.csv"]["direction"] == "out"
 
 
-def test_signed_links_refuse_changes_and_expiry(serve, agent: FileAgent,
-                                                relay: tuple[Relay, int]) -> None:
-    server: Server = serve(config(agent.url, relay[1]) + "files: {url_ttl: 2s}\n")
+def test_signed_links_refuse_changes_and_expiry(serve, file_agent: FileAgent,
+                                                mail_relay: tuple[Relay, int]) -> None:
+    server: Server = serve(config(file_agent.url, mail_relay[1]) + "files: {url_ttl: 2s}\n")
     inbox = provision(server, "helper")
     message_id, raw = mail_with_files("bob@example.com", inbox)
     with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as client:

@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from conftest import SIGNING_SECRET, slack_message
 from fakes.agents import FileAgent
 
 SHOT = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 50
 
-
-@pytest.fixture
-def agent() -> Iterator[FileAgent]:
-    with FileAgent() as running:
-        yield running
 
 
 def config(api_url: str, agent_url: str) -> str:
@@ -51,11 +43,11 @@ def wait(probe, timeout: float = 10.0):
 
 
 def test_a_shared_file_reaches_the_agent_and_its_file_lands_in_the_thread(
-        serve, fake_slack, agent: FileAgent) -> None:
-    server = serve(config(fake_slack.api_url, agent.url))
+        serve, fake_slack, file_agent: FileAgent) -> None:
+    server = serve(config(fake_slack.api_url, file_agent.url))
     shared = fake_slack.add_file(SHOT, "screenshot.png", "image/png")
     report = b"name,count\nalice,3\n" * 100
-    agent.answer_files = [{"name": "report.csv", "type": "text/csv",
+    file_agent.answer_files = [{"name": "report.csv", "type": "text/csv",
                            "content_base64": base64.b64encode(report).decode()}]
     fake_slack.download_failures = 1
     fake_slack.upload_failures = 1
@@ -64,7 +56,7 @@ def test_a_shared_file_reaches_the_agent_and_its_file_lands_in_the_thread(
     assert response.status_code == 200
     turn = server.wait_turn(response.json()["turn_id"])
     assert turn["status"] == "delivered", turn
-    assert agent.downloads == {"screenshot.png": SHOT}
+    assert file_agent.downloads == {"screenshot.png": SHOT}
     assert all(r["auth"] == "Bearer xoxb-test" for r in fake_slack.file_requests)
     assert len(fake_slack.file_requests) == 2  # one failure, one retry
     [upload] = wait(lambda: fake_slack.uploads)
@@ -79,13 +71,13 @@ def test_a_shared_file_reaches_the_agent_and_its_file_lands_in_the_thread(
     assert fake_slack.posts_to("C0SUPPORT")[0]["text"] == "got 1 files"
 
 
-def test_the_token_never_goes_to_a_foreign_host(serve, fake_slack, agent: FileAgent) -> None:
-    server = serve(config(fake_slack.api_url, agent.url))
+def test_the_token_never_goes_to_a_foreign_host(serve, fake_slack, file_agent: FileAgent) -> None:
+    server = serve(config(fake_slack.api_url, file_agent.url))
     foreign = fake_slack.add_file(b"secret", "x.txt", "text/plain",
                                   url_host="https://evil.example.com")
     event = slack_message("look", files=[foreign])
     turn = server.wait_turn(server.slack_event("slack-acme", event).json()["turn_id"])
     assert turn["status"] == "delivered"
-    [skipped] = agent.requests[0]["turn"]["files_skipped"]
+    [skipped] = file_agent.requests[0]["turn"]["files_skipped"]
     assert "not a Slack file host" in skipped["reason"]
     assert fake_slack.file_requests == []

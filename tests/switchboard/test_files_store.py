@@ -7,33 +7,20 @@ from __future__ import annotations
 import base64
 import json
 import smtplib
-from collections.abc import Iterator
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
-import pytest
-
 from conftest import OPERATOR, Server
 from fakes.agents import FakeOpenAI, FileAgent
-from fakes.mail import Relay, provision, running_relay, turn_of
+from fakes.mail import Relay, provision, turn_of
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
-@pytest.fixture
-def agent() -> Iterator[FileAgent]:
-    with FileAgent() as running:
-        yield running
-
-
-@pytest.fixture
-def relay() -> Iterator[tuple[Relay, int]]:
-    with running_relay() as running:
-        yield running
 
 
 def config(agent_url: str, relay_port: int, files_dir: Path, extra: str = "") -> str:
@@ -71,9 +58,9 @@ def blobs(root: Path) -> list[Path]:
 
 
 def test_same_bytes_kept_once_and_deleting_a_session_removes_its_files(
-        serve, agent: FileAgent, relay: tuple[Relay, int], tmp_path: Path) -> None:
+        serve, file_agent: FileAgent, mail_relay: tuple[Relay, int], tmp_path: Path) -> None:
     root = tmp_path / "store"
-    server: Server = serve(config(agent.url, relay[1], root))
+    server: Server = serve(config(file_agent.url, mail_relay[1], root))
     inbox = provision(server, "helper")
     first = mail(server, "alice@example.com", inbox, ("a.pdf", "application/pdf", PDF),
                  ("b.png", "image/png", PNG))
@@ -90,10 +77,10 @@ def test_same_bytes_kept_once_and_deleting_a_session_removes_its_files(
     assert server.http.get(second["files"][0]["url"]).content == PDF
 
 
-def test_retention_sweeps_old_files(serve, agent: FileAgent, relay: tuple[Relay, int],
+def test_retention_sweeps_old_files(serve, file_agent: FileAgent, mail_relay: tuple[Relay, int],
                                     tmp_path: Path) -> None:
     root = tmp_path / "store"
-    server: Server = serve(config(agent.url, relay[1], root))
+    server: Server = serve(config(file_agent.url, mail_relay[1], root))
     inbox = provision(server, "helper")
     turn = mail(server, "carol@example.com", inbox, ("a.pdf", "application/pdf", PDF))
     assert server.call(server.runtime.sweep_files()) == 0  # not old yet
@@ -108,16 +95,16 @@ def test_retention_sweeps_old_files(serve, agent: FileAgent, relay: tuple[Relay,
 
 
 def test_agent_files_by_url_and_over_the_limit_never_hold_the_reply(
-        serve, agent: FileAgent, relay: tuple[Relay, int], tmp_path: Path) -> None:
-    handler, port = relay
-    server: Server = serve(config(agent.url, port, tmp_path / "store"))
+        serve, file_agent: FileAgent, mail_relay: tuple[Relay, int], tmp_path: Path) -> None:
+    handler, port = mail_relay
+    server: Server = serve(config(file_agent.url, port, tmp_path / "store"))
     inbox = provision(server, "helper")
-    agent.extra["chart.png"] = PNG
-    agent.answer_files = [
-        {"name": "chart.png", "type": "image/png", "url": f"{agent.url}/blob/chart.png"},
+    file_agent.extra["chart.png"] = PNG
+    file_agent.answer_files = [
+        {"name": "chart.png", "type": "image/png", "url": f"{file_agent.url}/blob/chart.png"},
         {"name": "huge.bin", "type": "application/octet-stream",
          "content_base64": base64.b64encode(bytes(6000)).decode()},
-        {"name": "gone.txt", "type": "text/plain", "url": f"{agent.url}/blob/missing"}]
+        {"name": "gone.txt", "type": "text/plain", "url": f"{file_agent.url}/blob/missing"}]
     turn = mail(server, "dave@example.com", inbox)
     assert turn["status"] == "delivered"
     [reply] = handler.wait(1)
@@ -130,7 +117,7 @@ def test_agent_files_by_url_and_over_the_limit_never_hold_the_reply(
     assert files["chart.png"]["status"] == "delivered"
 
 
-def test_openai_handler_passes_images_and_small_text(serve, relay: tuple[Relay, int],
+def test_openai_handler_passes_images_and_small_text(serve, mail_relay: tuple[Relay, int],
                                                      tmp_path: Path) -> None:
     with FakeOpenAI("seen") as model:
         server: Server = serve(f"""
@@ -138,7 +125,7 @@ agents:
   helper: {{handler: openai, base_url: "{model.url}/v1"}}
 accounts:
   mail: {{provider: email, domain: agents.test, relay_host: 127.0.0.1,
-          relay_port: {relay[1]}, files: {{max_file_bytes: 5000}}}}
+          relay_port: {mail_relay[1]}, files: {{max_file_bytes: 5000}}}}
 bindings:
   - {{agent: helper, account: mail}}
 """)

@@ -8,10 +8,7 @@ from __future__ import annotations
 import base64
 import itertools
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from fakes.agents import FileAgent
 
@@ -39,11 +36,6 @@ PHOTO = bytes(range(256)) * 30
 DOC = b"%PDF-1.4 " + bytes(5000)
 
 
-@pytest.fixture
-def agent() -> Iterator[FileAgent]:
-    with FileAgent() as running:
-        yield running
-
 
 def config(base_url: str, agent_url: str, files: str = "{fetch_backoff: 0.05}") -> str:
     return f"""
@@ -63,13 +55,13 @@ bindings:
 
 
 def test_photo_and_document_reach_the_agent_and_its_files_come_back(
-        serve, fake_telegram, agent: FileAgent) -> None:
-    server = serve(config(fake_telegram.base_url, agent.url))
+        serve, fake_telegram, file_agent: FileAgent) -> None:
+    server = serve(config(fake_telegram.base_url, file_agent.url))
     small = fake_telegram.add_file(b"thumb", "thumb.jpg")
     large = fake_telegram.add_file(PHOTO, "photo.jpg")
     doc = fake_telegram.add_file(DOC, "report.pdf")
     png = b"\x89PNG\r\n\x1a\n" + bytes(100)
-    agent.answer_files = [
+    file_agent.answer_files = [
         {"name": "chart.png", "type": "image/png",
          "content_base64": base64.b64encode(png).decode()},
         {"name": "data.csv", "type": "text/csv",
@@ -84,8 +76,8 @@ def test_photo_and_document_reach_the_agent_and_its_files_come_back(
                             "mime_type": "application/pdf", "file_size": len(DOC)})
     turn = server.wait_turn(post(server, update(msg)).json()["turn_id"])
     assert turn["status"] == "delivered", turn
-    assert agent.requests[0]["turn"]["text"] == "what is this?"
-    assert agent.downloads == {f"photo-{msg['message_id']}.jpg": PHOTO, "report.pdf": DOC}
+    assert file_agent.requests[0]["turn"]["text"] == "what is this?"
+    assert file_agent.downloads == {f"photo-{msg['message_id']}.jpg": PHOTO, "report.pdf": DOC}
     names = [e["name"] for e in turn["events"]]
     assert "file_fetch_retry" in names
     uploads = _wait(lambda: len(fake_telegram.uploads) >= 2 and fake_telegram.uploads)
@@ -102,8 +94,8 @@ def test_photo_and_document_reach_the_agent_and_its_files_come_back(
 
 
 def test_a_sticker_is_no_file_and_an_oversized_document_is_skipped(
-        serve, fake_telegram, agent: FileAgent) -> None:
-    server = serve(config(fake_telegram.base_url, agent.url))
+        serve, fake_telegram, file_agent: FileAgent) -> None:
+    server = serve(config(fake_telegram.base_url, file_agent.url))
     sticker = message(None, sticker={"file_id": "CAACAgI", "file_unique_id": "x", "width": 512,
                                      "height": 512, "is_animated": False, "is_video": False,
                                      "type": "regular"})
@@ -115,7 +107,7 @@ def test_a_sticker_is_no_file_and_an_oversized_document_is_skipped(
                                     "file_size": 45_000_000})
     turn = server.wait_turn(post(server, update(msg)).json()["turn_id"])
     assert turn["status"] == "delivered"
-    assert agent.requests[-1]["turn"]["files_skipped"] == [{
+    assert file_agent.requests[-1]["turn"]["files_skipped"] == [{
         "name": "report.zip", "size": 45_000_000,
         "reason": "report.zip skipped: 45 MB is over the 100 KB limit"}]
     assert fake_telegram.calls("getFile") == []  # never fetched
