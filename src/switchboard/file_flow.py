@@ -66,14 +66,19 @@ class FileFlow:
                      session_id: str | None) -> TurnFiles:
         """Record, fetch (with retries) or skip the files of the last turn; the agent's view of
         every file of `turn_ids`. Idempotent: a turn worked again fetches only what is left."""
-        turn_id = turn_ids[-1]
-        entries = [e for e in message.extra.get("files") or [] if isinstance(e, dict)]
-        known = [f for f in await self.store.files.of_turns([turn_id]) if f.direction == "in"]
-        if entries and not known:
-            known = await self._record(turn_id, message, entries, session_id)
-        for file in known:
-            if file.status == "pending":
-                await self._fetch(file, message)
+        for turn_id in turn_ids:  # several after a pause: each held turn's files
+            extra = message.extra
+            if turn_id != turn_ids[-1]:
+                turn = await self.store.turns.get(turn_id)
+                extra = (turn.extra or {}) if turn is not None else {}
+            entries = [e for e in extra.get("files") or [] if isinstance(e, dict)]
+            known = [f for f in await self.store.files.of_turns([turn_id])
+                     if f.direction == "in"]
+            if entries and not known:
+                known = await self._record(turn_id, message, entries, session_id)
+            for file in known:
+                if file.status == "pending":
+                    await self._fetch(file)
         if session_id is not None:
             await self.store.files.set_session(turn_ids, session_id)
         return self.view([f for f in await self.store.files.of_turns(turn_ids)
@@ -126,7 +131,7 @@ class FileFlow:
         await self.files.forget(unwanted)
         return sorted(records, key=lambda r: r.position)
 
-    async def _fetch(self, file: FileRecord, message: InboundMessage) -> None:
+    async def _fetch(self, file: FileRecord) -> None:
         """Stream one file from its provider into the store, retried with backoff."""
         adapter = self.adapters.get(file.account)
         opener = getattr(adapter, "open_file", None)
@@ -166,9 +171,10 @@ class FileFlow:
                 delay = settings.fetch_backoff.total_seconds() * 2 ** (attempt - 1)
                 await self.store.files.note(file.turn_id, "file_fetch_retry", {
                     "file_id": file.id, "name": file.name, "attempt": attempt,
-                    "error": error, "retry_in_s": delay})
+                    "error": self.store.outbox.redact(error), "retry_in_s": delay})
                 await asyncio.sleep(delay)
-        await self._give_up(file, f"{file.name} could not be fetched: {error}", attempts)
+        await self._give_up(file, f"{file.name} could not be fetched: "
+                            f"{self.store.outbox.redact(error)}", attempts)
 
     async def _give_up(self, file: FileRecord, reason: str, attempts: int) -> None:
         await self.store.files.settled(file.id, status="failed", reason=reason,

@@ -40,7 +40,7 @@ def file_routes(runtime: Runtime) -> APIRouter:
 
     async def kept(file_id: str) -> FileRecord:
         file = await store.files.get(file_id)
-        if file is None or not file.sha256:
+        if file is None or not file.sha256 or not await files.blobs.exists(file.sha256):
             raise HTTPException(404, f"no stored file {file_id}")
         return file
 

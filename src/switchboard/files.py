@@ -158,7 +158,8 @@ class FileService:
         if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
             return False
         expected = self._signature(file_id, int(expires))
-        return hmac.compare_digest(expected, sig) and int(expires) >= time.time()
+        return hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace")) \
+            and int(expires) >= time.time()
 
 
 def file_json(file: FileRecord, files: FileService | None = None) -> dict[str, object]:

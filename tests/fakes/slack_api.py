@@ -37,6 +37,7 @@ class FakeSlackAPI:
         self.private_files: dict[str, bytes] = {}  # url path -> bytes
         self.file_requests: list[dict[str, str]] = []  # each url_private GET: path, auth
         self.download_failures = 0  # the next url_private GETs answer 503
+        self.download_delay = 0.0  # seconds before a url_private GET answers
         self.pending_uploads: dict[str, dict[str, Any]] = {}  # file_id -> upload ticket
         self.uploads: list[dict[str, Any]] = []  # completed uploads: bytes, channel, thread
         self.upload_failures = 0  # the next POSTs to an upload URL answer 500
@@ -129,6 +130,8 @@ class FakeSlackAPI:
 
     async def _private_file(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
+        if self.download_delay:
+            await asyncio.sleep(self.download_delay)
         with self._lock:
             self.file_requests.append({"path": request.path, "auth": auth})
             if self.download_failures > 0:

@@ -102,6 +102,7 @@ def test_signed_links_refuse_changes_and_expiry(serve, file_agent: FileAgent,
     assert server.http.get(link.replace(pdf["id"], other["id"])).status_code == 403
     assert server.http.get(link[:-2] + ("00" if not link.endswith("00") else "11")
                            ).status_code == 403
+    assert server.http.get(link + "é").status_code == 403
     time.sleep(2.1)
     assert server.http.get(link).status_code == 403
     info = server.api("GET", f"/api/files/{pdf['id']}", token="viewer-token-for-tests")

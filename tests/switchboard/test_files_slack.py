@@ -51,9 +51,12 @@ def test_a_shared_file_reaches_the_agent_and_its_file_lands_in_the_thread(
                            "content_base64": base64.b64encode(report).decode()}]
     fake_slack.download_failures = 1
     fake_slack.upload_failures = 1
+    fake_slack.download_delay = 0.5
     event = slack_message("what is wrong here?", subtype="file_share", files=[shared])
+    started = time.monotonic()
     response = server.slack_event("slack-acme", event)
     assert response.status_code == 200
+    assert time.monotonic() - started < 0.5  # acknowledged before any download
     turn = server.wait_turn(response.json()["turn_id"])
     assert turn["status"] == "delivered", turn
     assert file_agent.downloads == {"screenshot.png": SHOT}
