@@ -146,9 +146,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
     @router.post("/sessions/{session_id}/delete")
     async def delete(session_id: str, who: Annotated[Operator, Depends(admin)]
                      ) -> dict[str, Any]:
-        answer = await act(controls.delete(session_id, who.name))
-        await runtime.files.forget(await store.files.forget_session(session_id))
-        return answer
+        return await act(controls.delete(session_id, who.name))
 
     @router.get("/audit", dependencies=[Depends(admin)])
     async def audit() -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from sessions import ActionRefused, SessionNotFound, StateChange
@@ -25,14 +25,17 @@ class SessionControls:
 
     def __init__(self, store: Store, events: EventHub, *, origin: str,
                  agents: Mapping[str, AgentRules],
-                 on_resumed: Callable[[str], None] | None = None) -> None:
+                 on_resumed: Callable[[str], None] | None = None,
+                 forget_blobs: Callable[[set[str]], Awaitable[None]] | None = None) -> None:
         """`origin` names this process in shared events; `on_resumed(session_id)` answers
-        the turns held while it was paused (without it, a running `serve`'s sweep does)."""
+        the turns held while it was paused (without it, a running `serve`'s sweep does);
+        `forget_blobs` removes file blobs a deleted session alone referenced."""
         self.store = store
         self.events = events
         self.origin = origin
         self.agents = agents
         self.on_resumed = on_resumed
+        self.forget_blobs = forget_blobs
 
     async def _announce(self, name: str, data: dict[str, Any]) -> None:
         self.events.publish(name, data)
@@ -80,6 +83,9 @@ class SessionControls:
 
     async def delete(self, session_id: str, actor: str) -> str:
         await self.store.sessions.delete(session_id, actor)
+        unreferenced = await self.store.files.forget_session(session_id)
+        if self.forget_blobs is not None:
+            await self.forget_blobs(unreferenced)
         await self._announce("session.deleted", {"session_id": session_id, "actor": actor})
         return f"session {session_id} is deleted (recorded in the audit log)"
 

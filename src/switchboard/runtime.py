@@ -84,7 +84,8 @@ class Runtime:
         self.metrics = Metrics()
         self.controls = SessionControls(
             self.store, self.events, origin=self.worker_id, agents=self.config.agents,
-            on_resumed=lambda session_id: self.recovery.resume_held(session_id))
+            on_resumed=lambda session_id: self.recovery.resume_held(session_id),
+            forget_blobs=lambda shas: self.files.forget(shas))
         self.tasks = Tasks()
         self.delivery = Delivery(self.store, self.adapters, self.config.delivery,
                                  self.config.disabled, self.events, self.metrics, self.tasks)

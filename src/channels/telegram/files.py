@@ -94,21 +94,23 @@ class TelegramFiles:
     async def send(self, out: OutboundMessage, file: OutboundFile) -> str:
         """sendPhoto for an image (under 10 MB, Telegram's photo limit), sendDocument else,
         in the reply's topic; the sent message's file_id."""
-        data = b"".join([chunk async for chunk in file.chunks()])  # PTB uploads bytes whole
+        from channels.telegram.client import _delivery_error, _whole_number
+
         kwargs: dict[str, Any] = {"chat_id": out.conversation}
-        if out.thread:
-            kwargs["message_thread_id"] = int(out.thread)
-        if out.reply_to:
-            kwargs["reply_parameters"] = ReplyParameters(message_id=int(out.reply_to),
+        thread = _whole_number("message_thread_id", out.thread)
+        quoted = _whole_number("reply_parameters.message_id", out.reply_to)
+        if thread is not None:
+            kwargs["message_thread_id"] = thread
+        if quoted is not None:
+            kwargs["reply_parameters"] = ReplyParameters(message_id=quoted,
                                                          allow_sending_without_reply=True)
+        data = b"".join([chunk async for chunk in file.chunks()])  # PTB uploads bytes whole
         try:
             if file.is_image and file.size <= 10 * 10**6:
                 sent = await self._bot.send_photo(photo=data, filename=file.name, **kwargs)
                 return sent.photo[-1].file_id if sent.photo else str(sent.message_id)
             sent = await self._bot.send_document(document=data, filename=file.name, **kwargs)
         except TelegramError as error:
-            from channels.telegram.client import _delivery_error
-
             raise _delivery_error(error) from None
         except ValueError as error:
             raise DeliveryError(f"the file cannot be sent: {error}", permanent=True) from None
