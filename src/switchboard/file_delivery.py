@@ -45,8 +45,8 @@ class FileDelivery:
         """Attempt every undelivered file of a turn, in order (after its reply's attempt)."""
         files = [f for f in await self.store.files.of_turns([turn_id]) if f.direction == "out"]
         for file in files:
-            if file.status in ("pending", "retrying"):
-                await self.deliver(file.id)
+            if file.status == "pending":
+                await self.deliver(file.id, first=True)
         attached = [f for f in files if f.status == "with_reply"]
         if attached:  # attachments of the reply: delivered when it was
             turn = await self.store.turns.get(turn_id)
@@ -61,8 +61,9 @@ class FileDelivery:
         for file_id in await self.store.files.due():
             await self.deliver(file_id)
 
-    async def deliver(self, file_id: str) -> None:
-        file = await self.store.files.claim(file_id, self.lease)
+    async def deliver(self, file_id: str, *, first: bool = False) -> None:
+        """Lease one file and attempt it (`first`: the journey's attempt, after the reply's)."""
+        file = await self.store.files.claim(file_id, self.lease, first=first)
         if file is None:
             return
         adapter = self.adapters.get(file.account)

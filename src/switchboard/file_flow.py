@@ -14,6 +14,7 @@ import binascii
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -50,6 +51,7 @@ class FileFlow:
     def __init__(self, config: Config, store: Store, files: FileService,
                  adapters: Mapping[str, Any], metrics: Metrics, http: httpx.AsyncClient) -> None:
         self.config = config
+        self.hold = config.delivery.lease or timedelta(seconds=30)  # see FileRows.add
         self.store = store
         self.files = files
         self.adapters = adapters
@@ -218,7 +220,7 @@ class FileFlow:
                                    status="with_reply" if in_reply else "pending"))
         if not new:
             return []
-        records = await self.store.files.add(new, "file_from_agent")
+        records = await self.store.files.add(new, "file_from_agent", hold=self.hold)
         for record in records:
             outcome = "failed" if record.status == "failed" else "stored"
             self.metrics.files.labels(out.provider, "out", outcome).inc()

@@ -68,9 +68,13 @@ class FileRows:
         self.db = db
         self.clock = db.clock
 
-    async def add(self, files: list[NewFile], event: str | None = None) -> list[FileRecord]:
-        """Record files (with one timeline event per file named `event`)."""
+    async def add(self, files: list[NewFile], event: str | None = None,
+                  hold: timedelta | None = None) -> list[FileRecord]:
+        """Record files (with one timeline event per file named `event`). The agent's files
+        are due for the sweep only after `hold`: their first attempt is the journey's, after
+        the reply's (`claim(first=True)`); a process dying before it leaves them to others."""
         now = self.clock.now()
+        due = now + (hold or timedelta(0))
 
         def work(db: Any) -> list[FileRecord]:
             rows = []
@@ -81,7 +85,7 @@ class FileRows:
                                  position=new.position, name=new.name, type=new.type,
                                  size=new.size, sha256=new.sha256, status=new.status,
                                  reason=new.reason, ref=new.ref or {}, attempts=0,
-                                 next_attempt_at=now if new.direction == "out" else None,
+                                 next_attempt_at=due if new.direction == "out" else None,
                                  created_at=now)
                 db.add(row)
                 rows.append(row)
@@ -157,14 +161,19 @@ class FileRows:
             ).order_by(col(StoredFile.next_attempt_at)).limit(limit))
             return list(rows.all())
 
-    async def claim(self, file_id: str, lease: timedelta) -> FileRecord | None:
-        """Lease one outbound file for one attempt (a conditional UPDATE is the lock)."""
+    async def claim(self, file_id: str, lease: timedelta, *,
+                    first: bool = False) -> FileRecord | None:
+        """Lease one outbound file for one attempt (a conditional UPDATE is the lock);
+        `first`: the journey's first attempt, which need not wait for the sweep's hold."""
         now = self.clock.now()
         naive = self.db.naive
+        due = col(StoredFile.next_attempt_at) <= naive(now)
+        if first:
+            due = or_(due, col(StoredFile.attempts) == 0)
         async with self.db.tx() as db:
             result = await db.exec(update(StoredFile).where(
                 col(StoredFile.id) == file_id, col(StoredFile.status).in_(("pending", "retrying")),
-                col(StoredFile.next_attempt_at) <= naive(now),
+                due,
                 or_(col(StoredFile.claimed_until).is_(None),
                     col(StoredFile.claimed_until) < naive(now)),
             ).values(claimed_until=now + lease, attempts=StoredFile.attempts + 1))
