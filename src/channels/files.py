@@ -69,8 +69,8 @@ def skip_reason(limits: FileLimits, name: str, mime: str, size: int | None,
 def inbound_file(name: str, mime: str, size: int | None, *, ref: Mapping[str, Any] | None = None,
                  sha256: str | None = None) -> dict[str, Any]:
     """One entry of `InboundMessage.extra["files"]` (plain JSON: it is kept with the turn)."""
-    entry: dict[str, Any] = {"name": safe_name(name), "type": mime or "application/octet-stream",
-                             "size": size}
+    entry: dict[str, Any] = {"name": safe_name(name),
+                             "type": (mime or "application/octet-stream")[:255], "size": size}
     if ref is not None:
         entry["ref"] = dict(ref)
     if sha256 is not None:

@@ -35,6 +35,7 @@ from switchboard.metrics import Metrics
 from switchboard.store import FileRecord, NewFile, Store
 
 log = logging.getLogger(__name__)
+MORE_LISTED = 20  # files over a message's limit still listed (as skipped) on its turn
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,11 @@ class FileFlow:
         limits = self.limits(message.account)
         new: list[NewFile] = []
         unwanted: set[str] = set()
-        for index, entry in enumerate(entries):
+        # past the limit files are only listed as skipped; a hostile payload's thousands stop
+        kept = entries[:limits.max_files_per_message + MORE_LISTED]
+        for index, entry in enumerate(kept):
             name = safe_name(str(entry.get("name") or ""))
-            mime = str(entry.get("type") or "application/octet-stream")
+            mime = str(entry.get("type") or "application/octet-stream")[:255]
             size = entry.get("size") if isinstance(entry.get("size"), int) else None
             reason = skip_reason(limits, name, mime, size, index)
             sha = entry.get("sha256") if isinstance(entry.get("sha256"), str) else None
