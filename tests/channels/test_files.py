@@ -38,3 +38,38 @@ def test_names_lose_paths_and_unsafe_characters() -> None:
 
 def test_sizes_read_as_people_write_them() -> None:
     assert [human_size(n) for n in (12, 512_000, 45_000_000)] == ["12 bytes", "512 KB", "45 MB"]
+
+
+def test_telegram_files_the_largest_photo_voice_audio_video_and_no_sticker() -> None:
+    from channels.telegram.files import message_files
+
+    found = message_files({
+        "message_id": 9,
+        "photo": [{"file_id": "small", "width": 90, "height": 90, "file_size": 900},
+                  {"file_id": "large", "width": 1280, "height": 960, "file_size": 90_000}],
+        "voice": {"file_id": "v", "mime_type": "audio/ogg", "file_size": 10, "duration": 2},
+        "audio": {"file_id": "a", "file_name": "song.mp3", "mime_type": "audio/mpeg"},
+        "video": {"file_id": "m", "mime_type": "video/mp4", "file_size": 5},
+        "sticker": {"file_id": "s", "width": 512, "height": 512},
+    })
+    assert [(f["name"], f["type"], f["ref"]["file_id"]) for f in found] == [
+        ("photo-9.jpg", "image/jpeg", "large"), ("voice.ogg", "audio/ogg", "v"),
+        ("song.mp3", "audio/mpeg", "a"), ("video.mp4", "video/mp4", "m")]
+
+
+def test_slack_sends_its_token_only_to_its_file_hosts_and_api_url() -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from channels.slack.files import SlackFiles, message_files
+
+    files = SlackFiles(AsyncWebClient(token="xoxb-x"), "http://127.0.0.1:9999/api/")
+    assert files._allowed("https://files.slack.com/files-pri/T1-F1/a.png")
+    assert files._allowed("https://acme.enterprise.slack.com/files-pri/T1-F1/a.png")
+    assert files._allowed("http://127.0.0.1:9999/files-pri/T1-F1/a.png")
+    assert not files._allowed("http://files.slack.com/files-pri/a.png")  # not over TLS
+    assert not files._allowed("https://files.slack.com.evil.example/a.png")
+    assert not files._allowed("http://127.0.0.1:9998/a.png")  # another port: another server
+    [entry] = message_files({"files": [{"id": "F1", "name": "a.png", "mimetype": "image/png",
+                                        "size": 3, "url_private": "https://files.slack.com/x",
+                                        "url_private_download": "https://files.slack.com/d"}]})
+    assert entry["ref"] == {"url": "https://files.slack.com/d", "id": "F1"}
