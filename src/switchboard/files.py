@@ -16,7 +16,6 @@ import hmac
 import os
 import re
 import secrets
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import IO, Protocol
@@ -145,7 +144,7 @@ class FileService:
     def signed_path(self, file_id: str, now: float | None = None) -> str:
         """`/files/<id>?expires=…&sig=…`, valid for `files.url_ttl`."""
         ttl = self.config.url_ttl.total_seconds()
-        expires = int((now if now is not None else time.time()) + ttl)
+        expires = int((now if now is not None else self.store.clock.now().timestamp()) + ttl)
         query = urlencode({"expires": expires, "sig": self._signature(file_id, expires)})
         return f"/files/{file_id}?{query}"
 
@@ -159,7 +158,7 @@ class FileService:
             return False
         expected = self._signature(file_id, int(expires))
         return hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace")) \
-            and int(expires) >= time.time()
+            and int(expires) >= self.store.clock.now().timestamp()
 
 
 def file_json(file: FileRecord, files: FileService | None = None) -> dict[str, object]:

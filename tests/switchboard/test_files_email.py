@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import smtplib
-import time
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -84,7 +84,7 @@ def test_attachments_reach_the_agent_and_its_files_come_back(
 
 def test_signed_links_refuse_changes_and_expiry(serve, file_agent: FileAgent,
                                                 mail_relay: tuple[Relay, int]) -> None:
-    server: Server = serve(config(file_agent.url, mail_relay[1]) + "files: {url_ttl: 2s}\n")
+    server: Server = serve(config(file_agent.url, mail_relay[1]))
     inbox = provision(server, "helper")
     message_id, raw = mail_with_files("bob@example.com", inbox)
     with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as client:
@@ -103,7 +103,9 @@ def test_signed_links_refuse_changes_and_expiry(serve, file_agent: FileAgent,
     assert server.http.get(link[:-2] + ("00" if not link.endswith("00") else "11")
                            ).status_code == 403
     assert server.http.get(link + "é").status_code == 403
-    time.sleep(2.1)
+    server.runtime.clock.advance(timedelta(minutes=59))
+    assert server.http.get(link).status_code == 200  # files.url_ttl: 1h by default
+    server.runtime.clock.advance(timedelta(minutes=2))
     assert server.http.get(link).status_code == 403
     info = server.api("GET", f"/api/files/{pdf['id']}", token="viewer-token-for-tests")
     assert info.status_code == 200 and info.json()["size"] == len(PDF)
