@@ -62,6 +62,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
                                 + (" or an operator token" if runtime.config.metrics_operators
                                    else ""), headers={"WWW-Authenticate": "Bearer"})
         runtime.metrics.outbox_depth.set(await runtime.store.outbox.depth())
+        runtime.metrics.files_bytes.set(await runtime.store.files.bytes_stored())
         return PlainTextResponse(runtime.metrics.render(),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -83,6 +83,7 @@ def test_retention_sweeps_old_files(serve, file_agent: FileAgent, mail_relay: tu
     server: Server = serve(config(file_agent.url, mail_relay[1], root))
     inbox = provision(server, "helper")
     turn = mail(server, "carol@example.com", inbox, ("a.pdf", "application/pdf", PDF))
+    assert f"switchboard_files_stored_bytes {float(len(PDF))}" in server.http.get("/metrics").text
     assert server.call(server.runtime.sweep_files()) == 0  # not old yet
     server.runtime.clock.advance(timedelta(days=31))
     assert server.call(server.runtime.sweep_files()) == 1
