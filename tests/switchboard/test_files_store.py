@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
-from conftest import OPERATOR, Server
+from conftest import OPERATOR, Server, run_cli
 from fakes.agents import FakeOpenAI, FileAgent
 from fakes.mail import Relay, provision, turn_of
 
@@ -58,7 +58,8 @@ def blobs(root: Path) -> list[Path]:
 
 
 def test_same_bytes_kept_once_and_deleting_a_session_removes_its_files(
-        serve, file_agent: FileAgent, mail_relay: tuple[Relay, int], tmp_path: Path) -> None:
+        serve, file_agent: FileAgent, mail_relay: tuple[Relay, int], tmp_path: Path,
+        database_url: str) -> None:
     root = tmp_path / "store"
     server: Server = serve(config(file_agent.url, mail_relay[1], root))
     inbox = provision(server, "helper")
@@ -75,6 +76,9 @@ def test_same_bytes_kept_once_and_deleting_a_session_removes_its_files(
     [kept] = blobs(root)  # the PDF is still bob's
     assert kept.read_bytes() == PDF
     assert server.http.get(second["files"][0]["url"]).content == PDF
+    shown = run_cli(database_url, tmp_path, "turns", "show", second["id"], "--json")
+    assert [(f["name"], f["status"]) for f in json.loads(shown.stdout)["files"]] == \
+        [("copy.pdf", "stored")]
 
 
 def test_retention_sweeps_old_files(serve, file_agent: FileAgent, mail_relay: tuple[Relay, int],
