@@ -196,6 +196,7 @@ class FileFlow:
         limit and `files.fetch_timeout`); each is recorded to deliver where `out` goes, or
         failed with the reason. With `in_reply` (the adapter carries files inside the reply)
         they are kept as `with_reply`: the caller lists them in the reply's `extra["files"]`."""
+        await self.files.forget(await self.store.files.drop_unsent(turn_id))
         limit = self.limits(out.account).max_file_bytes
         new: list[NewFile] = []
         destination = {"conversation": out.conversation, "thread": out.thread,

@@ -147,6 +147,13 @@ class FileRows:
             await db.exec(update(StoredFile).where(col(StoredFile.turn_id).in_(turn_ids))
                           .values(session_id=session_id))
 
+    async def drop_unsent(self, turn_id: str) -> set[str]:
+        """Forget the agent's files an earlier run kept for this turn but never got to record
+        its reply with (a crash in between: the agent answers again); their blobs if unshared."""
+        return await self._forget((StoredFile.turn_id == turn_id)  # type: ignore[arg-type]
+                                  & (StoredFile.direction == "out")  # type: ignore[arg-type]
+                                  & (col(StoredFile.attempts) == 0))
+
     # --- delivery of the agent's files -----------------------------------------------------
 
     async def due(self, limit: int = 100) -> list[str]:
