@@ -18,6 +18,7 @@ from fakes.mail import Relay, provision, turn_of
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00IHDR" + bytes(200)
+DATA = b'{"token": "admin-token-for-tests", "rows": [1]}'  # a configured secret, in a file
 
 
 
@@ -46,6 +47,7 @@ def mail_with_files(sender: str, to: str, big: bytes = b"") -> tuple[str, bytes]
     msg.add_alternative('<p>See <img src="cid:chart@example.com"></p>', subtype="html")
     msg.get_payload()[1].add_related(PNG, "image", "png", cid="<chart@example.com>")
     msg.add_attachment(PDF, maintype="application", subtype="pdf", filename="report.pdf")
+    msg.add_attachment(DATA, maintype="application", subtype="json", filename="data.json")
     if big:
         msg.add_attachment(big, maintype="application", subtype="zip", filename="big.zip")
     return str(msg["Message-ID"]), msg.as_bytes(policy=policy.SMTP)
@@ -67,7 +69,7 @@ def test_attachments_reach_the_agent_and_its_files_come_back(
     assert file_agent.downloads["report.pdf"] == PDF
     assert file_agent.downloads["image-1.png"] == PNG  # the inline image, named for it
     sent = file_agent.requests[0]["turn"]
-    assert {f["name"] for f in sent["files"]} == {"report.pdf", "image-1.png"}
+    assert {f["name"] for f in sent["files"]} == {"report.pdf", "image-1.png", "data.json"}
     assert sent["files_skipped"] == [{"name": "big.zip", "size": 30000,
                                       "reason": "big.zip skipped: 30 KB is over the 20 KB limit"}]
     assert [f["sha256"] for f in sent["files"] if f["name"] == "report.pdf"] == \
@@ -98,6 +100,9 @@ def test_signed_links_refuse_changes_and_expiry(serve, file_agent: FileAgent,
     assert download.headers["content-type"] == "application/pdf"
     assert download.headers["x-content-type-options"] == "nosniff"
     assert download.headers["content-disposition"].startswith('attachment; filename="report.pdf"')
+    data = next(f for f in turn["files"] if f["name"] == "data.json")
+    download = server.http.get(data["url"])  # a JSON file is a file: streamed, never rewritten
+    assert download.content == DATA and download.headers["content-type"] == "application/json"
     other = next(f for f in turn["files"] if f["name"] != "report.pdf")
     assert server.http.get(link.replace(pdf["id"], other["id"])).status_code == 403
     assert server.http.get(link[:-2] + ("00" if not link.endswith("00") else "11")
