@@ -121,3 +121,24 @@ def _wait(probe, timeout: float = 10.0):
             return found
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_files_of_turns_held_while_paused_reach_the_agent_after_resume(
+        serve, fake_telegram, file_agent: FileAgent) -> None:
+    from conftest import OPERATOR
+
+    server = serve(config(fake_telegram.base_url, file_agent.url))
+    first = server.wait_turn(post(server, update(message("hello"))).json()["turn_id"])
+    session = first["session_id"]
+    assert server.api("POST", f"/api/sessions/{session}/pause", token=OPERATOR).status_code == 200
+    held = []
+    for name, data in (("one.pdf", b"first file"), ("two.pdf", b"second file")):
+        file_id = fake_telegram.add_file(data, name)
+        msg = message(None, caption=name, document={
+            "file_id": file_id, "file_unique_id": name, "file_name": name,
+            "mime_type": "application/pdf", "file_size": len(data)})
+        held.append(post(server, update(msg)).json()["turn_id"])
+    _wait(lambda: all(server.turn(t)["status"] == "held" for t in held) or None)
+    assert server.api("POST", f"/api/sessions/{session}/resume", token=OPERATOR).status_code == 200
+    _wait(lambda: server.turn(held[-1])["status"] == "delivered")
+    assert file_agent.downloads == {"one.pdf": b"first file", "two.pdf": b"second file"}
