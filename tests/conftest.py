@@ -186,6 +186,17 @@ class Server:
                                        "Content-Type": "application/json", **(headers or {})})
 
 
+def wait_until(probe: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll `probe` until it returns something true, and return that (AssertionError when
+    `timeout` seconds pass first)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if found := probe():
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"nothing came within {timeout:g}s")
+
+
 def slack_signature(body: bytes, secret: str = SIGNING_SECRET,
                     timestamp: int | None = None) -> dict[str, str]:
     ts = str(timestamp if timestamp is not None else int(time.time()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import time
 
-from conftest import SIGNING_SECRET, slack_message
+from conftest import SIGNING_SECRET, slack_message, wait_until
 from fakes.agents import FileAgent
 
 SHOT = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 50
@@ -33,14 +33,6 @@ bindings:
 """
 
 
-def wait(probe, timeout: float = 10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if found := probe():
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
 
 def test_a_shared_file_reaches_the_agent_and_its_file_lands_in_the_thread(
         serve, fake_slack, file_agent: FileAgent) -> None:
@@ -62,11 +54,11 @@ def test_a_shared_file_reaches_the_agent_and_its_file_lands_in_the_thread(
     assert file_agent.downloads == {"screenshot.png": SHOT}
     assert all(r["auth"] == "Bearer xoxb-test" for r in fake_slack.file_requests)
     assert len(fake_slack.file_requests) == 2  # one failure, one retry
-    [upload] = wait(lambda: fake_slack.uploads)
+    [upload] = wait_until(lambda: fake_slack.uploads)
     assert upload["data"] == report and upload["filename"] == "report.csv"
     assert upload["channel"] == "C0SUPPORT" and upload["thread_ts"] == event["ts"]
     assert "Bearer" not in upload["auth"]  # the upload URL never gets the token
-    story = wait(lambda: (t := server.turn(turn["id"])) and
+    story = wait_until(lambda: (t := server.turn(turn["id"])) and
                  any(e["name"] == "file_delivered" for e in t["events"]) and t)
     names = [e["name"] for e in story["events"]]
     assert "file_delivery_retry" in names and "file_fetch_retry" in names

@@ -10,6 +10,7 @@ import itertools
 import time
 from typing import Any
 
+from conftest import wait_until
 from fakes.agents import FileAgent
 
 _ids = itertools.count(5000)
@@ -80,14 +81,14 @@ def test_photo_and_document_reach_the_agent_and_its_files_come_back(
     assert file_agent.downloads == {f"photo-{msg['message_id']}.jpg": PHOTO, "report.pdf": DOC}
     names = [e["name"] for e in turn["events"]]
     assert "file_fetch_retry" in names
-    uploads = _wait(lambda: len(fake_telegram.uploads) >= 2 and fake_telegram.uploads)
+    uploads = wait_until(lambda: len(fake_telegram.uploads) >= 2 and fake_telegram.uploads)
     by_name = {u["filename"]: u for u in uploads}
     assert by_name["chart.png"]["method"] == "sendphoto"
     assert by_name["chart.png"]["data"] == png
     assert by_name["data.csv"]["method"] == "senddocument"
     assert by_name["data.csv"]["data"] == b"a,b\n"
     assert by_name["data.csv"]["message_thread_id"] == 77
-    story = _wait(lambda: (t := server.turn(turn["id"])) and
+    story = wait_until(lambda: (t := server.turn(turn["id"])) and
                   sum(e["name"] == "file_delivered" for e in t["events"]) == 2 and t)
     delivered = [e for e in story["events"] if e["name"] == "file_delivered"]
     assert all(e["detail"]["provider_file_id"] for e in delivered)
@@ -113,19 +114,10 @@ def test_a_sticker_is_no_file_and_an_oversized_document_is_skipped(
     assert fake_telegram.calls("getFile") == []  # never fetched
 
 
-def _wait(probe, timeout: float = 10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
 
 def test_files_of_turns_held_while_paused_reach_the_agent_after_resume(
         serve, fake_telegram, file_agent: FileAgent) -> None:
-    from conftest import OPERATOR
+    from conftest import OPERATOR, wait_until
 
     server = serve(config(fake_telegram.base_url, file_agent.url))
     first = server.wait_turn(post(server, update(message("hello"))).json()["turn_id"])
@@ -138,7 +130,7 @@ def test_files_of_turns_held_while_paused_reach_the_agent_after_resume(
             "file_id": file_id, "file_unique_id": name, "file_name": name,
             "mime_type": "application/pdf", "file_size": len(data)})
         held.append(post(server, update(msg)).json()["turn_id"])
-    _wait(lambda: all(server.turn(t)["status"] == "held" for t in held) or None)
+    wait_until(lambda: all(server.turn(t)["status"] == "held" for t in held) or None)
     assert server.api("POST", f"/api/sessions/{session}/resume", token=OPERATOR).status_code == 200
-    _wait(lambda: server.turn(held[-1])["status"] == "delivered")
+    wait_until(lambda: server.turn(held[-1])["status"] == "delivered")
     assert file_agent.downloads == {"one.pdf": b"first file", "two.pdf": b"second file"}
