@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from channels.adapter import Capability
 from channels.errors import DeliveryError
 from channels.files import OutboundFile
 from channels.messages import DeliveryReceipt, OutboundMessage
@@ -67,7 +68,8 @@ class FileDelivery:
         if file is None:
             return
         adapter = self.adapters.get(file.account)
-        send = getattr(adapter, "deliver_file", None)
+        files = adapter is not None and Capability.FILES in getattr(adapter, "capabilities", ())
+        send = adapter.deliver_file if files else None
         if send is None or not file.sha256:
             why = "the account is not running" if adapter is None else \
                 "this provider cannot send files"

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from channels.adapter import Capability
 from channels.files import (
     CHUNK,
     FileFetchError,
@@ -139,11 +140,12 @@ class FileFlow:
     async def _fetch(self, file: FileRecord) -> None:
         """Stream one file from its provider into the store, retried with backoff."""
         adapter = self.adapters.get(file.account)
-        opener = getattr(adapter, "open_file", None)
-        if opener is None:
-            await self._give_up(file, f"{file.name} could not be fetched: account "
-                                f"{file.account} is not running", 0)
+        if adapter is None or Capability.FILES not in adapter.capabilities:
+            why = f"account {file.account} is not running" if adapter is None else \
+                "this provider does not hand over files"
+            await self._give_up(file, f"{file.name} could not be fetched: {why}", 0)
             return
+        opener = adapter.open_file
         settings = self.config.files
         limit = self.limits(file.account).max_file_bytes
         attempts, error = settings.fetch_attempts, ""

@@ -50,6 +50,7 @@ accounts:
     base_url: {base_url}
     files: {{max_file_bytes: 100000}}
 files: {files}
+delivery: {{backoff: 0.05}}
 bindings:
   - {{agent: helper, account: tg}}
 """
@@ -68,6 +69,7 @@ def test_photo_and_document_reach_the_agent_and_its_files_come_back(
         {"name": "data.csv", "type": "text/csv",
          "content_base64": base64.b64encode(b"a,b\n").decode()}]
     fake_telegram.download_failures = 1  # the first download fails, the retry gets it
+    fake_telegram.fail_next("sendPhoto", 502, "Bad Gateway")  # the first upload, retried
     msg = message(None, caption="what is this?", message_thread_id=77, is_topic_message=True,
                   photo=[{"file_id": small, "file_unique_id": "s", "width": 90, "height": 90,
                           "file_size": 5},
@@ -91,6 +93,7 @@ def test_photo_and_document_reach_the_agent_and_its_files_come_back(
     story = wait_until(lambda: (t := server.turn(turn["id"])) and
                   sum(e["name"] == "file_delivered" for e in t["events"]) == 2 and t)
     delivered = [e for e in story["events"] if e["name"] == "file_delivered"]
+    assert any(e["name"] == "file_delivery_retry" for e in story["events"])
     assert all(e["detail"]["provider_file_id"] for e in delivered)
 
 
