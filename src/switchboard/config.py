@@ -12,7 +12,14 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
 from channels.adapter import AccountSettings, Provider
 from channels.rules import Binding
@@ -107,6 +114,14 @@ class _DocumentBase(_Strict):
     metrics_operators: bool = False  # /metrics also (or only) takes any operator's token
     files: FilesConfig = FilesConfig()
     public_url: str = ""  # where people and agents reach this server (download links)
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an absolute http(s) URL; write it as "
+                             "https://switchboard.example.com")
+        return value.rstrip("/")
 
 
 _MODELS: dict[tuple[int, ...], type[_DocumentBase]] = {}

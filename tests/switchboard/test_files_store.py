@@ -13,6 +13,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
+import pytest
+
 from conftest import OPERATOR, Server, run_cli
 from fakes.agents import FakeOpenAI, FileAgent
 from fakes.mail import Relay, provision, turn_of
@@ -147,3 +149,18 @@ bindings:
     assert "the printer is on fire" in content[2]["text"]
     assert "big.pdf was not passed" in content[3]["text"] and "limit" in content[3]["text"]
     assert json.dumps(content)  # plain JSON, as the model server got it
+
+
+def test_check_names_bad_file_settings(tmp_path: Path) -> None:
+    from switchboard.config import ConfigError, load_config
+
+    path = tmp_path / "bindings.yaml"
+    path.write_text("public_url: switchboard.example.com\nfiles: {url_ttl: soon}\n"
+                    "accounts:\n  mail: {provider: email, domain: a.test,\n"
+                    "         files: {max_file_bytes: lots}}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    text = str(raised.value)
+    assert "public_url: 'switchboard.example.com' is not an absolute http(s) URL" in text
+    assert "files.url_ttl: 'soon' is not a duration" in text
+    assert "accounts.mail.files.max_file_bytes: 'lots' is not a size" in text
