@@ -22,6 +22,7 @@ from typing import Any
 
 from channels.adapter import Services, WebhookResult, reply_in_thread
 from channels.errors import DeliveryError, RejectedRequest
+from channels.files import as_chunks, inbound_file, skip_reason
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from inbox.auth import check_sender, reply_address
 from inbox.automatic import auto_reply_reason
@@ -29,7 +30,7 @@ from inbox.dns import txt_lookup
 from inbox.errors import MailboxError
 from inbox.mailbox import MailboxReader
 from inbox.outbound import compose_reply, reply_message_id, send_via_relay, write_to_maildir
-from inbox.parse import ParsedEmail, parse_email, to_inbound
+from inbox.parse import ParsedEmail, attached_files, parse_email, to_inbound
 from inbox.provider import PROVIDER, Inbox, MailDirectory
 from inbox.settings import EmailSettings
 
@@ -40,6 +41,7 @@ class EmailAdapter:
     """One email account: its inbound mail into turns, its replies out by mail."""
 
     capabilities = PROVIDER.capabilities
+    files_in_reply = True  # the agent's files are attachments of the reply mail
 
     def __init__(self, name: str, settings: EmailSettings, services: Services,
                  directory: MailDirectory) -> None:
@@ -128,6 +130,10 @@ class EmailAdapter:
                    "reply_extra": {**reply_extra(parsed, inbox.address, settings.mail_domain),
                                    "to": answer, "ignored": passed_over, "reply_id": ours}},
         )
+        if reason is None:
+            files = await self.keep_attachments(raw)
+            if files:
+                message = dataclasses.replace(message, extra={**message.extra, "files": files})
         recorded = await self.services.record(message)
         self.services.publish("email.received", {
             "turn_id": recorded.turn_id, "account": self.name, "from": parsed.from_addr,
@@ -135,6 +141,23 @@ class EmailAdapter:
             **({"ignored": reason} if reason else {}),
             **({"duplicate_of": recorded.duplicate_of} if recorded.duplicate_of else {})})
         return recorded.turn_id
+
+    async def keep_attachments(self, raw: bytes) -> list[dict[str, Any]]:
+        """Attachments and inline images into the file store before the turn is recorded
+        (their bytes came with the mail); those over the account's limits are listed unkept,
+        so the turn says why."""
+        entries: list[dict[str, Any]] = []
+        for index, part in enumerate(attached_files(raw)):
+            size = len(part.content)
+            entry = inbound_file(part.name, part.content_type, size)
+            if part.content_id:
+                entry["content_id"] = part.content_id
+            if skip_reason(self.settings.files, part.name, part.content_type, size,
+                           index) is None:
+                blob = await self.services.files.put(as_chunks(part.content))
+                entry["sha256"] = blob.sha256
+            entries.append(entry)
+        return entries
 
     async def ignore_reason(self, parsed: ParsedEmail, raw: bytes, envelope_sender: str,
                             own: set[str]) -> str | None:
@@ -174,8 +197,10 @@ class EmailAdapter:
         except (ValueError, MessageError) as error:  # the same on every attempt: permanent
             raise DeliveryError(f"the reply cannot be composed: {error}",
                                 permanent=True) from error
+        attached = await self.attach(msg, extra.get("files") or [])
         ours = str(msg["Message-ID"])
-        said = {"to": to, **({"ignored": extra["ignored"]} if extra.get("ignored") else {})}
+        said = {"to": to, **({"ignored": extra["ignored"]} if extra.get("ignored") else {}),
+                **({"files": attached} if attached else {})}
         settings = self.settings
         if settings.relay_host:
             await send_via_relay(msg, settings.relay_host, settings.relay_port,
@@ -196,6 +221,20 @@ class EmailAdapter:
             raise DeliveryError(f"the reply cannot be written: {error}",
                                 permanent=True) from error
         return DeliveryReceipt(ours, {"maildir": path, **said})
+
+
+    async def attach(self, msg: Any, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The agent's files as MIME attachments of the reply (a mail holds them whole)."""
+        attached = []
+        for file in files:
+            chunks = [chunk async for chunk in self.services.files.read(str(file["sha256"]))]
+            maintype, _, subtype = str(file.get("type") or "").partition("/")
+            if not maintype or not subtype:
+                maintype, subtype = "application", "octet-stream"
+            msg.add_attachment(b"".join(chunks), maintype=maintype, subtype=subtype,
+                               filename=str(file.get("name") or "file"))
+            attached.append({"file_id": file.get("id"), "name": file.get("name")})
+        return attached
 
 
 def reply_extra(parsed: ParsedEmail, inbox_address: str, domain: str) -> dict[str, Any]:

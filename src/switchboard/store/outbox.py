@@ -27,6 +27,7 @@ class AgentResult:
     context: dict[str, Any] | None = None
     duration_ms: int = 0
     model: str | None = None
+    files: tuple[dict[str, Any], ...] = ()  # the agent's files: {name, type, content_base64|url}
 
 
 class OutboxStore:
