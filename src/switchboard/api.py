@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from switchboard.api_sessions import api_message
 from switchboard.errors import NoSuchAgent, NoSuchTurn, SessionNotFound
+from switchboard.filters import SESSION_CHOICES, TURN_CHOICES, check_filters
 from switchboard.operators import Operator, operator_auth
 from switchboard.runtime import Runtime
 from switchboard.views import (
@@ -62,6 +63,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
     ) -> dict[str, Any]:
         filters = {"status": status, "provider": provider, "account": account, "agent": agent,
                    "session_id": session_id, "binding": binding, "conversation": conversation}
+        check_filters(filters, TURN_CHOICES)
         page = await store.turns.page(filters, cursor, limit, search=q)
         return {"turns": [turn_json(t) for t in page.items], "next_cursor": page.next_cursor}
 
@@ -84,6 +86,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
                                    "source": source, "tag": tag, "account": account,
                                    "include_archived": include_archived,
                                    "archive_after": runtime.config.sessions.auto_archive_after}
+        check_filters(filters, SESSION_CHOICES)
         for key, value in (("started_after", started_after),
                            ("started_before", started_before)):
             if value:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.console import console_routes
+from switchboard.health import health
 from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
@@ -45,12 +46,12 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
     app.include_router(console_routes(runtime))
 
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, Any]:
-        disabled = runtime.config.disabled
-        return {"status": "ok", "accounts": {
-            name: ("disabled" if name in disabled else "enabled")
-            for name in runtime.config.accounts}}
+    @app.get("/healthz", tags=["health"], responses={503: {"description": "nothing works"}})
+    async def healthz() -> JSONResponse:
+        """`ok`; `degraded` with the reasons (an account that did not start, an SMTP server
+        that could not listen); 503 `down` when nothing works (the database, every account)."""
+        status, body = await health(runtime.config, runtime.account_errors, runtime.store)
+        return JSONResponse(body, status_code=status)  # SafeAnswers redacts it
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics(authorization: Annotated[str | None, Header()] = None

@@ -18,30 +18,33 @@ from switchboard.config import Config
 
 
 def add_provider_commands(app: typer.Typer, providers: Mapping[str, Provider],
-                          load: Callable[[str], Config], out: Console, err: Console,
+                          load: Callable[[str | None], Config], out: Console, err: Console,
                           config_option: Any) -> None:
     """`switchboard <provider> <command>` for every command of every provider."""
     for provider in providers.values():
         if not provider.commands:
             continue
-        group = typer.Typer(help=f"Set-up of {provider.name} accounts.", no_args_is_help=True)
+        group = typer.Typer(help=f"Set-up of {provider.name} accounts.", no_args_is_help=True,
+                            rich_markup_mode=None,
+                            context_settings={"help_option_names": ["-h", "--help"]})
         for name, command in provider.commands.items():
             group.command(name)(_account_command(provider, command, load, out, err,
                                                  config_option))
         app.add_typer(group, name=provider.name)
 
 
-def _account_command(provider: Provider, command: AccountCommand, load: Callable[[str], Config],
-                     out: Console, err: Console, config_option: Any) -> Callable[..., None]:
+def _account_command(provider: Provider, command: AccountCommand,
+                     load: Callable[[str | None], Config], out: Console, err: Console,
+                     config_option: Any) -> Callable[..., None]:
     """A provider's command as a Typer command: `ACCOUNT`, its `--options`, `--config`."""
 
-    def run(account: str, config: str, **options: str) -> None:
+    def run(account: str, config: str | None, **options: str) -> None:
         from switchboard.redact import Redactor
 
         settings = load(config)
         account_settings = settings.accounts.get(account)
         if account_settings is None or account_settings.provider != provider.name:
-            err.print(f"no {provider.name} account named {account!r} in {config}",
+            err.print(f"no {provider.name} account named {account!r} in {settings.path}",
                       highlight=False)
             raise typer.Exit(1)
         if account in settings.disabled:
@@ -65,7 +68,7 @@ def _account_command(provider: Provider, command: AccountCommand, load: Callable
             annotation=Annotated[str, typer.Option(f"--{option.name}", help=option.help)],
             default=inspect.Parameter.empty if option.default is None else option.default))
     params.append(inspect.Parameter("config", keyword, annotation=config_option,
-                                    default="bindings.yaml"))
+                                    default=None))
 
     def entry(**values: Any) -> None:
         run(values.pop("account"), values.pop("config"), **values)

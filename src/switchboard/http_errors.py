@@ -15,6 +15,7 @@ from switchboard.errors import (
     ActionRefused,
     AddressTaken,
     BadCursor,
+    BadFilter,
     InboxRefused,
     NotFound,
     SessionNotFound,
@@ -29,6 +30,7 @@ STATUS: dict[type[Exception], int] = {
     AddressTaken: 409,
     InboxRefused: 400,
     BadCursor: 400,
+    BadFilter: 400,
 }
 """Each error kind the API answers by itself; a subclass not listed takes its parent's status
 (Starlette looks handlers up along the class's MRO)."""

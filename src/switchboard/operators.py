@@ -32,20 +32,28 @@ class Operators:
         self._by_hash: dict[str, Operator] = {}
 
     async def load(self, config: Config, store: Store) -> None:
-        """The config's tokens and the stored ones; with none at all, a new admin token,
-        printed once (only its hash is kept), so the API is never open by accident."""
+        """The config's tokens and the stored ones (`serve` makes the first admin's, once it
+        is serving: `first_admin`)."""
         for op in config.operators:
             if op.token:
                 self._by_hash[token_hash(op.token)] = Operator(op.name, op.role)
         for row in await store.tokens.generated():
             self._by_hash[row.token_hash] = Operator(row.name, row.role)
-        if not self._by_hash:
-            token = "sb_" + secrets.token_urlsafe(24)
-            await store.tokens.add("admin", "admin", token)
-            self._by_hash[token_hash(token)] = Operator("admin", "admin")
-            print("\n  No operator token is configured, so an admin token was created.\n"
-                  f"  It is shown only this once; only its hash is stored:\n\n    {token}\n",
-                  flush=True)
+
+    async def first_admin(self, store: Store) -> str | None:
+        """With no operator at all, a new admin token (only its hash is kept), so the API is
+        never open by accident; None when there are operators. `serve` calls it once it is
+        serving, so a start that fails (a port in use) makes none."""
+        if self._by_hash:
+            return None
+        for row in await store.tokens.generated():  # another process made one meanwhile
+            self._by_hash[row.token_hash] = Operator(row.name, row.role)
+        if self._by_hash:
+            return None
+        token = "sb_" + secrets.token_urlsafe(24)
+        await store.tokens.add("admin", "admin", token)
+        self._by_hash[token_hash(token)] = Operator("admin", "admin")
+        return token
 
     def __call__(self, token: str) -> Operator | None:
         """The operator this token belongs to, or None."""
