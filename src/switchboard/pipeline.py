@@ -11,6 +11,7 @@ what a restart or a resume picks up again in `recovery.py`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,6 +31,8 @@ from switchboard.metrics import Metrics
 from switchboard.store import Opened, OutboxEntry, ScopeRequest, SessionRecord, Store, TurnRecord
 from switchboard.views import session_json, transcript_json
 from switchboard.work import ScopeLocks, Tasks, TurnQueue
+
+log = logging.getLogger(__name__)
 
 CHAT_COMMANDS = ("new", "end")
 API = "api"  # the provider of turns typed into a session over the operator API
@@ -230,6 +233,9 @@ class Pipeline:
         except AgentError as error:
             self.metrics.turns.labels(message.provider, "failed").inc(len(turn_ids))
             for failed in turn_ids:
+                log.warning("turn %s: agent %s failed: %s", failed, route.agent, error,
+                            extra={"turn_id": failed, "agent": route.agent,
+                                   "account": message.account})
                 await self.store.turns.update(failed, "agent_failed", {"error": str(error)},
                                               status="failed", error=str(error))
                 self.events.publish("turn.failed", {"turn_id": failed, "error": str(error),
