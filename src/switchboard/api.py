@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.api_sessions import api_message
 from switchboard.errors import NoSuchAgent, NoSuchTurn, SessionNotFound
@@ -27,23 +27,40 @@ from switchboard.views import (
 )
 
 
-class TransferBody(BaseModel):
+class _Body(BaseModel):
+    """A request body: a field it does not have is refused (400 naming it), not dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TransferBody(_Body):
     agent: str
 
 
-class ModelBody(BaseModel):
+class ModelBody(_Body):
     model: str | None
 
 
-class NewSessionBody(BaseModel):
+class MessageBody(_Body):
+    text: str = Field(min_length=1, max_length=100_000)
+    wait: float = Field(default=30.0, ge=0, le=300)
+
+
+class NewSessionBody(_Body):
     tag: str = Field(default="test", pattern="^(test|live)$")
     user: str | None = None
     user_name: str | None = None
-
-
-class MessageBody(BaseModel):
-    text: str = Field(min_length=1, max_length=100_000)
+    text: str | None = Field(default=None, min_length=1, max_length=100_000,
+                             description="A first message; the answer has its turn")
     wait: float = Field(default=30.0, ge=0, le=300)
+
+
+ANSWERS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid operator token"},
+    403: {"description": "the operator's role is too low"},
+    404: {"description": "no such turn, session or agent"},
+    409: {"description": "the action is refused in the session's state"},
+}
 
 
 def api_routes(runtime: Runtime) -> APIRouter:
@@ -51,7 +68,7 @@ def api_routes(runtime: Runtime) -> APIRouter:
     cursor) are answered by `http_errors`, with one status per kind."""
     needs = operator_auth(runtime.operator)
     viewer = Depends(needs("viewer"))
-    router = APIRouter(prefix="/api", tags=["operators"])
+    router = APIRouter(prefix="/api", tags=["operators"], responses=ANSWERS)
     store = runtime.store
 
     @router.get("/turns", dependencies=[viewer])
@@ -159,7 +176,11 @@ def api_routes(runtime: Runtime) -> APIRouter:
                                                     body.user_name or who.name)
         runtime.events.publish("session.created", {"session_id": session.id, "agent": agent,
                                                    "source": "api"})
-        return session_json(session)
+        if body.text is None:
+            return session_json(session)
+        turn = await api_message(runtime.pipeline, session.id, body.text, who.name,
+                                 wait=body.wait)
+        return {**session_json(session), "turn": turn}
 
     @router.post("/sessions/{session_id}/messages")
     async def send_message(session_id: str, body: MessageBody,

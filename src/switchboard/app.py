@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,8 +66,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        return JSONResponse({"error": "; ".join(problems)}, status_code=400)
+        return JSONResponse({"error": validation_words(error.errors())}, status_code=400)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     return ProviderWebhooks(SafeAnswers(app, runtime.redact), webhooks, runtime.metrics.ack)
 
@@ -86,3 +87,30 @@ def metrics_allowed(runtime: Runtime, authorization: str | None) -> bool:
                                                     config.metrics_token.encode()):
         return True
     return config.metrics_operators and runtime.operator(token) is not None
+
+
+def validation_words(errors: Sequence[Any]) -> str:
+    """Every problem of a request, in words: unknown fields named (`unknown field text`)."""
+    problems = []
+    for e in errors:
+        where = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            problems.append(f"unknown field {where.removeprefix('body.')}")
+        else:
+            problems.append(f"{where}: {e['msg']}")
+    return "; ".join(problems)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, saying 400 where it says 422: refused requests are answered 400."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                answers = operation.get("responses", {})
+                if "422" in answers:
+                    answers["400"] = {**answers.pop("422"),
+                                      "description": "the request is malformed: a field is "
+                                      "missing, of the wrong type, or unknown"}
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -312,3 +312,35 @@ def test_serve_on_a_busy_port_prints_no_token_and_the_next_start_does(tmp_path):
     assert any(m.startswith("Application startup complete") for m in messages)
     assert f"database sqlite:///{tmp_path}/switchboard.db (beside bindings.yaml)" in messages
     assert found.group(1) not in started.stderr()
+
+
+# --- 10. the API refuses unknown fields, and a session may start with a message -------------
+
+
+def test_unknown_fields_are_refused_and_a_session_can_start_with_a_message(tmp_path,
+                                                                         sqlite_url,
+                                                                         fake_slack):
+    path = tmp_path / "bindings.yaml"
+    path.write_text(slack_config(fake_slack.api_url) + OPERATORS_YAML)
+    server = Server(path, sqlite_url).start()
+    try:
+        typo = server.api("POST", "/api/agents/triager/sessions", json={"txet": "hi"})
+        assert typo.status_code == 400
+        assert typo.json() == {"error": "unknown field txet"}
+        assert server.api("GET", "/api/sessions").json()["sessions"] == []  # none was made
+        started = server.api("POST", "/api/agents/triager/sessions",
+                             json={"text": "hello there", "wait": 5})
+        assert started.status_code == 201, started.text
+        body = started.json()
+        assert body["agent"] == "triager" and body["turn"]["status"] == "delivered"
+        assert "hello there" in body["turn"]["reply_text"]
+        extra = server.api("POST", f"/api/sessions/{body['id']}/transfer",
+                           json={"agent": "triager", "force": True})
+        assert (extra.status_code, extra.json()) == (400, {"error": "unknown field force"})
+        schema = server.http.get("/openapi.json").json()
+        answers = schema["paths"]["/api/agents/{agent}/sessions"]["post"]["responses"]
+        assert {"201", "400", "404"} <= set(answers) and "422" not in answers
+        pause = schema["paths"]["/api/sessions/{session_id}/pause"]["post"]["responses"]
+        assert {"404", "409"} <= set(pause)
+    finally:
+        server.stop()
