@@ -279,7 +279,9 @@ def turn_view(turn_id: str, message: InboundMessage) -> dict[str, Any]:
     return {"id": turn_id, "provider": message.provider, "account": message.account,
             "event_id": message.event_id, "conversation": message.conversation,
             "kind": message.kind, "thread": message.thread, "sender": message.sender,
-            "sender_name": message.sender_name, "text": message.text}
+            "sender_name": message.sender_name,
+            # the adapter's readable copy (a chat's own markup removed), else the raw text
+            "text": message.extra.get("agent_text") or message.text}
 
 
 def message_from_turn(turn: TurnRecord) -> InboundMessage:

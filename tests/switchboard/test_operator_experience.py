@@ -344,3 +344,26 @@ def test_unknown_fields_are_refused_and_a_session_can_start_with_a_message(tmp_p
         assert {"404", "409"} <= set(pause)
     finally:
         server.stop()
+
+
+# --- 9. the agent reads the message without the bot's own mention -----------------------------
+
+
+def test_the_agent_gets_slack_text_without_the_mention_and_the_turn_keeps_it(tmp_path,
+                                                                            sqlite_url,
+                                                                            fake_slack):
+    path = tmp_path / "bindings.yaml"
+    path.write_text(slack_config(fake_slack.api_url) + OPERATORS_YAML)
+    server = Server(path, sqlite_url).start()
+    try:
+        raw = "<@UBOT> hello <@U0BOB|bob>, see <#C0GEN|general>"
+        turn_id = server.slack_event("slack-acme", slack_message(
+            raw, etype="app_mention")).json()["turn_id"]
+        turn = server.wait_turn(turn_id)
+        assert turn["status"] == "delivered", turn
+        assert turn["text"] == raw  # what Slack sent, kept on the turn
+        assert turn["reply_text"] == "echo: hello @bob, see #general"
+        [post] = fake_slack.posts_to("C0SUPPORT")
+        assert post["text"] == "echo: hello @bob, see #general"
+    finally:
+        server.stop()
