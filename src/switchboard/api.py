@@ -19,9 +19,9 @@ from switchboard.runtime import Runtime
 from switchboard.views import (
     account_rows,
     audit_json,
+    marked_transcript,
     provider_rows,
     session_json,
-    transcript_json,
     turn_json,
     turn_story_json,
 )
@@ -121,8 +121,8 @@ def api_routes(runtime: Runtime) -> APIRouter:
         session = await store.sessions.get(session_id)
         if session is None:
             raise SessionNotFound(f"no session {session_id}")
-        return {**session_json(session),
-                "transcript": transcript_json(await store.sessions.transcript(session_id))}
+        return {**session_json(session), "transcript": await marked_transcript(store,
+                                                                              session_id)}
 
     operator = needs("operator")
     admin = needs("admin")

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from switchboard.cli_common import (
     ConfigOption,
@@ -89,14 +90,14 @@ def sessions_list(
 def sessions_show(session_id: SessionId, config: ConfigOption = None,
                   as_json: JsonOption = False) -> None:
     """One session with its transcript."""
-    from switchboard.views import session_json, transcript_json
+    from switchboard.views import marked_transcript, session_json
 
     async def load(store: Store) -> dict[str, Any] | None:
         found = await store.sessions.get(session_id)
         if found is None:
             return None
-        return {**session_json(found),
-                "transcript": transcript_json(await store.sessions.transcript(session_id))}
+        return {**session_json(found), "transcript": await marked_transcript(store,
+                                                                            session_id)}
 
     session = with_store(target(config), load)
     if session is None:
@@ -111,8 +112,8 @@ def sessions_show(session_id: SessionId, config: ConfigOption = None,
         mark = entry.get("delivery")
         note = f"  [{mark['status']}: {mark['error']}]" if mark and mark.get("error") else \
             f"  [{mark['status']}]" if mark else ""
-        console.print(f"{when(entry['at'])}  [bold]{entry['role']:>8}[/bold]  {entry['text']}"
-                      f"{note}", highlight=False, soft_wrap=True)
+        console.print(f"{when(entry['at'])}  [bold]{entry['role']:>8}[/bold]  "
+                      f"{escape(entry['text'] + note)}", highlight=False, soft_wrap=True)
 
 
 CLI = "cli"  # the actor the transcript and audit log name for actions from the terminal

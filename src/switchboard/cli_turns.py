@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from switchboard.cli_common import (
@@ -54,8 +55,8 @@ def turns_list(
     rows = table("id", "status", "received", "account", "from", "agent")
     rows.columns[1].no_wrap = True
     for t in turns:
-        rows.add_row(t["id"], t["status"], when(t["received_at"]), t["account"],
-                     t["sender"], t["agent"] or "-")
+        rows.add_row(t["id"], t["status"], when(t["received_at"]), escape(t["account"]),
+                     escape(t["sender"]), escape(t["agent"] or "-"))
     chosen = described(filters)
     print_table(rows, f"no turns match {chosen} in {where.where}" if chosen
                 else f"no turns in {where.where}")
@@ -89,12 +90,14 @@ def turns_show(turn_id: Annotated[str, typer.Argument(help="A turn id (turn_…)
     fields.add_column(overflow="fold")
     for key in FIELDS:
         if turn.get(key) not in (None, ""):
-            fields.add_row(key, when(turn[key]) if key.endswith("_at") else str(turn[key]))
+            fields.add_row(key, escape(when(turn[key]) if key.endswith("_at")
+                                       else str(turn[key])))
     console.print(fields)
     console.print("\n[bold]timeline[/bold]")
     for event in turn["events"]:
-        console.print(f"  {when(event['at'])}  {event['name']:<16} "
-                      f"{_detail(event.get('detail', {}))}", highlight=False, soft_wrap=True)
+        console.print(escape(f"  {when(event['at'])}  {event['name']:<16} "
+                             f"{_detail(event.get('detail', {}))}"), highlight=False,
+                      soft_wrap=True)
 
 
 def _detail(detail: dict[str, Any]) -> str:

@@ -367,3 +367,33 @@ def test_the_agent_gets_slack_text_without_the_mention_and_the_turn_keeps_it(tmp
         assert post["text"] == "echo: hello @bob, see #general"
     finally:
         server.stop()
+
+
+# --- 8. a reply that never reached the person is marked in the transcript ----------------------
+
+
+def test_transcripts_mark_a_reply_that_was_not_delivered(tmp_path, sqlite_url, fake_slack):
+    path = tmp_path / "bindings.yaml"
+    path.write_text(slack_config(fake_slack.api_url) + OPERATORS_YAML)
+    server = Server(path, sqlite_url).start()
+    try:
+        fake_slack.fail_next("channel_not_found")
+        failed = server.wait_turn(server.slack_event("slack-acme", slack_message(
+            "first", channel="D0ALICE", channel_type="im")).json()["turn_id"])
+        assert failed["status"] == "failed"
+        delivered = server.wait_turn(server.slack_event("slack-acme", slack_message(
+            "second", channel="D0ALICE", channel_type="im")).json()["turn_id"])
+        assert delivered["status"] == "delivered"
+        session = server.api("GET", f"/api/sessions/{failed['session_id']}").json()
+    finally:
+        server.stop()
+    replies = [(e["text"], e.get("delivery")) for e in session["transcript"]
+               if e["role"] == "agent"]
+    assert replies == [("echo: first", {"status": "failed", "error": "channel_not_found"}),
+                       ("echo: second", None)]
+    shown = cli("sessions", "show", session["id"], "--config", str(path),
+                env={"SWITCHBOARD_DATABASE_URL": sqlite_url})
+    assert shown.exit_code == 0, said(shown)
+    lines = [line for line in shown.stdout.splitlines() if "echo:" in line]
+    assert lines[0].endswith("echo: first  [failed: channel_not_found]")
+    assert lines[1].endswith("echo: second")
