@@ -70,3 +70,24 @@ def test_curl_gets_whole_urls_and_second_terminals_activate_the_venv():
         if "second terminal" in first or (
                 "switchboard" in block and "activate" not in block and "example" not in first):
             assert ". .venv/bin/activate" in block, block
+
+
+ROOT = README.parent
+
+
+def test_the_deployment_files_run_commands_that_exist():
+    """The Dockerfile's entry point, the compose file and the systemd unit start `serve` with
+    options it has."""
+    docker = (ROOT / "Dockerfile").read_text()
+    entry = re.search(r'^ENTRYPOINT \[(.*)\]$', docker, re.M)
+    cmd = re.search(r'^CMD \[(.*)\]$', docker, re.M)
+    assert entry and cmd
+    words = [w.strip().strip('"') for w in f"{entry.group(1)}, {cmd.group(1)}".split(",")]
+    assert words[:2] == ["switchboard", "serve"]
+    parse(words[1:])
+    assert re.search(r"^USER switchboard$", docker, re.M)  # not root
+    unit = (ROOT / "deploy" / "switchboard.service").read_text()
+    start = re.search(r"^ExecStart=\S+/switchboard (.*)$", unit, re.M)
+    assert start
+    parse(shlex.split(start.group(1)))
+    assert "postgres" in (ROOT / "docker-compose.yml").read_text()
