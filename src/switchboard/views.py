@@ -34,6 +34,7 @@ def turn_json(turn: TurnRecord) -> dict[str, Any]:
         "delivery_status": turn.delivery_status, "delivery_attempts": turn.delivery_attempts,
         "provider_message_id": turn.provider_message_id, "error": turn.error,
         "duplicate_of": turn.duplicate_of, "agent_ms": turn.agent_ms,
+        "delivered_at": iso(turn.delivered_at),
     }
 
 

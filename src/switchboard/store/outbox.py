@@ -152,7 +152,7 @@ class OutboxStore:
             turns = [*row.batch, row.turn_id]
             connection.execute(sql.TURNS_DELIVERED if row.notice else sql.TURNS_DELIVERED_ANSWERED,
                                {"turns": turns, "v_attempts": row.attempts,
-                                "v_message_id": provider_message_id})
+                                "v_message_id": provider_message_id, "v_at": now})
             self.accounts.note_traffic_in(db, row.account, outbound=True)
             connection.execute(sql.ADD_EVENTS, [
                 {"turn_id": turn_id, "at": now, "name": "delivered",
