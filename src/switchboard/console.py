@@ -84,15 +84,14 @@ def console_routes(runtime: Runtime) -> APIRouter:
 
     @router.get("/", include_in_schema=False)
     async def page(request: Request) -> Response:
-        # under a reverse proxy's prefix (`serve --root-path /prefix`), the assets are there,
-        # and the API (fetched relative to the page's <base>) too
+        # under a reverse proxy's prefix (`serve --root-path /prefix`) the assets are there;
+        # the API is fetched relative to the page, so from there too
         root = request.scope.get("root_path", "").rstrip("/")
         answer = _served("index.html")
         if root:
             html = bytes(answer.body).decode().replace('"/console/', f'"{root}/console/')
             headers = {k: v for k, v in answer.headers.items() if k != "content-length"}
-            answer = Response(html.replace("<head>", f'<head>\n  <base href="{root}/">', 1),
-                              headers=headers)
+            answer = Response(html, headers=headers)
         return answer
 
     @router.get("/console/{name}", include_in_schema=False)

@@ -35,6 +35,7 @@ def turn_json(turn: TurnRecord) -> dict[str, Any]:
         "provider_message_id": turn.provider_message_id, "error": turn.error,
         "duplicate_of": turn.duplicate_of, "agent_ms": turn.agent_ms,
         "delivered_at": iso(turn.delivered_at),
+        "agent_text": (turn.extra or {}).get("agent_text"),  # what the agent read, if not text
     }
 
 
