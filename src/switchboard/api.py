@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.api_sessions import api_message
-from switchboard.errors import NoSuchAgent, NoSuchTurn, SessionNotFound
+from switchboard.errors import ActionRefused, NoSuchAgent, NoSuchTurn, SessionNotFound
 from switchboard.filters import SESSION_CHOICES, TURN_CHOICES, check_filters
 from switchboard.operators import Operator, operator_auth
 from switchboard.runtime import Runtime
@@ -90,6 +90,20 @@ def api_routes(runtime: Runtime) -> APIRouter:
         if story is None:
             raise NoSuchTurn(f"no turn {turn_id}")
         return turn_story_json(story)
+
+    @router.post("/turns/{turn_id}/retry")
+    async def retry_delivery(turn_id: str, who: Annotated[Operator, Depends(needs("operator"))]
+                             ) -> dict[str, Any]:
+        """Deliver a failed turn's reply again (its attempts counted afresh)."""
+        if await store.turns.get(turn_id) is None:
+            raise NoSuchTurn(f"no turn {turn_id}")
+        outbox_id = await store.outbox.retry(turn_id, who.name)
+        if outbox_id is None:
+            raise ActionRefused(f"turn {turn_id} has no failed delivery to retry (only a reply "
+                                "whose delivery failed can be sent again)")
+        runtime.tasks.spawn(runtime.delivery.deliver(outbox_id))
+        runtime.events.publish("turn.retried", {"turn_id": turn_id, "by": who.name})
+        return {"ok": True, "message": f"delivery of turn {turn_id} is retried"}
 
     @router.get("/sessions", dependencies=[viewer])
     async def list_sessions(

@@ -410,3 +410,24 @@ def test_the_console_works_under_a_path_prefix(tmp_path: Path, sqlite_url: str,
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+def test_an_operator_retries_a_failed_delivery(serve: Any, fake_slack: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url))
+    fake_slack.fail_next("channel_not_found")
+    failed = dm(server, "please answer")
+    assert failed["status"] == "failed"
+    refused = server.api("POST", f"/api/turns/{failed['id']}/retry", token=VIEWER)
+    assert refused.status_code == 403
+    sign_in(page, server, OPERATOR)
+    page.goto(f"{server.url}/#/turns/{failed['id']}")
+    page.get_by_role("button", name="Retry delivery").click()
+    expect(page.get_by_role("heading", name=f"Turn {failed['id']}")).to_contain_text("delivered")
+    expect(page.locator('.timeline li[data-event="delivery_retried"]')).to_contain_text(
+        "by ops")
+    expect(page.get_by_role("button", name="Retry delivery")).to_have_count(0)
+    assert [p["text"] for p in fake_slack.posts_to("D0ALICE")] == ["echo: please answer"]
+    again = server.api("POST", f"/api/turns/{failed['id']}/retry", token=OPERATOR)
+    assert again.status_code == 409 and "no failed delivery" in again.json()["detail"]

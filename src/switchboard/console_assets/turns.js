@@ -205,6 +205,8 @@ function describe(event, turn) {
     case "delivery_failed":
       return [`Delivery attempt ${d.attempt} failed; giving up`,
         `${turn.provider} answered: ${d.error}`, "bad"];
+    case "delivery_retried":
+      return ["Delivery retried", `by ${d.by}`, "info"];
     case "duplicate":
       return ["Duplicate", `already received as ${d.original}`, "muted"];
     case "duplicate_received":
@@ -238,6 +240,24 @@ function textBlock(title, text) {
     text ? h("p", { class: "message", text }) : h("p", { class: "muted", text: "—" }));
 }
 
+/** *Retry delivery* for an operator, when the reply's delivery failed. */
+function retryBar(turn, ctx) {
+  if (!ctx.may("operator") || turn.delivery_status !== "failed") return null;
+  const retry = h("button", { type: "button", class: "action primary", "data-action": "retry",
+    text: "Retry delivery", onclick: async () => {
+      retry.disabled = true;
+      try {
+        const answer = await ctx.api(`/api/turns/${encodeURIComponent(turn.id)}/retry`,
+          { method: "POST", body: {} });
+        ctx.notify(answer.message);
+      } catch (error) {
+        retry.disabled = false;
+        ctx.notify(error.message, "error");
+      }
+    } });
+  return h("div", { class: "action-bar", role: "group", "aria-label": "Turn actions" }, retry);
+}
+
 export async function turnView(main, ctx, id) {
   async function draw() {
     const turn = await ctx.api(`/api/turns/${encodeURIComponent(id)}`);
@@ -249,6 +269,7 @@ export async function turnView(main, ctx, id) {
       h("p", { class: "crumbs" }, h("a", { href: "#/turns", text: "← Turns" })),
       h("h1", { tabindex: "-1" }, "Turn ", h("span", { class: "mono", text: turn.id }), " ",
         badge(turn.status)),
+      retryBar(turn, ctx),
       fields([
         ["Received", when(turn.received_at)],
         ["Provider / account", `${turn.provider} · ${turn.account}`],
