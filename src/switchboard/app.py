@@ -40,6 +40,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     webhooks = Webhooks(providers=runtime.providers, config=runtime.config,
                         adapters=runtime.adapters, record=runtime.pipeline.receive,
                         note_rejected=runtime.services.note_rejected)
+    runtime.webhooks = webhooks
     needs = operator_auth(runtime.operator)
     app.include_router(webhook_routes(webhooks))
     app.include_router(api_routes(runtime))

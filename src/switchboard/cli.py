@@ -101,7 +101,7 @@ def serve(
                             root_path=root_path.rstrip("/"), timeout_graceful_shutdown=10)
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     console_url = f"http://{shown}:{port}{root_path.rstrip('/')}/"
-    Serving(server, runtime, console_url).run()
+    Serving(server, runtime, console_url, path).run()
 
 
 @app.command()

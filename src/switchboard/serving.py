@@ -4,11 +4,15 @@ state, and (with no operator at all) a new admin token."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 from typing import Any, Literal
 
 import uvicorn
 
+from switchboard.reload import reload_config
 from switchboard.runtime import Runtime
 
 log = logging.getLogger("switchboard")
@@ -43,10 +47,13 @@ class Serving(uvicorn.Server):
     """uvicorn's server, which says what is running once it listens (not before: a start
     that fails on a port in use must not print a token nobody can use)."""
 
-    def __init__(self, config: uvicorn.Config, runtime: Runtime, console_url: str) -> None:
+    def __init__(self, config: uvicorn.Config, runtime: Runtime, console_url: str,
+                 config_path: str) -> None:
         super().__init__(config)
         self.runtime = runtime
         self.console_url = console_url
+        self.config_path = config_path
+        self._reloading = asyncio.Lock()
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)
@@ -56,11 +63,24 @@ class Serving(uvicorn.Server):
         smtp = self.runtime.services.listen.get("smtp")
         for line, level in account_states(self.runtime, smtp):
             log.log(level, "%s", line)
+        with contextlib.suppress(NotImplementedError):  # (no signals on Windows)
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: self.runtime.tasks.spawn(self.reload()))
         token = await self.runtime.operators.first_admin(self.runtime.store)
         if token is not None:
             print("\n  No operator is configured, so an admin token was made. It is shown only"
                   " this once\n  (only its hash is kept); `switchboard operators add` makes "
                   f"another:\n\n    {token}\n", flush=True)
+
+
+    async def reload(self) -> None:
+        """SIGHUP: the config read again (one reload at a time), each account's state said."""
+        async with self._reloading:
+            log.info("SIGHUP: reading %s again", self.config_path)
+            if await reload_config(self.runtime, self.config_path):
+                for line, level in account_states(self.runtime,
+                                                  self.runtime.services.listen.get("smtp")):
+                    log.log(level, "%s", line)
 
 
 def account_states(runtime: Runtime, smtp: tuple[str, int] | None

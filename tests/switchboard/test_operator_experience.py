@@ -8,7 +8,9 @@ import io
 import json
 import logging
 import logging.config
+import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +301,11 @@ def test_serve_on_a_busy_port_prints_no_token_and_the_next_start_does(tmp_path):
         found = started.wait_for(r"\b(sb_[A-Za-z0-9_-]{20,})")
         assert found, started.stderr()
         assert started.wait_healthy(f"http://127.0.0.1:{port}").json()["status"] == "ok"
+        started.proc.send_signal(signal.SIGHUP)  # systemctl reload
+        deadline = time.monotonic() + 20
+        while "config reloaded from bindings.yaml" not in started.stderr():
+            assert time.monotonic() < deadline, started.stderr()
+            time.sleep(0.1)
         assert started.stop() in (0, -15)
     finally:
         started.kill()
@@ -308,7 +315,7 @@ def test_serve_on_a_busy_port_prints_no_token_and_the_next_start_does(tmp_path):
     for line in ("account slack-acme is disabled: bot_token is not set",
                  "account tg is disabled: token is not set",
                  "account mail is running (email, SMTP on 127.0.0.1:"):
-        assert sum(m.startswith(line) for m in messages) == 1, (line, messages)
+        assert sum(m.startswith(line) for m in messages) == 2, (line, messages)  # and reload
     assert any(m.startswith("Application startup complete") for m in messages)
     assert f"database sqlite:///{tmp_path}/switchboard.db (beside bindings.yaml)" in messages
     assert found.group(1) not in started.stderr()
@@ -397,3 +404,41 @@ def test_transcripts_mark_a_reply_that_was_not_delivered(tmp_path, sqlite_url, f
     lines = [line for line in shown.stdout.splitlines() if "echo:" in line]
     assert lines[0].endswith("echo: first  [failed: channel_not_found]")
     assert lines[1].endswith("echo: second")
+
+
+# --- 13. config reload (what SIGHUP runs) ----------------------------------------------------
+
+
+def test_reload_applies_new_bindings_and_refuses_a_bad_config(tmp_path, sqlite_url,
+                                                              fake_slack, caplog):
+    from switchboard.reload import reload_config
+
+    path = tmp_path / "bindings.yaml"
+    path.write_text(slack_config(fake_slack.api_url) + OPERATORS_YAML)
+    server = Server(path, sqlite_url).start()
+    try:
+        before = server.wait_turn(server.slack_event("slack-acme", slack_message(
+            "hi", channel="D0ALICE", channel_type="im")).json()["turn_id"])
+        assert before["agent"] == "triager"
+        path.write_text(slack_config(fake_slack.api_url).replace(
+            "triager: {handler: echo, model: small}",
+            "triager: {handler: echo, model: small}\n  helper: {handler: echo}").replace(
+            "  - agent: triager", "  - agent: helper") + OPERATORS_YAML
+            + "  - {name: late, role: viewer, token: a-token-added-later}\n")
+        assert server.call(reload_config(server.runtime, str(path))) is True
+        after = server.wait_turn(server.slack_event("slack-acme", slack_message(
+            "hi again", channel="D0BOB", channel_type="im", user="U0BOB")).json()["turn_id"])
+        assert (after["agent"], after["status"]) == ("helper", "delivered")
+        assert server.api("GET", "/api/me", token="a-token-added-later").json()["name"] == "late"
+        assert server.http.get("/healthz").json()["accounts"] == {"slack-acme": "enabled"}
+
+        path.write_text("agents: {helper: {handler: nope}}\n")
+        with caplog.at_level(logging.ERROR, logger="switchboard.reload"):
+            assert server.call(reload_config(server.runtime, str(path))) is False
+        assert any("agents.helper.handler" in r.getMessage() for r in caplog.records)
+        assert "the running config is kept" in caplog.records[-1].getMessage()
+        kept = server.wait_turn(server.slack_event("slack-acme", slack_message(
+            "still there?", channel="D0BOB", channel_type="im", user="U0BOB")).json()["turn_id"])
+        assert (kept["agent"], kept["status"]) == ("helper", "delivered")
+    finally:
+        server.stop()
