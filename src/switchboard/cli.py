@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from switchboard import __version__, db
 from switchboard.cli_common import (
@@ -20,6 +19,7 @@ from switchboard.cli_common import (
     load,
     plural,
     print_json,
+    table,
     target,
     when,
     with_store,
@@ -141,15 +141,16 @@ def accounts(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         print_json({"accounts": rows}, redact)
         return
-    table = Table("account", "provider", "status", "last inbound", "last outbound",
-                  "last error", "rejected")
+    rows_out = table("account", "provider", "status", "last inbound", "last outbound",
+                     "last error", "rejected", id_width=0,
+                     whole=("last inbound", "last outbound"))
     for r in rows:
         status = r["status"] + (f" ({r['disabled_reason']})" if r["disabled_reason"] else "")
         rejected = ", ".join(f"{k}={v}" for k, v in r["rejected"].items())
-        table.add_row(r["name"], r["provider"], status, when(r["last_inbound_at"]),
-                      when(r["last_outbound_at"]), redact(r["last_error"] or "-"),
-                      rejected or "-")
-    console.print(table)
+        rows_out.add_row(r["name"], r["provider"], status, when(r["last_inbound_at"]),
+                         when(r["last_outbound_at"]), redact(r["last_error"] or "-"),
+                         rejected or "-")
+    console.print(rows_out)
 
 
 add_provider_commands(app, PROVIDERS, lambda path: load(path or DEFAULT_CONFIG), console, err,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -118,13 +119,18 @@ def when(value: str | None) -> str:
         return value
 
 
-def table(*columns: str, ids: int = 1) -> Table:
-    """A table whose first `ids` columns are never cut or wrapped: ids are pasted into `show`."""
-    out = Table(*columns)
-    for column in out.columns[:ids]:
-        column.no_wrap = True
+def table(*columns: str, ids: int = 1, id_width: int = 25,
+          whole: tuple[str, ...] = ()) -> Table:
+    """A table for 80 columns: light rules; the first `ids` columns and those named in
+    `whole` (timestamps, statuses) are never cut or wrapped (ids are pasted into `show`);
+    other text folds onto more lines rather than being cut off."""
+    out = Table(*columns, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for i, column in enumerate(out.columns):
         column.overflow = "fold"
-        column.min_width = 25
+        if i < ids or column.header in whole:
+            column.no_wrap = True
+        if i < ids:
+            column.min_width = id_width
     return out
 
 

@@ -79,7 +79,8 @@ def inbox_list(config: ConfigOption = None, as_json: JsonOption = False) -> None
     if as_json:
         print_json({"inboxes": inboxes})
         return
-    rows = table("address", "agent", "account", "created", "revoked")
+    rows = table("address", "agent", "account", "created", "revoked", id_width=0,
+                 whole=("created", "revoked"))
     for i in inboxes:
         rows.add_row(i["email_address"], i["agent"], i["account"], when(i["created_at"]),
                      when(i["revoked_at"]))

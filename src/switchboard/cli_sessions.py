@@ -75,7 +75,8 @@ def sessions_list(
     if as_json:
         print_json({"sessions": sessions, "next_cursor": next_cursor})
         return
-    rows = table("id", "agent", "state", "source", "user", "last activity", "turns")
+    rows = table("id", "agent", "state", "source", "user", "last activity", "turns",
+                 whole=("state", "last activity"))
     for s in sessions:
         rows.add_row(s["id"], s["agent"], s["state"], s["source"], s["user_id"],
                      when(s["last_activity_at"]), str(s["turn_count"]))

@@ -52,11 +52,10 @@ def turns_list(
     if as_json:
         print_json({"turns": turns, "next_cursor": next_cursor})
         return
-    rows = table("id", "status", "received", "account", "from", "agent")
-    rows.columns[1].no_wrap = True
+    rows = table("id", "status", "received", "from", "agent", whole=("status", "received"))
     for t in turns:
-        rows.add_row(t["id"], t["status"], when(t["received_at"]), escape(t["account"]),
-                     escape(t["sender"]), escape(t["agent"] or "-"))
+        rows.add_row(t["id"], t["status"], when(t["received_at"]),
+                     escape(f"{t['sender']} ({t['account']})"), escape(t["agent"] or "-"))
     chosen = described(filters)
     print_table(rows, f"no turns match {chosen} in {where.where}" if chosen
                 else f"no turns in {where.where}")

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import logging.config
+import re
 import signal
 import socket
 import time
@@ -442,3 +443,63 @@ def test_reload_applies_new_bindings_and_refuses_a_bad_config(tmp_path, sqlite_u
         assert (kept["agent"], kept["status"]) == ("helper", "delivered")
     finally:
         server.stop()
+
+
+# --- 12. the CLI's polish ---------------------------------------------------------------------
+
+
+def test_cli_version_help_and_tables_that_fit_80_columns(tmp_path, sqlite_url, monkeypatch):
+    from switchboard import __version__, cli_common
+
+    assert said(cli("--version")) == f"switchboard {__version__}"
+    helped = cli("turns", "list", "-h")
+    assert helped.exit_code == 0
+    assert "<bool>" not in helped.stdout and "--json" in helped.stdout
+    assert "[pending|held|delivered|failed|ignored|duplicate]" in said(helped) or \
+        "<pending|held|delivered|failed|ignored|duplicate>" in said(helped)
+
+    (tmp_path / "bindings.yaml").write_text(EXAMPLE.read_text())
+    env = {"SWITCHBOARD_DATABASE_URL": sqlite_url}
+    monkeypatch.chdir(tmp_path)
+    first = cli("inbox", "provision", "triager", env=env)
+    assert (first.exit_code, first.stdout.strip()) == (0, "triager@agents.localhost")
+    again = cli("inbox", "provision", "triager", env=env)
+    assert said(again) == "triager already has triager@agents.localhost (--new makes another)"
+    another = cli("inbox", "provision", "triager", "--new", env=env)
+    assert another.stdout.strip() == "triager-2@agents.localhost"
+
+    record_turns(sqlite_url, 3)
+    monkeypatch.setattr(cli_common.console, "width", 80)
+    listed = cli("turns", "list", env=env)
+    assert listed.exit_code == 0, said(listed)
+    lines = listed.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    ids = [line.split()[0] for line in lines if line.startswith("turn_")]
+    assert len(ids) == 3 and all(len(i) == 25 for i in ids)  # whole, pasteable into `show`
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    assert all(re.search(stamp, line) for line in lines if line.startswith("turn_"))
+    shown = cli("turns", "show", ids[0], env=env)
+    assert re.search(rf"^  {stamp}  received +event_id=Ev\d$", shown.stdout, re.M), shown.stdout
+
+
+def record_turns(url: str, count: int) -> None:
+    import asyncio
+
+    from channels.messages import InboundMessage
+    from switchboard.clock import Clock
+    from switchboard.store import Store, create_engine
+
+    async def record() -> None:
+        engine = create_engine(url)
+        store = Store(engine, Clock())
+        try:
+            for i in range(count):
+                await store.turns.record(InboundMessage(
+                    provider="slack", account="slack-acme", event_id=f"Ev{i}",
+                    conversation="C0SUPPORTCHANNEL", kind="channel", sender="U0ALICEXYZ",
+                    text="a message long enough to need some room in the table"), {})
+        finally:
+            store.close()
+            await engine.dispose()
+
+    asyncio.run(record())
