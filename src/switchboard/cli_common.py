@@ -16,6 +16,7 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from switchboard import db
 from switchboard.config import Config, load_config
@@ -95,7 +96,12 @@ def with_store(where: Target, work: Callable[[Store], Awaitable[T]]) -> T:
                   f"runs with, or set {db.ENV}.", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     url = where.database.url
-    db.upgrade(url)
+    try:
+        db.upgrade(url)
+    except OperationalError as error:  # PostgreSQL down, a database that does not exist
+        err.print(f"cannot use the database {where.where}: {str(error.orig).strip()}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
     async def run() -> T:
         engine = create_engine(url)
