@@ -110,8 +110,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for operation in path.values():
                 answers = operation.get("responses", {})
                 if "422" in answers:
-                    answers["400"] = {**answers.pop("422"),
-                                      "description": "the request is malformed: a field is "
-                                      "missing, of the wrong type, or unknown"}
+                    answers.pop("422")
+                    answers["400"] = {
+                        "description": "the request is malformed: a field is missing, of "
+                                       "the wrong type, or unknown",
+                        "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["error"],
+                            "properties": {"error": {"type": "string"}}}}}}
         app.openapi_schema = schema
     return app.openapi_schema

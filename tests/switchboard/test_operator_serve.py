@@ -208,6 +208,8 @@ def test_unknown_fields_are_refused_and_a_session_can_start_with_a_message(tmp_p
         schema = server.http.get("/openapi.json").json()
         answers = schema["paths"]["/api/agents/{agent}/sessions"]["post"]["responses"]
         assert {"201", "400", "404"} <= set(answers) and "422" not in answers
+        shape = answers["400"]["content"]["application/json"]["schema"]
+        assert set(shape["properties"]) == set(typo.json())  # the schema says what is answered
         pause = schema["paths"]["/api/sessions/{session_id}/pause"]["post"]["responses"]
         assert {"404", "409"} <= set(pause)
     finally:
