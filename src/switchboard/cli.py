@@ -97,7 +97,10 @@ def serve(
     runtime = Runtime(settings, database_url=where.url, smtp_host=smtp_host,
                       smtp_port=None if no_smtp else smtp_port, freeze_gc=True)
     server = uvicorn.Config(create_app(runtime), host=host, port=port, log_level=log_level,
-                            log_config=logging_setup, access_log=access_log,
+                            log_config=logging_setup,
+                            # (at warning the lines are dropped anyway; uvicorn would still
+                            # build each one, on the acknowledgement's path)
+                            access_log=access_log and log_level != "warning",
                             root_path=root_path.rstrip("/"), timeout_graceful_shutdown=10)
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     console_url = f"http://{shown}:{port}{root_path.rstrip('/')}/"
