@@ -98,12 +98,12 @@ class Services(Protocol):
     """The application's side of the protocol: what adapters may ask of it.
 
     `record` stores a message as a turn and hands it to the pipeline (the caller acknowledges
-    the provider when it returns). `command` runs a chat command (`new`, `end`) for the person
-    who sent `message` and returns the answer to show them; `invoked_as` is how that person
-    calls commands (`/agent ` for a slash command), for the usage line. The rest are small
-    durable lookups and reports: a cursor (a polling offset, an IMAP position), the account's
-    current problem, a rejected request, a live event, and where a provider's own server
-    (an SMTP listener) may listen.
+    the provider when it returns). `command` runs a chat command (`new`, `end`, `pause`,
+    `resume`, `agents`, `transfer NAME`) for the person who sent `message` and returns the
+    answer to show them; `invoked_as` is how that person calls commands (`/agent ` for a
+    slash command), for the usage line. The rest are small durable lookups and reports: a
+    cursor (a polling offset, an IMAP position), the account's current problem, a rejected
+    request, a live event, and where a provider's own server (an SMTP listener) may listen.
     """
 
     async def record(self, message: InboundMessage,
@@ -264,6 +264,8 @@ class Provider:
     the OpenAPI schema. `refusal_headers` go with every refusal of those requests (Slack stops
     retrying on `X-Slack-No-Retry`). `listen(adapters, section, services)` builds the
     `Listener` shared by the running accounts, given the settings of `section`.
+    `command_group` is the CLI group of its `commands` (`switchboard inbox test`), its name
+    when not set.
     """
 
     name: str
@@ -277,6 +279,7 @@ class Provider:
     section: ConfigSection | None = None
     listen: ListenerFactory | None = None
     secret_patterns: tuple[SecretPattern, ...] = ()
+    command_group: str | None = None
 
     def has(self, capability: Capability) -> bool:
         return capability in self.capabilities

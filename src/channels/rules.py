@@ -38,6 +38,7 @@ class Binding:
     model: str | None = None
     follow_threads: bool = False
     session_scope: SessionScope = "conversation"
+    transfer_to: tuple[str, ...] = ()  # agents the person may move their session to (/transfer)
     order: int = 0
 
 

@@ -14,6 +14,8 @@ from starlette.types import ASGIApp
 
 from switchboard import __version__
 from switchboard.api import api_routes
+from switchboard.api_operators import operator_routes
+from switchboard.audit import OperatorAudit
 from switchboard.console import console_routes
 from switchboard.health import health
 from switchboard.http_errors import install_error_answers
@@ -21,6 +23,7 @@ from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SafeAnswers
+from switchboard.views import AccountList
 from switchboard.webhooks import ProviderWebhooks, Webhooks, webhook_routes
 
 
@@ -43,9 +46,19 @@ def create_app(runtime: Runtime) -> ASGIApp:
     runtime.webhooks = webhooks
     needs = operator_auth(runtime.operator)
     app.include_router(webhook_routes(webhooks))
-    app.include_router(api_routes(runtime))
+    accounts = AccountList(runtime.config, runtime.account_errors, runtime.store.accounts,
+                           runtime.providers, runtime.adapters)
+    app.include_router(api_routes(store=runtime.store, config=runtime.config, needs=needs,
+                                  controls=runtime.controls, hub=runtime.events,
+                                  pipeline=runtime.pipeline, delivery=runtime.delivery,
+                                  tasks=runtime.tasks, account_list=accounts,
+                                  registry=runtime.providers))
     app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
-    app.include_router(console_routes(runtime))
+    app.include_router(console_routes(store=runtime.store, config=runtime.config, needs=needs,
+                                      hub=runtime.events, account_list=accounts))
+    app.include_router(operator_routes(runtime.store, runtime.operators,
+                                       runtime.config.operators, runtime.config.agents, needs))
+    app.add_middleware(OperatorAudit, store=runtime.store)
 
     @app.get("/healthz", tags=["health"], responses={503: {"description": "nothing works"}})
     async def healthz() -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The `switchboard` command: serve, check, db, turns, sessions, accounts, inbox, and each
+"""The `switchboard` command: serve, check, db, turns, sessions, accounts, inbox, operators,
 provider's own commands (from the registry)."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from switchboard.cli_common import (
     with_store,
 )
 from switchboard.cli_inbox import inbox_app
+from switchboard.cli_operators import add_operator_commands
 from switchboard.cli_providers import add_provider_commands
 from switchboard.cli_sessions import sessions_app
 from switchboard.cli_turns import turns_app
@@ -156,8 +157,9 @@ def accounts(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     console.print(rows_out)
 
 
+add_operator_commands(app)
 add_provider_commands(app, PROVIDERS, lambda path: load(path or DEFAULT_CONFIG), console, err,
-                      ConfigOption)
+                      ConfigOption, groups={"inbox": inbox_app})
 
 
 def main() -> None:

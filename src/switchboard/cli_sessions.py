@@ -132,7 +132,7 @@ def _session_action(action: Callable[[SessionControls], Awaitable[str]], where: 
 
     async def work(store: Store) -> str:
         return await action(SessionControls(store, EventHub(), origin=new_id("cli"),
-                                            agents=agents))
+                                            agents=agents, audited=True))
 
     try:
         console.print(with_store(where, work), highlight=False)

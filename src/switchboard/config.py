@@ -62,12 +62,14 @@ class BindingConfig(_Strict):
     model: str | None = None
     follow_threads: bool = False
     session_scope: Literal["conversation", "thread", "sender"] = "conversation"
+    transfer_to: tuple[str, ...] = ()  # agents the person may move their session to
 
 
 class OperatorConfig(_Strict):
     name: str
     role: Literal["viewer", "operator", "admin"] = "viewer"
     token: str = ""
+    agents: list[str] | None = None  # limited to these agents' turns, sessions, inboxes
 
 
 class DeliveryConfig(_Strict):
@@ -257,6 +259,11 @@ def _reference_problems(reader: _Reader, raw: dict[str, Any]) -> list[Problem]:
         if "account" in b and b["account"] not in accounts:
             add((*here, "account"), f"unknown account {b['account']!r}; accounts are: "
                 f"{', '.join(accounts) or 'none'}")
+        targets = b.get("transfer_to")
+        for j, target in enumerate(targets if isinstance(targets, list) else []):
+            if target not in agents:
+                add((*here, "transfer_to", j), f"unknown agent {target!r}; agents are: "
+                    f"{', '.join(agents) or 'none'}")
         if b.get("name"):
             if b["name"] in names:
                 add((*here, "name"), f"duplicate binding name {b['name']!r} "
@@ -269,6 +276,15 @@ def _reference_problems(reader: _Reader, raw: dict[str, Any]) -> list[Problem]:
         if name in seen:
             add(("operators", i, "name"), f"duplicate operator name {name!r}")
         seen.setdefault(name, i)
+        limited = _dicts(op).get("agents")
+        if isinstance(limited, list):
+            if _dicts(op).get("role") == "admin":
+                add(("operators", i, "agents"), "an admin sees every agent; limit an "
+                    "operator or a viewer to agents instead")
+            for j, agent_name in enumerate(limited):
+                if agent_name not in agents:
+                    add(("operators", i, "agents", j), f"unknown agent {agent_name!r}; "
+                        f"agents are: {', '.join(agents) or 'none'}")
     for account_name, account in accounts.items():
         for local, agent_name in _dicts(_dicts(account).get("inboxes")).items():
             if agent_name not in agents:

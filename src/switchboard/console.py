@@ -16,9 +16,11 @@ from pydantic import BaseModel, Field
 
 from channels.messages import InboundMessage
 from channels.rules import Match, match
-from switchboard.operators import Operator, operator_auth
-from switchboard.runtime import Runtime
-from switchboard.views import account_rows
+from sessions.events import EventHub
+from switchboard.config import Config
+from switchboard.operators import Needs, Operator
+from switchboard.store import Store
+from switchboard.views import AccountList
 
 ASSETS = "console_assets"
 _ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|png|ico)$")
@@ -59,10 +61,10 @@ def _served(name: str) -> Response:
                              "Content-Security-Policy": _CSP, "Referrer-Policy": "no-referrer"})
 
 
-def binding_rows(runtime: Runtime) -> list[dict[str, Any]]:
+def binding_rows(config: Config) -> list[dict[str, Any]]:
     """The loaded bindings as data, in precedence order of the file."""
     rows = []
-    for binding in runtime.config.bindings:
+    for binding in config.bindings:
         row = asdict(binding)
         row.pop("order", None)
         rows.append({key: list(value) if isinstance(value, tuple) else value
@@ -70,15 +72,15 @@ def binding_rows(runtime: Runtime) -> list[dict[str, Any]]:
     return rows
 
 
-def agent_rows(runtime: Runtime) -> list[dict[str, Any]]:
+def agent_rows(config: Config) -> list[dict[str, Any]]:
     """Each agent's name, handler and default model route (never its URL or key)."""
     return [{"name": name, "handler": agent.handler, "model": agent.model}
-            for name, agent in runtime.config.agents.items()]
+            for name, agent in config.agents.items()]
 
 
-def console_routes(runtime: Runtime) -> APIRouter:
+def console_routes(*, store: Store, config: Config, needs: Needs, hub: EventHub,
+                   account_list: AccountList) -> APIRouter:
     """The console page, its assets, and `/api/bindings`, `/api/match`, `/api/me`."""
-    needs = operator_auth(runtime.operator)
     router = APIRouter()
     viewer = needs("viewer")
 
@@ -104,18 +106,17 @@ def console_routes(runtime: Runtime) -> APIRouter:
     async def me(who: Annotated[Operator, Depends(viewer)]) -> dict[str, Any]:
         """Who the caller is, and the live event to stream from (so a console that loads
         its tables next neither misses events nor replays the whole buffer)."""
-        return {"name": who.name, "role": who.role, "last_event_id": runtime.events.last_id}
+        return {"name": who.name, "role": who.role, "last_event_id": hub.last_id,
+                **({"agents": sorted(who.agents)} if who.agents is not None else {})}
 
     @router.get("/api/bindings", tags=["operators"], dependencies=[Depends(viewer)])
     async def bindings() -> dict[str, Any]:
-        health = await runtime.store.accounts.health()
-        return {"bindings": binding_rows(runtime), "agents": agent_rows(runtime),
-                "accounts": account_rows(runtime.config, runtime.account_errors, health,
-                                         runtime.providers)}
+        return {"bindings": binding_rows(config), "agents": agent_rows(config),
+                "accounts": await account_list.rows()}
 
     @router.post("/api/match", tags=["operators"], dependencies=[Depends(viewer)])
     async def would_match(body: MatchBody) -> dict[str, Any]:
-        settings = runtime.config.accounts.get(body.account)
+        settings = config.accounts.get(body.account)
         if settings is not None and body.provider and settings.provider != body.provider:
             raise HTTPException(400, f"account {body.account} is a {settings.provider} "
                                 f"account, not {body.provider}")
@@ -126,10 +127,10 @@ def console_routes(runtime: Runtime) -> APIRouter:
                                  mentioned=body.mentioned)
         replied = body.replied_in_thread
         if replied is None and message.thread:  # what the pipeline would look up
-            found = await runtime.store.turns.bindings_replied_in_thread(
+            found = await store.turns.bindings_replied_in_thread(
                 message.account, message.conversation, message.thread)
             replied = list(found)
-        decision = match(message, runtime.config.bindings, frozenset(replied or ()))
+        decision = match(message, config.bindings, frozenset(replied or ()))
         if isinstance(decision, Match):
             return {"matched": True, "binding": decision.binding.name,
                     "agent": decision.binding.agent, "reason": decision.reason,

@@ -1,15 +1,19 @@
-"""Session actions for operators (API, CLI) and for the person in the chat (`/new`, `/end`)."""
+"""Session actions for operators (API, CLI) and for the person in the chat (`/new`, `/end`,
+`/pause`, `/resume`, `/agents`, `/transfer NAME`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from sessions import ActionRefused, SessionNotFound, StateChange
+from sessions import ActionRefused, SessionNotFound, StateChange, TransitionRefused
 from sessions.events import EventHub
 from switchboard.store import Store
 
-__all__ = ["ActionRefused", "SessionControls", "SessionNotFound"]
+__all__ = ["CHAT_COMMANDS", "ActionRefused", "SessionControls", "SessionNotFound"]
+
+CHAT_COMMANDS = ("new", "end", "pause", "resume", "agents", "transfer")
+"""What the person in the chat may do to their own session (`SessionControls.user_command`)."""
 
 
 class AgentRules(Protocol):
@@ -25,9 +29,12 @@ class SessionControls:
 
     def __init__(self, store: Store, events: EventHub, *, origin: str,
                  agents: Mapping[str, AgentRules],
-                 on_resumed: Callable[[str], None] | None = None) -> None:
+                 on_resumed: Callable[[str], None] | None = None, audited: bool = False) -> None:
         """`origin` names this process in shared events; `on_resumed(session_id)` answers
-        the turns held while it was paused (without it, a running `serve`'s sweep does)."""
+        the turns held while it was paused (without it, a running `serve`'s sweep does).
+        `audited`: write the operator actions into the audit log here (the CLI's; the API's
+        are written by `switchboard.audit`, for every route at once)."""
+        self.audited = audited
         self.store = store
         self.events = events
         self.origin = origin
@@ -46,18 +53,26 @@ class SessionControls:
             await self._announce("session.state_changed", moved.event())
         return moved
 
+    async def _audit(self, actor: str, action: str, session_id: str,
+                     detail: dict[str, Any] | None = None) -> None:
+        if self.audited:
+            await self.store.audit.record(actor, action, session_id, detail)
+
     async def pause(self, session_id: str, actor: str) -> str:
         await self._move(session_id, "paused", "operator", actor)
+        await self._audit(actor, "pause", session_id)
         return f"session {session_id} is paused; new turns are held until it is resumed"
 
     async def resume(self, session_id: str, actor: str) -> str:
         await self._move(session_id, "live", "operator", actor)
+        await self._audit(actor, "resume", session_id)
         if self.on_resumed is not None:
             self.on_resumed(session_id)
         return f"session {session_id} is live again; held turns are being answered"
 
     async def end(self, session_id: str, actor: str, cause: str = "operator") -> str:
         moved = await self._move(session_id, "ended", cause, actor)
+        await self._audit(actor, "end", session_id)
         if moved is None:
             return f"session {session_id} was already ended; nothing changed"
         return f"session {session_id} is ended"
@@ -75,6 +90,7 @@ class SessionControls:
             raise ActionRefused(f"session {session_id} is ended; only an open session can be "
                                 "transferred")
         await self._move(session_id, "ended", "transferred", actor, transfer_to=agent)
+        await self._audit(actor, "transfer", session_id, {"to": agent})
         return (f"session {session_id} is transferred to {agent}; the next message in its "
                 "conversation opens a session of that agent")
 
@@ -95,17 +111,69 @@ class SessionControls:
         return f"session {session_id} now uses model {model or 'the default route'}"
 
     async def user_command(self, command: str, *, agent: str, scope: str, user: str,
-                           prefix: bool = False) -> str:
-        """`/end` ends the person's session; `/new` ends it so the next message starts fresh."""
+                           prefix: bool = False, args: str = "",
+                           transfer_to: Sequence[str] = (), invoked_as: str = "/") -> str:
+        """A chat command from the person who owns the session: `/end`, `/new` (end it so the
+        next message starts fresh), `/pause`, `/resume`, `/agents` (where it may move) and
+        `/transfer NAME` (to one of the binding's `transfer_to`). Every move is recorded
+        with the person as its actor. Returns the answer to show them."""
+        if command == "agents":
+            return _agents_answer(agent, [a for a in transfer_to if a != agent], invoked_as)
+        try:
+            return await self._user_move(command, agent=agent, scope=scope, user=user,
+                                         prefix=prefix, args=args, transfer_to=transfer_to,
+                                         invoked_as=invoked_as)
+        except (SessionNotFound, TransitionRefused) as error:  # it moved meanwhile
+            return f"That did not work: {error}."
+
+    async def _user_move(self, command: str, *, agent: str, scope: str, user: str,
+                         prefix: bool, args: str, transfer_to: Sequence[str],
+                         invoked_as: str) -> str:
         row = await self.store.sessions.find_open(agent, scope, user=user if prefix else None,
                                                   prefix=prefix)
         if row is None:
             if command == "new":
                 return "Your next message starts a new conversation."
-            return "There is no open conversation to end."
+            return f"There is no open conversation to {command}."
         if row.user_id and row.user_id != user:
-            return "Only the person who started this conversation can end it."
+            return f"Only the person who started this conversation can {command} it."
+        if command == "pause":
+            if row.state == "paused":
+                return f"This conversation is already paused; {invoked_as}resume continues it."
+            await self._move(row.id, "paused", "user", user)
+            return f"Paused: your messages are kept, and answered after {invoked_as}resume."
+        if command == "resume":
+            if row.state != "paused":
+                return "This conversation is not paused."
+            await self._move(row.id, "live", "user", user)
+            if self.on_resumed is not None:
+                self.on_resumed(row.id)
+            return "Resumed: what you sent while it was paused is being answered."
+        if command == "transfer":
+            return await self._user_transfer(row.id, row.agent, args.strip(), user,
+                                             transfer_to, invoked_as)
         await self._move(row.id, "ended", "user", user)
         if command == "new":
             return "Started fresh: your next message begins a new conversation."
         return "This conversation has ended. Send a message to start a new one."
+
+    async def _user_transfer(self, session_id: str, current: str, target: str, user: str,
+                             transfer_to: Sequence[str], invoked_as: str) -> str:
+        allowed = [name for name in transfer_to if name in self.agents]
+        if not allowed:
+            return "This conversation cannot be moved to another agent here."
+        if target not in allowed:
+            return (f"Usage: {invoked_as}transfer NAME, where NAME is one of: "
+                    f"{', '.join(allowed)}")
+        if target == current:
+            return f"You are already talking to {target}."
+        await self._move(session_id, "ended", "transferred", user, transfer_to=target)
+        return f"Transferred to {target}: your next message goes to {target}."
+
+
+def _agents_answer(agent: str, transfer_to: Sequence[str], invoked_as: str) -> str:
+    if not transfer_to:
+        return f"You are talking to {agent}; this conversation cannot be moved to another " \
+               "agent here."
+    return (f"You are talking to {agent}. It can be moved to: {', '.join(transfer_to)} "
+            f"(send {invoked_as}transfer NAME).")

@@ -64,6 +64,23 @@ class NoSuchInbox(NotFound):
     """No inbox was ever provisioned at this address."""
 
 
+class NoSuchOperator(NotFound):
+    """No operator kept in the database has this name."""
+
+
+class OperatorRefused(SwitchboardError):
+    """An operator cannot be added or changed as asked (a bad name or role, an unknown agent,
+    one defined in the config)."""
+
+
+class OperatorExists(OperatorRefused):
+    """An operator of this name exists already."""
+
+
+class OutOfScope(SwitchboardError):
+    """The operator is limited to some agents, and this belongs to another."""
+
+
 class InboxRefused(SwitchboardError):
     """An inbox cannot be provisioned as asked (a bad local part, no such email account)."""
 
@@ -74,6 +91,7 @@ class AddressTaken(InboxRefused):
 
 __all__ = [
     "ActionRefused", "AddressTaken", "AgentError", "BadCursor", "BadFilter", "ConfigError",
-    "InboxRefused", "NoSuchAgent", "NoSuchInbox", "NoSuchTurn", "NotFound", "Problem",
-    "SessionError", "SessionNotFound", "SwitchboardError", "TransitionRefused",
+    "InboxRefused", "NoSuchAgent", "NoSuchInbox", "NoSuchOperator", "NoSuchTurn", "NotFound",
+    "OperatorExists", "OperatorRefused", "OutOfScope", "Problem", "SessionError",
+    "SessionNotFound", "SwitchboardError", "TransitionRefused",
 ]

@@ -18,6 +18,9 @@ from switchboard.errors import (
     BadFilter,
     InboxRefused,
     NotFound,
+    OperatorExists,
+    OperatorRefused,
+    OutOfScope,
     SessionNotFound,
     TransitionRefused,
 )
@@ -31,6 +34,9 @@ STATUS: dict[type[Exception], int] = {
     InboxRefused: 400,
     BadCursor: 400,
     BadFilter: 400,
+    OperatorRefused: 400,
+    OperatorExists: 409,
+    OutOfScope: 403,
 }
 """Each error kind the API answers by itself; a subclass not listed takes its parent's status
 (Starlette looks handlers up along the class's MRO)."""

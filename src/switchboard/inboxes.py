@@ -1,7 +1,6 @@
 """Inbox addresses: provisioning one for an agent on an email account's domain, over the CLI
 and the operator API (`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, revoke)."""
 
-from __future__ import annotations
 
 import re
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from inbox.settings import EmailSettings
 from sessions.events import EventHub
 from switchboard.config import Config
 from switchboard.errors import AddressTaken, InboxRefused, NoSuchAgent, NoSuchInbox
+from switchboard.operators import Operator
 from switchboard.store import Inbox, Store
 from switchboard.views import inbox_json
 
@@ -59,7 +59,7 @@ async def provision(store: Store, config: Config, agent: str, account: str | Non
     if account not in choices:
         raise InboxRefused(f"no email account named {account!r}; email accounts are: "
                            f"{', '.join(choices) or 'none'}")
-    domain = choices[account].domain.strip().lower()
+    domain = choices[account].mail_domain.strip().lower()  # a mailbox: its address's domain
     if not domain:
         raise InboxRefused(f"email account {account} has no domain; set accounts.{account}.domain")
     if local_part is not None:
@@ -90,26 +90,33 @@ def inbox_routes(store: Store, config: Config, events: EventHub,
     """`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, `DELETE /api/inboxes/{address}`;
     `needs(role)` admits operators (`operators.operator_auth`)."""
     router = APIRouter(prefix="/api", tags=["inboxes"])
+    acting = Depends(needs("operator"))
 
-    @router.post("/agents/{agent}/inbox", status_code=201,
-                 dependencies=[Depends(needs("operator"))])
-    async def provision_inbox(agent: str, body: Annotated[InboxBody | None, Body()] = None
+    @router.post("/agents/{agent}/inbox", status_code=201)
+    async def provision_inbox(agent: str, who: Annotated[Operator, acting],
+                              body: Annotated[InboxBody | None, Body()] = None
                               ) -> dict[str, Any]:
         body = body or InboxBody()
+        who.check(agent, f"agent {agent}")
         inbox = await provision(store, config, agent, body.account, body.local_part)
         events.publish("inbox.provisioned", {"email_address": inbox.address,
                                              "agent": agent, "account": inbox.account})
         return inbox_json(inbox)
 
-    @router.get("/inboxes", dependencies=[Depends(needs("viewer"))])
-    async def list_inboxes() -> dict[str, Any]:
-        return {"inboxes": [inbox_json(inbox) for inbox in await store.inboxes.all()]}
+    @router.get("/inboxes")
+    async def list_inboxes(who: Annotated[Operator, Depends(needs("viewer"))]
+                           ) -> dict[str, Any]:
+        return {"inboxes": [inbox_json(inbox) for inbox in await store.inboxes.all()
+                            if who.sees(inbox.agent)]}
 
-    @router.delete("/inboxes/{address}", dependencies=[Depends(needs("operator"))])
-    async def revoke_inbox(address: str) -> dict[str, Any]:
-        inbox = await store.inboxes.revoke(address)
-        if inbox is None:
+    @router.delete("/inboxes/{address}")
+    async def revoke_inbox(address: str, who: Annotated[Operator, acting]) -> dict[str, Any]:
+        known = await store.inboxes.get(address)
+        if known is None:
             raise NoSuchInbox(f"no inbox {address}")
+        who.check(known.agent, f"inbox {address}")
+        inbox = await store.inboxes.revoke(address)
+        assert inbox is not None  # addresses are never removed
         events.publish("inbox.revoked", {"email_address": inbox.address,
                                           "agent": inbox.agent, "account": inbox.account})
         return inbox_json(inbox)

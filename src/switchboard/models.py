@@ -184,15 +184,18 @@ class RejectedCount(SQLModel, table=True):
 
 
 class OperatorToken(SQLModel, table=True):
-    """Tokens `serve` generated itself; only the hash is kept."""
+    """Operators kept in the database (`switchboard operators add`, the API, the admin `serve`
+    generated on first start); only the hash of each token is kept."""
 
     __tablename__ = "operator_tokens"
 
     id: int | None = Field(default=None, primary_key=True)
-    name: str
+    name: str = Field(index=True, unique=True)
     role: str
     token_hash: str = Field(unique=True)
     created_at: datetime = _when(nullable=False)
+    agents: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    rotated_at: datetime | None = _when(nullable=True)
 
 
 class Cursor(SQLModel, table=True):

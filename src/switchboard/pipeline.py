@@ -24,7 +24,7 @@ from sessions import StateChange, scope_key
 from sessions.events import EventHub
 from switchboard.agents import AgentRequest, Handler, run_timed
 from switchboard.config import Config
-from switchboard.controls import SessionControls
+from switchboard.controls import CHAT_COMMANDS, SessionControls
 from switchboard.delivery import Delivery
 from switchboard.errors import AgentError
 from switchboard.metrics import Metrics
@@ -34,7 +34,6 @@ from switchboard.work import ScopeLocks, Tasks, TurnQueue
 
 log = logging.getLogger(__name__)
 
-CHAT_COMMANDS = ("new", "end")
 API = "api"  # the provider of turns typed into a session over the operator API
 REFUSED_NOTICE = ("You already have the maximum number of open conversations with this agent. "
                   "End one (for example with /end) before starting another.")
@@ -173,13 +172,18 @@ class Pipeline:
         self.events.publish("turn.held", {"turn_id": turn_id, "session_id": session_id})
 
     async def chat_command(self, turn_id: str, message: InboundMessage, route: Route) -> None:
-        """`/new` and `/end` from the person who owns the session."""
+        """`/new`, `/end`, `/pause`, `/resume`, `/agents`, `/transfer NAME` from the person
+        who owns the session (the words after the command are its argument)."""
         command = message.extra["command"]
         transfer = await self.store.sessions.transfer_target(route.agent, route.key)
         agent = transfer[0] if transfer else route.agent
-        reply = await self.controls.user_command(command, agent=agent, scope=route.key,
-                                                 user=message.sender)
-        await self.store.turns.update(turn_id, "command", {"command": command, "answer": reply},
+        args = message.text.split(maxsplit=1)[1:]
+        reply = await self.controls.user_command(
+            command, agent=agent, scope=route.key, user=message.sender,
+            args=args[0] if args else "",
+            transfer_to=route.binding.transfer_to if route.binding else ())
+        await self.store.turns.update(turn_id, "command", {"command": command, "answer": reply,
+                                                           "by": message.sender},
                                       route_reason=f"the chat command /{command}")
         outbox = await self.store.outbox.record_notice(
             turn_id, self.reply_to(message, reply), keep_status=False, lease=self.delivery.lease)

@@ -11,7 +11,6 @@ from switchboard.accounts import RunningAccounts
 from switchboard.agents import build_handlers
 from switchboard.config import Config, load_config
 from switchboard.errors import ConfigError
-from switchboard.operators import Operators
 from switchboard.redact import Redactor
 from switchboard.runtime import Runtime
 
@@ -50,9 +49,7 @@ async def apply(runtime: Runtime, config: Config) -> None:
     runtime.delivery.disabled = config.disabled
     if runtime.webhooks is not None:
         runtime.webhooks.config = config
-    operators = Operators()
-    await operators.load(config, runtime.store)
-    runtime.operators = operators
+    await runtime.operators.load(config)
     runtime.account_errors.clear()
     runtime.accounts = RunningAccounts(config, runtime.providers, runtime.services,
                                        runtime.adapters)

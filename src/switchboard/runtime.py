@@ -59,6 +59,7 @@ class Runtime:
     freeze_gc: bool = False  # serve: keep start-up objects out of the cyclic collector
     rejections_flush: float = 1.0  # seconds between writes of the rejection counters
     rejections_summary: float = 10.0  # seconds between log lines summing them up
+    operators_refresh: float = 1.0  # seconds between reads of the operators in the database
     providers: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
 
     def __post_init__(self) -> None:
@@ -95,7 +96,7 @@ class Runtime:
                                     account_errors=self.account_errors, listen=listen)
         self.accounts = RunningAccounts(self.config, self.providers, self.services,
                                         self.adapters)
-        self.operators = Operators()
+        self.operators = Operators(self.store, self.operators_refresh)
         self.webhooks: Any = None  # the app's `Webhooks`, set by create_app (reload.py)
         self._background: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
@@ -109,7 +110,8 @@ class Runtime:
         # sooner than the default 5 ms, so acknowledgements are not kept waiting for it.
         sys.setswitchinterval(0.0005)
         await self.store.workers.register()
-        await self.operators.load(self.config, self.store)
+        await self.operators.load(self.config)
+        self._background.append(asyncio.create_task(self.operators.follow()))
         await self.accounts.start()
         self._background.append(asyncio.create_task(self._sweep_outbox()))
         self._rejections = asyncio.create_task(self._write_rejections())

@@ -15,10 +15,10 @@ from inbox.provider import Inbox
 from sessions import scope_key
 from sessions.events import EventHub
 from switchboard.config import Config
-from switchboard.controls import SessionControls
+from switchboard.controls import CHAT_COMMANDS, SessionControls
 from switchboard.errors import AddressTaken
 from switchboard.metrics import Metrics
-from switchboard.pipeline import CHAT_COMMANDS, Pipeline
+from switchboard.pipeline import Pipeline
 from switchboard.redact import AccountErrors
 from switchboard.store import Store
 
@@ -48,10 +48,13 @@ class AppServices:
 
     async def command(self, message: InboundMessage, command: str, args: str = "", *,
                       invoked_as: str = "/") -> str:
-        """`new` and `end` for the person's own session in the conversation of `message`,
-        under the binding that would answer it there."""
+        """`new`, `end`, `pause`, `resume`, `agents`, `transfer NAME` for the person's own
+        session in the conversation of `message`, under the binding that would answer it
+        there."""
         if command not in CHAT_COMMANDS:
-            return "Usage: " + " | ".join(f"{invoked_as}{known}" for known in CHAT_COMMANDS)
+            usage = [f"{invoked_as}{known}" + (" NAME" if known == "transfer" else "")
+                     for known in CHAT_COMMANDS]
+            return "Usage: " + " | ".join(usage)
         decision = match(message, self.config.bindings)
         if isinstance(decision, NoMatch):
             return f"No agent answers here: {decision.reason}"
@@ -60,10 +63,15 @@ class AppServices:
         scope = scope_key(binding.session_scope, account=message.account,
                           conversation=message.conversation, thread=None,
                           sender=message.sender)
+        agent = binding.agent
         if thread_scope:  # any thread of the conversation: the person's sessions there
             scope = scope.removesuffix("-")
-        return await self.controls.user_command(command, agent=binding.agent, scope=scope,
-                                                user=message.sender, prefix=thread_scope)
+        elif transfer := await self.store.sessions.transfer_target(agent, scope):
+            agent = transfer[0]  # the scope was moved to another agent (`/transfer`)
+        return await self.controls.user_command(command, agent=agent, scope=scope,
+                                                user=message.sender, prefix=thread_scope,
+                                                args=args, transfer_to=binding.transfer_to,
+                                                invoked_as=invoked_as)
 
     async def get_cursor(self, account: str, name: str) -> str | None:
         return await self.store.cursors.get(account, name)

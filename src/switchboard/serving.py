@@ -66,11 +66,11 @@ class Serving(uvicorn.Server):
         with contextlib.suppress(NotImplementedError):  # (no signals on Windows)
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: self.runtime.tasks.spawn(self.reload()))
-        token = await self.runtime.operators.first_admin(self.runtime.store)
+        token = await self.runtime.operators.first_admin()
         if token is not None:
-            print("\n  No operator is configured, so an admin token was made. It is shown only"
-                  " this once\n  (only its hash is kept); `switchboard operators add` makes "
-                  f"another:\n\n    {token}\n", flush=True)
+            print("\n  No operator is configured, so an admin token was created. It is shown "
+                  "only this once\n  (only its hash is kept); `switchboard operators add` "
+                  f"makes another:\n\n    {token}\n", flush=True)
 
 
     async def reload(self) -> None:

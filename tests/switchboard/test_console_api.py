@@ -44,7 +44,7 @@ def test_bindings_show_rules_agents_and_account_status_without_secrets(
         "name": "triage-slack", "agent": "triager", "account": "slack-acme", "dm": True,
         "mentions": True, "channels": ["C0SUPPORT"], "allow_senders": ["U0ALICE"],
         "allow_conversations": [], "model": None, "follow_threads": False,
-        "session_scope": "thread"}]
+        "session_scope": "thread", "transfer_to": []}]
     assert data["agents"] == [{"name": "triager", "handler": "echo", "model": "small"}]
     [account] = data["accounts"]
     assert (account["name"], account["provider"], account["status"]) == (

@@ -431,3 +431,35 @@ def test_an_operator_retries_a_failed_delivery(serve: Any, fake_slack: Any, page
     assert [p["text"] for p in fake_slack.posts_to("D0ALICE")] == ["echo: please answer"]
     again = server.api("POST", f"/api/turns/{failed['id']}/retry", token=OPERATOR)
     assert again.status_code == 409 and "no failed delivery" in again.json()["detail"]
+
+
+def test_admin_adds_an_operator_limited_to_an_agent_and_revokes_it(
+        serve: Any, fake_slack: Any, page: Any, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url))
+    sign_in(page, server, ADMIN)
+    page.get_by_role("link", name="Operators").click()
+    expect(page.get_by_role("heading", name="Operators", exact=True)).to_be_visible()
+    expect(page.locator('tr[data-operator="root"]')).to_contain_text("change it in bindings.yaml")
+    page.get_by_label("Name").fill("carol")
+    page.get_by_label("Role").select_option("operator")
+    page.get_by_label("triager").check()
+    page.get_by_role("button", name="Add operator").click()
+    token = page.locator("#new-token")
+    expect(token).to_contain_text("sb_")
+    expect(page.locator('tr[data-operator="carol"]')).to_contain_text("triager")
+    secret = token.inner_text().strip()
+    shot(page, "console-operators")
+
+    other = browser.new_context().new_page()
+    sign_in(other, server, secret)
+    expect(other.locator("#who")).to_contain_text("carol")
+    expect(other.locator("#who")).to_contain_text("agents: triager")
+    expect(other.get_by_role("link", name="Operators")).to_be_hidden()
+    other.context.close()
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator('tr[data-operator="carol"]').get_by_role("button", name="Revoke").click()
+    expect(page.locator('tr[data-operator="carol"]')).to_have_count(0)
+    assert server.api("GET", "/api/me", token=secret).status_code == 401

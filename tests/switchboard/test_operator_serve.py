@@ -129,7 +129,7 @@ def test_api_admin_token_is_accepted(tmp_path, sqlite_url, fake_slack):
     server = Server(path, sqlite_url).start()
     try:
         assert server.api("GET", "/api/me", token=ADMIN).status_code == 200
-        assert server.call(server.runtime.operators.first_admin(server.runtime.store)) is None
+        assert server.call(server.runtime.operators.first_admin()) is None
     finally:
         server.stop()
 

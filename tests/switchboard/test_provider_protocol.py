@@ -170,6 +170,7 @@ def test_slack_slash_commands_are_answered_by_the_application(serve, fake_slack)
         return answer.json()
 
     assert slash("help") == {"response_type": "ephemeral",
-                             "text": "Usage: /agent new | /agent end"}
+                             "text": "Usage: /agent new | /agent end | /agent pause | "
+                                     "/agent resume | /agent agents | /agent transfer NAME"}
     assert slash("new", command="/other")["text"] == "/other is not a command this app knows."
     assert slash("NEW  please")["text"] == "Your next message starts a new conversation."

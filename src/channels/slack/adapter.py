@@ -87,7 +87,8 @@ class SlackAdapter:
         await self.services.record(self.client.to_inbound(payload), extra)
 
     async def _slash_command(self, headers: Mapping[str, str], body: bytes) -> Answer:
-        """`/agent new` and `/agent end`, answered to the person alone (ephemeral)."""
+        """`/agent new|end|pause|resume|agents|transfer NAME`, answered to the person alone
+        (ephemeral)."""
         self.client.verify(headers, body)
         form = self.client.parse_body(body, "application/x-www-form-urlencoded")
         return Answer({"response_type": "ephemeral", "text": await self._run_command(form)})
@@ -97,7 +98,8 @@ class SlackAdapter:
         command = str(form.get("command", ""))
         if not expected or command != expected:
             return f"{command} is not a command this app knows."
-        action, *args = str(form.get("text", "")).lower().split(maxsplit=1) or [""]
+        action, *args = str(form.get("text", "")).split(maxsplit=1) or [""]
+        action = action.lower()  # the argument (an agent's name) keeps its case
         channel, user = str(form.get("channel_id", "")), str(form.get("user_id", ""))
         probe = InboundMessage(provider="slack", account=self.name, event_id="slash",
                                conversation=channel,

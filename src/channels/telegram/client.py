@@ -11,7 +11,6 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any
 
 from telegram import Bot, ReplyParameters
@@ -60,16 +59,11 @@ class TelegramRefusal(TelegramError):
         self.parameters = parameters
 
 
-# The last raw reply in the calling task, so get_updates() can return the raw update dicts.
-_last_reply: ContextVar[bytes | None] = ContextVar("telegram_last_reply", default=None)
-
-
 class _TelegramRequest(HTTPXRequest):
-    """An HTTPXRequest that keeps raw replies and raises Telegram's refusals unchanged."""
+    """An HTTPXRequest (PTB's hook for the transport) that raises Telegram's refusals unchanged."""
 
     async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
         code, payload = await super().do_request(*args, **kwargs)
-        _last_reply.set(payload)
         if not 200 <= code <= 299:
             try:
                 body = json.loads(payload)
@@ -153,6 +147,7 @@ class TelegramAccount:
         base_file_url = base_url
         if base_url.endswith("/bot"):
             base_file_url = base_url.removesuffix("/bot") + "/file/bot"
+        self._poll_read_timeout = 10.0  # getUpdates waits this plus the poll's own timeout
         self._bot = Bot(
             token,
             base_url=base_url,
@@ -164,11 +159,10 @@ class TelegramAccount:
                 write_timeout=15.0,
                 pool_timeout=5.0,
             ),
-            # PTB adds the poll timeout to this read timeout for getUpdates.
             get_updates_request=_TelegramRequest(
                 connection_pool_size=2,
                 connect_timeout=5.0,
-                read_timeout=10.0,
+                read_timeout=self._poll_read_timeout,
                 write_timeout=10.0,
                 pool_timeout=5.0,
             ),
@@ -339,12 +333,14 @@ class TelegramAccount:
 
     async def get_updates(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
         """Long-poll getUpdates; returns the raw update dicts, the same shape as webhooks."""
-        _last_reply.set(None)
-        await self._bot.get_updates(offset=offset, timeout=timeout)
-        payload = _last_reply.get()
-        if payload is None:
-            raise RuntimeError("getUpdates returned without a recorded reply")
-        result = load_json(payload, "getUpdates reply").get("result")
+        # PTB's raw call: the result as Telegram sent it, not rebuilt as Update objects. The read
+        # timeout waits the long poll out, as Bot.get_updates() does.
+        api_kwargs: dict[str, Any] = {"timeout": timeout}
+        if offset is not None:
+            api_kwargs["offset"] = offset
+        result = await self._bot.do_api_request(
+            "getUpdates", api_kwargs=api_kwargs, read_timeout=self._poll_read_timeout + timeout
+        )
         return [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
 
     async def delete_webhook(self) -> None:

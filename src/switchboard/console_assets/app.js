@@ -2,6 +2,7 @@
 import { ApiError, LiveEvents, api, token, unauthorized, withQuery } from "./api.js";
 import { bindingsView } from "./bindings.js";
 import { fill, h } from "./dom.js";
+import { operatorsView } from "./operators.js";
 import { sessionView, sessionsView } from "./sessions.js";
 import { turnView, turnsView } from "./turns.js";
 
@@ -60,6 +61,7 @@ const VIEWS = {
   turns: (parts) => (parts[1] ? (el, ctx) => turnView(el, ctx, parts[1]) : turnsView),
   sessions: (parts) => (parts[1] ? (el, ctx) => sessionView(el, ctx, parts[1]) : sessionsView),
   bindings: () => bindingsView,
+  operators: () => operatorsView,
 };
 
 async function render() {
@@ -145,9 +147,13 @@ function start(me) {
   app.meta = null;
   app.path = null;
   nav.hidden = false;
+  for (const link of nav.querySelectorAll("a[data-role]")) {
+    link.hidden = !context.may(link.dataset.role);
+  }
   signOutButton.hidden = false;
   fill(who, h("span", { class: "who-name", text: me.name }), " ",
-    h("span", { class: `role role-${me.role}`, text: me.role }));
+    h("span", { class: `role role-${me.role}`, text: me.role }),
+    me.agents ? h("span", { class: "muted", text: ` (agents: ${me.agents.join(", ")})` }) : null);
   if (app.live) app.live.stop();
   app.live = new LiveEvents({
     lastId: me.last_event_id || 0,

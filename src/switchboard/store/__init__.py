@@ -7,8 +7,8 @@
     store.accounts  account health and rejected-request counts
     store.cursors   durable positions of an account (a polling offset)
     store.live      live events shared between processes
-    store.tokens    operator tokens `serve` generated
-    store.audit     who deleted or overrode what
+    store.tokens    operators kept in the database (hashes of their tokens)
+    store.audit     what operators did, by name
     store.workers   this process's heartbeat, for recovery by the others
 """
 
@@ -27,12 +27,12 @@ from switchboard.store.outbox import AgentResult, OutboxStore
 from switchboard.store.records import (
     AccountHealth,
     AuditRecord,
-    GeneratedToken,
     Inbox,
     OutboxEntry,
     Page,
     SessionRecord,
     SharedEvent,
+    StoredOperator,
     TimelineEvent,
     TranscriptEntry,
     TurnRecord,
@@ -71,8 +71,7 @@ class Store:
 
 
 __all__ = [
-    "AccountHealth", "AgentResult", "AuditRecord", "GeneratedToken", "Inbox", "Opened",
-    "OutboxEntry", "Page", "ScopeRequest", "SessionRecord", "SharedEvent", "Store",
-    "TimelineEvent", "TranscriptEntry", "TurnRecord", "TurnStory", "aware", "create_engine",
-    "iso", "token_hash",
+    "AccountHealth", "AgentResult", "AuditRecord", "Inbox", "Opened", "OutboxEntry", "Page",
+    "ScopeRequest", "SessionRecord", "SharedEvent", "Store", "StoredOperator", "TimelineEvent",
+    "TranscriptEntry", "TurnRecord", "TurnStory", "aware", "create_engine", "iso", "token_hash",
 ]

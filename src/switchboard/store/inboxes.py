@@ -54,6 +54,11 @@ class InboxStore:
         async with self.db.tx() as db:
             return [load(Inbox, row) for row in (await db.exec(query)).all()]
 
+    async def get(self, address: str) -> Inbox | None:
+        async with self.db.tx() as db:
+            row = await db.get(InboxAddress, address.lower())
+            return load(Inbox, row) if row is not None else None
+
     async def revoke(self, address: str) -> Inbox | None:
         """Mark the address revoked (mail to it is refused from now on); None if unknown.
         Revoking twice keeps the first time."""
@@ -62,9 +67,7 @@ class InboxStore:
             await db.exec(update(InboxAddress).where(
                 col(InboxAddress.address) == address, col(InboxAddress.revoked_at).is_(None),
             ).values(revoked_at=self.clock.now()))
-        async with self.db.tx() as db:
-            row = await db.get(InboxAddress, address)
-            return load(Inbox, row) if row is not None else None
+        return await self.get(address)
 
     async def active(self, address: str, accounts: Iterable[str]) -> Inbox | None:
         """The live (not revoked) inbox at `address` on one of `accounts`, or None."""

@@ -1,43 +1,85 @@
-"""What belongs to operators: the tokens `serve` generated, and the audit log of their actions."""
+"""What belongs to operators: those kept in the database (only the hashes of their tokens),
+and the audit log of their actions."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, delete, select, update
 
+from switchboard.errors import NoSuchOperator, OperatorExists
 from switchboard.models import AuditEntry, OperatorToken
 from switchboard.store.database import Database
-from switchboard.store.records import AuditRecord, GeneratedToken, load
+from switchboard.store.records import AuditRecord, StoredOperator, load
 
 
 def token_hash(token: str) -> str:
+    """What is kept of a token. Tokens are long random strings, so one round of SHA-256 is
+    enough: there is no dictionary of likely tokens to try."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class TokenStore:
-    """`store.tokens`: operator tokens generated on first start (only their hashes)."""
+    """`store.tokens`: operators added by `switchboard operators add` or the API, and the admin
+    `serve` generates on first start; only the hash of each token."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def generated(self) -> list[GeneratedToken]:
+    async def all(self) -> list[StoredOperator]:
+        """Every stored operator, by name."""
         async with self.db.tx() as db:
-            return [load(GeneratedToken, row)
-                    for row in (await db.exec(select(OperatorToken))).all()]
+            rows = (await db.exec(select(OperatorToken)
+                                  .order_by(col(OperatorToken.name)))).all()
+            return [load(StoredOperator, row) for row in rows]
 
-    async def add(self, name: str, role: str, token: str) -> None:
+    async def add(self, name: str, role: str, token: str, agents: list[str] | None = None
+                  ) -> StoredOperator:
+        """A new operator; OperatorExists when the name is taken."""
+        row = OperatorToken(name=name, role=role, token_hash=token_hash(token),
+                            created_at=self.db.clock.now(), agents=agents)
+        try:
+            async with self.db.tx() as db:
+                db.add(row)
+                await db.flush()
+                return load(StoredOperator, row)
+        except IntegrityError:
+            raise OperatorExists(f"an operator named {name!r} exists already; rotate its "
+                                 "token or revoke it first") from None
+
+    async def rotate(self, name: str, token: str) -> None:
+        """Give the operator a new token; the old one stops working."""
         async with self.db.tx() as db:
-            db.add(OperatorToken(name=name, role=role, token_hash=token_hash(token),
-                                 created_at=self.db.clock.now()))
+            changed = await db.exec(update(OperatorToken)  # type: ignore[call-overload]
+                                    .where(col(OperatorToken.name) == name)
+                                    .values(token_hash=token_hash(token),
+                                            rotated_at=self.db.clock.now()))
+            if not changed.rowcount:
+                raise NoSuchOperator(f"no stored operator named {name!r}")
+
+    async def revoke(self, name: str) -> None:
+        """Remove the operator; its token stops working."""
+        async with self.db.tx() as db:
+            removed = await db.exec(delete(OperatorToken)  # type: ignore[call-overload]
+                                    .where(col(OperatorToken.name) == name))
+            if not removed.rowcount:
+                raise NoSuchOperator(f"no stored operator named {name!r}")
 
 
 class AuditLog:
-    """`store.audit`: who deleted a session or overrode its model, newest first (the entries
-    are written by the actions themselves, in their transactions)."""
+    """`store.audit`: what operators did, newest first. Deletes and model overrides write
+    their entries in their own transactions; other actions through `record`."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def record(self, actor: str, action: str, target: str,
+                     detail: dict[str, Any] | None = None) -> None:
+        async with self.db.tx() as db:
+            db.add(AuditEntry(at=self.db.clock.now(), actor=actor, action=action,
+                              target=target, detail=detail or {}))
 
     async def entries(self, limit: int = 100) -> list[AuditRecord]:
         async with self.db.tx() as db:

@@ -211,12 +211,16 @@ class AccountHealth:
 
 
 @dataclass(frozen=True, slots=True)
-class GeneratedToken:
-    """An operator token `serve` generated itself; only its hash is kept."""
+class StoredOperator:
+    """An operator kept in the database (added, or generated on first start); only the hash
+    of its token is kept. `agents` None: every agent."""
 
     name: str
     role: str
     token_hash: str
+    agents: list[str] | None
+    created_at: datetime
+    rotated_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,6 +104,8 @@ class SessionStore:
                 query = query.where(getattr(Session, key) == filters[key])
         if filters.get("user"):
             query = query.where(Session.user_id == filters["user"])
+        if filters.get("agents") is not None:  # an operator limited to these agents
+            query = query.where(col(Session.agent).in_(filters["agents"]))
         if filters.get("started_after"):
             query = query.where(Session.started_at >= naive(filters["started_after"]))
         if filters.get("started_before"):

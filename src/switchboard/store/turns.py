@@ -226,7 +226,7 @@ class TurnStore:
                     claimed.append(turn_id)
         return claimed
 
-    async def page(self, filters: Mapping[str, str | None], cursor: str | None = None,
+    async def page(self, filters: Mapping[str, Any], cursor: str | None = None,
                    limit: int = 50, search: str | None = None) -> Page[TurnRecord]:
         """Newest first, filtered, one page and the cursor of the next (None at the end).
 
@@ -237,6 +237,8 @@ class TurnStore:
         for key in TURN_FILTERS:
             if filters.get(key):
                 query = query.where(getattr(Turn, key) == filters[key])
+        if filters.get("agents") is not None:  # an operator limited to these agents
+            query = query.where(col(Turn.agent).in_(filters["agents"]))
         if filters.get("status") != "duplicate":
             query = query.where(Turn.status != "duplicate")
         if search:
