@@ -32,8 +32,7 @@ class RunningAccounts:
     async def start(self) -> None:
         running: dict[str, dict[str, AccountAdapter]] = {}
         for name, settings in self.config.accounts.items():
-            if name in self.config.disabled:
-                log.warning("account %s is disabled: %s", name, self.config.disabled[name])
+            if name in self.config.disabled:  # said once serving (serving.account_states)
                 continue
             provider = self.providers[settings.provider]
             adapter = await self._start(provider, name, settings)

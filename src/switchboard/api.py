@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from channels.adapter import Provider
@@ -16,8 +16,10 @@ from sessions.events import EventHub
 from switchboard.api_sessions import api_message
 from switchboard.config import Config
 from switchboard.controls import SessionControls
-from switchboard.errors import NoSuchAgent, NoSuchTurn
+from switchboard.delivery import Delivery
+from switchboard.errors import ActionRefused, NoSuchAgent, NoSuchTurn
 from switchboard.files import FileService, file_json
+from switchboard.filters import SESSION_CHOICES, TURN_CHOICES, check_filters
 from switchboard.operators import Needs, Operator
 from switchboard.pipeline import Pipeline
 from switchboard.scoping import EventScope, own_session, scoped_filters
@@ -25,41 +27,60 @@ from switchboard.store import Store
 from switchboard.views import (
     AccountList,
     audit_json,
+    marked_transcript,
     provider_rows,
     session_json,
-    transcript_json,
     turn_json,
     turn_story_json,
 )
+from switchboard.work import Tasks
 
 
-class TransferBody(BaseModel):
+class _Body(BaseModel):
+    """A request body: a field it does not have is refused (400 naming it), not dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TransferBody(_Body):
     agent: str
 
 
-class ModelBody(BaseModel):
+class ModelBody(_Body):
     model: str | None
 
 
-class NewSessionBody(BaseModel):
-    tag: str = Field(default="test", pattern="^(test|live)$")
-    user: str | None = None
-    user_name: str | None = None
-
-
-class MessageBody(BaseModel):
+class MessageBody(_Body):
     text: str = Field(min_length=1, max_length=100_000)
     wait: float = Field(default=30.0, ge=0, le=300)
 
 
+class NewSessionBody(_Body):
+    tag: str = Field(default="test", pattern="^(test|live)$")
+    user: str | None = None
+    user_name: str | None = None
+    text: str | None = Field(default=None, min_length=1, max_length=100_000,
+                             description="A first message; the answer has its turn")
+    wait: float = Field(default=30.0, ge=0, le=300)
+
+
+ANSWERS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid operator token"},
+    403: {"description": "the operator's role is too low, or it is limited to other agents"},
+    404: {"description": "no such turn, session or agent"},
+    409: {"description": "the action is refused in the session's state"},
+}
+
+
 def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionControls,
-               hub: EventHub, pipeline: Pipeline, account_list: AccountList,
-               registry: Mapping[str, Provider], files: FileService) -> APIRouter:
+               hub: EventHub, pipeline: Pipeline, delivery: Delivery, tasks: Tasks,
+               account_list: AccountList, registry: Mapping[str, Provider],
+               files: FileService) -> APIRouter:
     """The operator API. Domain errors raised here (no such session, a refused action, a bad
     cursor) are answered by `http_errors`, with one status per kind."""
     viewer = Depends(needs("viewer"))
     Viewer = Annotated[Operator, viewer]
-    router = APIRouter(prefix="/api", tags=["operators"])
+    router = APIRouter(prefix="/api", tags=["operators"], responses=ANSWERS)
 
     @router.get("/turns")
     async def list_turns(
@@ -71,6 +92,7 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
     ) -> dict[str, Any]:
         filters = {"status": status, "provider": provider, "account": account, "agent": agent,
                    "session_id": session_id, "binding": binding, "conversation": conversation}
+        check_filters(filters, TURN_CHOICES)
         page = await store.turns.page(scoped_filters(who, filters), cursor, limit, search=q)
         return {"turns": [turn_json(t) for t in page.items], "next_cursor": page.next_cursor}
 
@@ -82,6 +104,22 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
         who.check(story.turn.agent, f"turn {turn_id}")
         turn_files = await store.files.of_turns([turn_id])
         return {**turn_story_json(story), "files": [file_json(f, files) for f in turn_files]}
+
+    @router.post("/turns/{turn_id}/retry")
+    async def retry_delivery(turn_id: str, who: Annotated[Operator, Depends(needs("operator"))]
+                             ) -> dict[str, Any]:
+        """Deliver a failed turn's reply again (its attempts counted afresh)."""
+        turn = await store.turns.get(turn_id)
+        if turn is None:
+            raise NoSuchTurn(f"no turn {turn_id}")
+        who.check(turn.agent, f"turn {turn_id}")
+        outbox_id = await store.outbox.retry(turn_id, who.name)
+        if outbox_id is None:
+            raise ActionRefused(f"turn {turn_id} has no failed delivery to retry (only a reply "
+                                "whose delivery failed can be sent again)")
+        tasks.spawn(delivery.deliver(outbox_id))
+        hub.publish("turn.retried", {"turn_id": turn_id, "by": who.name})
+        return {"ok": True, "message": f"delivery of turn {turn_id} is retried"}
 
     @router.get("/sessions")
     async def list_sessions(
@@ -96,6 +134,7 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
                                    "source": source, "tag": tag, "account": account,
                                    "include_archived": include_archived,
                                    "archive_after": config.sessions.auto_archive_after}
+        check_filters(filters, SESSION_CHOICES)
         for key, value in (("started_after", started_after),
                            ("started_before", started_before)):
             if value:
@@ -113,7 +152,7 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
         session = await own_session(store, who, session_id)
         session_files = await store.files.of_session(session_id)
         return {**session_json(session),
-                "transcript": transcript_json(await store.sessions.transcript(session_id)),
+                "transcript": await marked_transcript(store, session_id),
                 "files": [file_json(f, files) for f in session_files]}
 
     operator = needs("operator")
@@ -173,7 +212,10 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
                                                     body.user_name or who.name)
         hub.publish("session.created", {"session_id": session.id, "agent": agent,
                                         "source": "api"})
-        return session_json(session)
+        if body.text is None:
+            return session_json(session)
+        turn = await api_message(pipeline, session.id, body.text, who.name, wait=body.wait)
+        return {**session_json(session), "turn": turn}
 
     @router.post("/sessions/{session_id}/messages")
     async def send_message(session_id: str, body: MessageBody,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from switchboard.errors import OperatorRefused
 from switchboard.operators import (
@@ -21,6 +21,8 @@ from switchboard.store import Store
 
 
 class OperatorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
+
     name: str
     role: str
     agents: list[str] | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -18,6 +18,7 @@ from switchboard.api_operators import operator_routes
 from switchboard.audit import OperatorAudit
 from switchboard.console import console_routes
 from switchboard.file_routes import file_routes
+from switchboard.health import health
 from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
@@ -43,13 +44,15 @@ def create_app(runtime: Runtime) -> ASGIApp:
     webhooks = Webhooks(providers=runtime.providers, config=runtime.config,
                         adapters=runtime.adapters, record=runtime.pipeline.receive,
                         note_rejected=runtime.services.note_rejected)
+    runtime.webhooks = webhooks
     needs = operator_auth(runtime.operator)
     app.include_router(webhook_routes(webhooks))
     accounts = AccountList(runtime.config, runtime.account_errors, runtime.store.accounts,
                            runtime.providers, runtime.adapters)
     app.include_router(api_routes(store=runtime.store, config=runtime.config, needs=needs,
                                   controls=runtime.controls, hub=runtime.events,
-                                  pipeline=runtime.pipeline, account_list=accounts,
+                                  pipeline=runtime.pipeline, delivery=runtime.delivery,
+                                  tasks=runtime.tasks, account_list=accounts,
                                   registry=runtime.providers, files=runtime.files))
     app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
     app.include_router(console_routes(store=runtime.store, config=runtime.config, needs=needs,
@@ -59,12 +62,12 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(file_routes(store=runtime.store, files=runtime.files, needs=needs))
     app.add_middleware(OperatorAudit, store=runtime.store)
 
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, Any]:
-        disabled = runtime.config.disabled
-        return {"status": "ok", "accounts": {
-            name: ("disabled" if name in disabled else "enabled")
-            for name in runtime.config.accounts}}
+    @app.get("/healthz", tags=["health"], responses={503: {"description": "nothing works"}})
+    async def healthz() -> JSONResponse:
+        """`ok`; `degraded` with the reasons (an account that did not start, an SMTP server
+        that could not listen); 503 `down` when nothing works (the database, every account)."""
+        status, body = await health(runtime.config, runtime.account_errors, runtime.store)
+        return JSONResponse(body, status_code=status)  # SafeAnswers redacts it
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics(authorization: Annotated[str | None, Header()] = None
@@ -80,8 +83,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        return JSONResponse({"error": "; ".join(problems)}, status_code=400)
+        return JSONResponse({"error": validation_words(error.errors())}, status_code=400)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     return ProviderWebhooks(SafeAnswers(app, runtime.redact), webhooks, runtime.metrics.ack)
 
@@ -100,3 +104,34 @@ def metrics_allowed(runtime: Runtime, authorization: str | None) -> bool:
                                                     config.metrics_token.encode()):
         return True
     return config.metrics_operators and runtime.operator(token) is not None
+
+
+def validation_words(errors: Sequence[Any]) -> str:
+    """Every problem of a request, in words: unknown fields named (`unknown field text`)."""
+    problems = []
+    for e in errors:
+        where = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            problems.append(f"unknown field {where.removeprefix('body.')}")
+        else:
+            problems.append(f"{where}: {e['msg']}")
+    return "; ".join(problems)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, saying 400 where it says 422: refused requests are answered 400."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                answers = operation.get("responses", {})
+                if "422" in answers:
+                    answers.pop("422")
+                    answers["400"] = {
+                        "description": "the request is malformed: a field is missing, of "
+                                       "the wrong type, or unknown",
+                        "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["error"],
+                            "properties": {"error": {"type": "string"}}}}}}
+        app.openapi_schema = schema
+    return app.openapi_schema

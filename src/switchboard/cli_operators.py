@@ -5,35 +5,30 @@ locally). A running `serve` picks a change up within a second or so."""
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from switchboard.config import Config
+from switchboard.cli_common import ConfigOption, JsonOption, Target, err, target, with_store
+from switchboard.cli_common import console as out
+from switchboard.cli_common import group as command_group
 from switchboard.errors import NotFound, OperatorRefused
 from switchboard.operators import ROLES, checked_operator, new_token, operator_rows
 from switchboard.store import Store
 
-WithStore = Callable[[Callable[[Store], Awaitable[Any]]], Any]
 CLI = "cli"  # the actor the audit log names for actions from the terminal
 
 
-def add_operator_commands(app: typer.Typer, with_store: WithStore,
-                          load: Callable[[str], Config], out: Console, err: Console,
-                          config_option: Any) -> None:
-    """The `operators` group; `with_store` runs one piece of work on the configured database,
-    `load` reads the config (its operators and agents, when the file is there)."""
-    group = typer.Typer(help="Operators and their tokens (kept in the database).",
-                        no_args_is_help=True)
+def add_operator_commands(app: typer.Typer) -> None:
+    """The `operators` group, on the database found beside `--config` as `serve` finds it
+    (the config's operators and agents are read when the file is there)."""
+    group = command_group("Operators and their tokens (kept in the database).")
     app.add_typer(group, name="operators")
+    config_option, json_option = ConfigOption, JsonOption
 
-    def config_of(path: str) -> Config | None:
-        return load(path) if Path(path).exists() else None
-
-    json_option = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+    def named(config: str | None) -> str:
+        return config or "the config"
 
     def refused(error: Exception) -> typer.Exit:
         err.print(str(error), highlight=False, soft_wrap=True)
@@ -53,17 +48,19 @@ def add_operator_commands(app: typer.Typer, with_store: WithStore,
         role: Annotated[str, typer.Option(help=" | ".join(ROLES))],
         agents: Annotated[str | None, typer.Option(
             help="Limit to these agents, comma-separated (default: every agent)")] = None,
-        config: config_option = "bindings.yaml",
+        config: config_option = None,
         as_json: json_option = False,
     ) -> None:
         """Add an operator; prints its new token once."""
-        settings = config_of(config)
+        where = target(config)
+        settings = where.config
         listed = agents.split(",") if agents is not None else None
         token = new_token()
 
         async def work(store: Store) -> list[str] | None:
             if settings is not None and name in {op.name for op in settings.operators}:
-                raise OperatorRefused(f"operator {name} is defined in {config}; change it there")
+                raise OperatorRefused(f"operator {name} is defined in {named(config)}; "
+                                      "change it there")
             known = settings.agents if settings is not None else (listed or [])
             limited = checked_operator(name, role, listed, known)
             await store.tokens.add(name, role, token, limited)
@@ -72,7 +69,7 @@ def add_operator_commands(app: typer.Typer, with_store: WithStore,
             return limited
 
         try:
-            limited = with_store(work)
+            limited = with_store(where, work)
         except OperatorRefused as error:
             raise refused(error) from None
         scope = f"limited to {', '.join(limited)}" if limited else "every agent"
@@ -80,11 +77,12 @@ def add_operator_commands(app: typer.Typer, with_store: WithStore,
                    role=role, agents=limited)
 
     @group.command("list")
-    def list_(config: config_option = "bindings.yaml", as_json: json_option = False) -> None:
+    def list_(config: config_option = None, as_json: json_option = False) -> None:
         """Every operator, from the config and the database (never a token)."""
-        settings = config_of(config)
+        where = target(config)
+        settings = where.config
         configured = {op.name: op for op in settings.operators} if settings else {}
-        rows = operator_rows(with_store(lambda store: store.tokens.all()), configured)
+        rows = operator_rows(with_store(where, lambda store: store.tokens.all()), configured)
         if as_json:
             sys.stdout.write(json.dumps({"operators": rows}) + "\n")
             return
@@ -94,23 +92,25 @@ def add_operator_commands(app: typer.Typer, with_store: WithStore,
                           r["source"], r["created_at"] or "-", r["rotated_at"] or "-")
         out.print(table)
 
-    def change(name: str, config: str, action: str,
+    def change(name: str, config: str | None, action: str,
                work: Callable[[Store], Awaitable[None]]) -> None:
-        settings = config_of(config)
+        where: Target = target(config)
+        settings = where.config
 
         async def run(store: Store) -> None:
             if settings is not None and name in {op.name for op in settings.operators}:
-                raise OperatorRefused(f"operator {name} is defined in {config}; change it there")
+                raise OperatorRefused(f"operator {name} is defined in {named(config)}; "
+                                      "change it there")
             await work(store)
             await store.audit.record(CLI, action, name)
 
         try:
-            with_store(run)
+            with_store(where, run)
         except (OperatorRefused, NotFound) as error:
             raise refused(error) from None
 
     @group.command("rotate")
-    def rotate(name: str, config: config_option = "bindings.yaml",
+    def rotate(name: str, config: config_option = None,
                as_json: json_option = False) -> None:
         """Give an operator a new token (printed once); the old one stops working."""
         token = new_token()
@@ -119,7 +119,7 @@ def add_operator_commands(app: typer.Typer, with_store: WithStore,
                    as_json)
 
     @group.command("revoke")
-    def revoke(name: str, config: config_option = "bindings.yaml") -> None:
+    def revoke(name: str, config: config_option = None) -> None:
         """Remove an operator; its token stops working."""
         change(name, config, "revoke_operator", lambda store: store.tokens.revoke(name))
         out.print(f"operator {name} is revoked; its token no longer works", highlight=False)

@@ -18,7 +18,7 @@ from switchboard.config import Config
 
 
 def add_provider_commands(app: typer.Typer, providers: Mapping[str, Provider],
-                          load: Callable[[str], Config], out: Console, err: Console,
+                          load: Callable[[str | None], Config], out: Console, err: Console,
                           config_option: Any,
                           groups: Mapping[str, typer.Typer] | None = None) -> None:
     """`switchboard <group> <command>` for every command of every provider; the group is the
@@ -30,25 +30,27 @@ def add_provider_commands(app: typer.Typer, providers: Mapping[str, Provider],
         name = provider.command_group or provider.name
         group = (groups or {}).get(name) or made.get(name)
         if group is None:
-            group = made[name] = typer.Typer(help=f"Set-up of {provider.name} accounts.",
-                                             no_args_is_help=True)
+            group = made[name] = typer.Typer(
+                help=f"Set-up of {provider.name} accounts.", no_args_is_help=True,
+                rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
             app.add_typer(group, name=name)
         for command_name, command in provider.commands.items():
             group.command(command_name)(_account_command(provider, command, load, out, err,
                                                          config_option))
 
 
-def _account_command(provider: Provider, command: AccountCommand, load: Callable[[str], Config],
-                     out: Console, err: Console, config_option: Any) -> Callable[..., None]:
+def _account_command(provider: Provider, command: AccountCommand,
+                     load: Callable[[str | None], Config], out: Console, err: Console,
+                     config_option: Any) -> Callable[..., None]:
     """A provider's command as a Typer command: `ACCOUNT`, its `--options`, `--config`."""
 
-    def run(account: str, config: str, **options: str) -> None:
+    def run(account: str, config: str | None, **options: str) -> None:
         from switchboard.redact import Redactor
 
         settings = load(config)
         account_settings = settings.accounts.get(account)
         if account_settings is None or account_settings.provider != provider.name:
-            err.print(f"no {provider.name} account named {account!r} in {config}",
+            err.print(f"no {provider.name} account named {account!r} in {settings.path}",
                       highlight=False)
             raise typer.Exit(1)
         if account in settings.disabled:
@@ -72,7 +74,7 @@ def _account_command(provider: Provider, command: AccountCommand, load: Callable
             annotation=Annotated[str, typer.Option(f"--{option.name}", help=option.help)],
             default=inspect.Parameter.empty if option.default is None else option.default))
     params.append(inspect.Parameter("config", keyword, annotation=config_option,
-                                    default="bindings.yaml"))
+                                    default=None))
 
     def entry(**values: Any) -> None:
         run(values.pop("account"), values.pop("config"), **values)

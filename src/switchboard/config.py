@@ -114,6 +114,7 @@ class _DocumentBase(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     metrics_token: str = ""  # when set, /metrics needs `Authorization: Bearer <it>`
     metrics_operators: bool = False  # /metrics also (or only) takes any operator's token
+    database: str = ""  # a database URL; SWITCHBOARD_DATABASE_URL overrides it (db.locate)
     files: FilesConfig = FilesConfig()
     public_url: str = ""  # where people and agents reach this server (download links)
 
@@ -162,6 +163,7 @@ class Config:
     sections: Mapping[str, BaseModel] = field(default_factory=lambda: MappingProxyType({}))
     metrics_token: str = ""
     metrics_operators: bool = False
+    database: str = ""
     files: FilesConfig = field(default_factory=FilesConfig)
     public_url: str = ""
 
@@ -371,6 +373,19 @@ def _bindings(doc: _DocumentBase) -> tuple[Binding, ...]:
     return tuple(out)
 
 
+def _yaml_problem(file: str, error: yaml.YAMLError) -> Problem:
+    """PyYAML's whole message: the problem at its line, and what it was inside of (the
+    context) where that started."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    message = f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+    context, started = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context:
+        message += f", {context}" + (f" that started on line {started.line + 1}"
+                                     if started else "")
+    return Problem(file, mark.line + 1 if mark else 1, "(yaml)", message)
+
+
 def load_config(path: str | Path, *, strict_env: bool = True,
                 providers: Mapping[str, Provider] = PROVIDERS) -> Config:
     """Read and validate `path`; raise ConfigError listing every problem at once.
@@ -388,10 +403,11 @@ def load_config(path: str | Path, *, strict_env: bool = True,
     try:
         node = yaml.compose(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([Problem(file, line, "(yaml)", str(error).splitlines()[0])]) from None
-    raw = reader.value(node, ()) if node is not None else {}
+        raise ConfigError([_yaml_problem(file, error)]) from None
+    if node is None:
+        raise ConfigError([Problem(file, 1, "(file)", "the file is empty; it needs agents, "
+                                   "accounts and bindings (see the example bindings.yaml)")])
+    raw = reader.value(node, ())
     if not isinstance(raw, dict):
         raise ConfigError([Problem(file, 1, "(top level)", "must be a mapping of sections")])
     problems = list(reader.problems)
@@ -428,6 +444,7 @@ def load_config(path: str | Path, *, strict_env: bool = True,
                                    for p in providers.values() if p.section is not None}),
         metrics_token=doc.metrics_token,
         metrics_operators=doc.metrics_operators,
+        database=doc.database,
         files=doc.files,
         public_url=doc.public_url,
     )

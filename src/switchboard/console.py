@@ -10,7 +10,7 @@ from dataclasses import asdict
 from importlib import resources
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -85,8 +85,16 @@ def console_routes(*, store: Store, config: Config, needs: Needs, hub: EventHub,
     viewer = needs("viewer")
 
     @router.get("/", include_in_schema=False)
-    async def page() -> Response:
-        return _served("index.html")
+    async def page(request: Request) -> Response:
+        # under a reverse proxy's prefix (`serve --root-path /prefix`) the assets are there;
+        # the API is fetched relative to the page, so from there too
+        root = request.scope.get("root_path", "").rstrip("/")
+        answer = _served("index.html")
+        if root:
+            html = bytes(answer.body).decode().replace('"/console/', f'"{root}/console/')
+            headers = {k: v for k, v in answer.headers.items() if k != "content-length"}
+            answer = Response(html, headers=headers)
+        return answer
 
     @router.get("/console/{name}", include_in_schema=False)
     async def asset(name: str) -> Response:

@@ -64,8 +64,9 @@ class Delivery:
         adapter = self.adapters.get(row.account)
         if adapter is None:
             reason = self.disabled.get(row.account, "the account is not running")
-            await self.store.outbox.failed(row, f"account {row.account} is disabled: {reason}",
-                                           retry_at=None, detail={})
+            error = f"account {row.account} is disabled: {reason}"
+            await self.store.outbox.failed(row, error, retry_at=None, detail={})
+            _attention("turn %s: delivery failed: %s", row, error)
             return
         outbound = OutboundMessage(provider=row.provider, account=row.account,
                                    conversation=row.conversation, text=row.text,
@@ -101,6 +102,8 @@ class Delivery:
         await self.store.outbox.failed(row, error, retry_at=retry_at,
                                        detail={"permanent": permanent})
         if retry_at is None:
+            _attention("turn %s: delivery failed after %d attempt(s): %s", row, row.attempts,
+                       error)
             if not row.notice:
                 self.metrics.turns.labels(row.provider, "failed").inc(1 + len(row.batch))
             self.events.publish("turn.failed", {"turn_id": row.turn_id, "error": error,
@@ -108,6 +111,8 @@ class Delivery:
         else:
             self.metrics.retries.labels(row.provider).inc()
             delay = (retry_at - self.store.clock.now()).total_seconds()
+            _attention("turn %s: delivery attempt %d failed, retry in %.1f s: %s", row,
+                       row.attempts, max(delay, 0.0), error)
             self.tasks.spawn(self._retry_later(row.id, max(delay, 0.0)))
 
     def backoff(self, attempts: int) -> float:
@@ -125,3 +130,10 @@ class Delivery:
         restart, and attempts a dead process left half-done."""
         for outbox_id in await self.store.outbox.due():
             await self.deliver(outbox_id)
+
+
+def _attention(message: str, row: OutboxEntry, *args: object) -> None:
+    """A WARNING an operator acts on, naming the turn (and, in JSON logs, as fields)."""
+    log.warning(message, row.turn_id, *args,
+                extra={"turn_id": row.turn_id, "account": row.account,
+                       "provider": row.provider})

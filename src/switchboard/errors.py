@@ -43,6 +43,11 @@ class BadCursor(SwitchboardError):
     """A listing cursor this API did not give out (edited, truncated, from another listing)."""
 
 
+class BadFilter(SwitchboardError):
+    """A listing filter's value that nothing can have (a status no turn has); the message
+    lists the allowed values."""
+
+
 class NotFound(SwitchboardError):
     """What was asked for does not exist (a session's is `SessionNotFound`)."""
 
@@ -85,8 +90,8 @@ class AddressTaken(InboxRefused):
 
 
 __all__ = [
-    "ActionRefused", "AddressTaken", "AgentError", "BadCursor", "ConfigError", "InboxRefused",
-    "NoSuchAgent", "NoSuchInbox", "NoSuchOperator", "NoSuchTurn", "NotFound", "OperatorExists",
-    "OperatorRefused", "OutOfScope", "Problem", "SessionError", "SessionNotFound",
-    "SwitchboardError", "TransitionRefused",
+    "ActionRefused", "AddressTaken", "AgentError", "BadCursor", "BadFilter", "ConfigError",
+    "InboxRefused", "NoSuchAgent", "NoSuchInbox", "NoSuchOperator", "NoSuchTurn", "NotFound",
+    "OperatorExists", "OperatorRefused", "OutOfScope", "Problem", "SessionError",
+    "SessionNotFound", "SwitchboardError", "TransitionRefused",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from inbox.settings import EmailSettings
 from sessions.events import EventHub
@@ -80,6 +80,7 @@ async def provision(store: Store, config: Config, agent: str, account: str | Non
 
 
 class InboxBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not dropped
     account: str | None = None
     local_part: str | None = None
 

@@ -73,6 +73,7 @@ class Turn(SQLModel, table=True):
     agent_ms: int | None = None
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    delivered_at: datetime | None = _when(nullable=True)  # when the provider took the reply
 
 
 class TurnEvent(SQLModel, table=True):

@@ -87,21 +87,31 @@ class Operators:
         self.configured_names: frozenset[str] = frozenset()
 
     async def load(self, config: Config) -> None:
-        """The config's tokens and the stored ones; with none at all, a new admin token,
-        printed once (only its hash is stored), so the API is never open by accident."""
-        self.configured_names = frozenset(op.name for op in config.operators)
+        """The config's tokens (replacing those of an earlier config: a reload) and the stored
+        ones. With none at all, `serve` makes the first admin's once it is serving:
+        `first_admin`."""
+        configured = {}
         for op in config.operators:
             if op.token:
                 agents = frozenset(op.agents) if op.agents is not None else None
-                self._configured[token_hash(op.token)] = Operator(op.name, op.role, agents)
+                configured[token_hash(op.token)] = Operator(op.name, op.role, agents)
+        self._configured = configured
+        self.configured_names = frozenset(op.name for op in config.operators)
         await self.reload()
-        if not self._configured and not self._stored:
-            token = new_token()
-            await self.store.tokens.add("admin", "admin", token)
-            await self.reload()
-            print("\n  No operator token is configured, so an admin token was created.\n"
-                  f"  It is shown only this once; only its hash is stored:\n\n    {token}\n",
-                  flush=True)
+
+    async def first_admin(self) -> str | None:
+        """With no operator at all, a new admin token, kept in the database (only its hash),
+        so the API is never open by accident; None when there are operators. `serve` calls it
+        once it is serving, so a start that fails (a port in use) makes none."""
+        if self._configured or self._stored:
+            return None
+        await self.reload()  # another process made one meanwhile
+        if self._stored:
+            return None
+        token = new_token()
+        await self.store.tokens.add("admin", "admin", token)
+        await self.reload()
+        return token
 
     async def reload(self) -> None:
         """Read the stored operators again (at once after a change made in this process)."""

@@ -11,6 +11,7 @@ what a restart or a resume picks up again in `recovery.py`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,6 +41,8 @@ from switchboard.store import (
 )
 from switchboard.views import session_json, transcript_json
 from switchboard.work import ScopeLocks, Tasks, TurnQueue
+
+log = logging.getLogger(__name__)
 
 API = "api"  # the provider of turns typed into a session over the operator API
 REFUSED_NOTICE = ("You already have the maximum number of open conversations with this agent. "
@@ -249,6 +252,9 @@ class Pipeline:
         except AgentError as error:
             self.metrics.turns.labels(message.provider, "failed").inc(len(turn_ids))
             for failed in turn_ids:
+                log.warning("turn %s: agent %s failed: %s", failed, route.agent, error,
+                            extra={"turn_id": failed, "agent": route.agent,
+                                   "account": message.account})
                 await self.store.turns.update(failed, "agent_failed", {"error": str(error)},
                                               status="failed", error=str(error))
                 self.events.publish("turn.failed", {"turn_id": failed, "error": str(error),
@@ -319,7 +325,9 @@ def turn_view(turn_id: str, message: InboundMessage) -> dict[str, Any]:
     return {"id": turn_id, "provider": message.provider, "account": message.account,
             "event_id": message.event_id, "conversation": message.conversation,
             "kind": message.kind, "thread": message.thread, "sender": message.sender,
-            "sender_name": message.sender_name, "text": message.text}
+            "sender_name": message.sender_name,
+            # the adapter's readable copy (a chat's own markup removed), else the raw text
+            "text": message.extra.get("agent_text") or message.text}
 
 
 def message_from_turn(turn: TurnRecord) -> InboundMessage:

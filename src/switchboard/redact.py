@@ -65,6 +65,11 @@ class Redactor:
         self._secret_bytes = [s.encode() for s in self._secrets]
         self._patterns = _REGISTERED if providers is None else _patterns(providers)
 
+    def include(self, other: Redactor) -> None:
+        """Redact `other`'s secrets too (a reloaded config's), keeping these."""
+        self._secrets = sorted(set(self._secrets) | set(other._secrets), key=len, reverse=True)
+        self._secret_bytes = [s.encode() for s in self._secrets]
+
     @classmethod
     def from_config(cls, config: Config, database_url: str | None = None,
                     providers: Mapping[str, Provider] | None = None) -> Redactor:

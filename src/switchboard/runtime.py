@@ -118,6 +118,7 @@ class Runtime:
         self.accounts = RunningAccounts(self.config, self.providers, self.services,
                                         self.adapters)
         self.operators = Operators(self.store, self.operators_refresh)
+        self.webhooks: Any = None  # the app's `Webhooks`, set by create_app (reload.py)
         self._background: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
         self._rejections: asyncio.Task[None] | None = None

@@ -13,6 +13,7 @@ from switchboard.store import (
     AuditRecord,
     Inbox,
     SessionRecord,
+    Store,
     TranscriptEntry,
     TurnRecord,
     TurnStory,
@@ -33,6 +34,8 @@ def turn_json(turn: TurnRecord) -> dict[str, Any]:
         "delivery_status": turn.delivery_status, "delivery_attempts": turn.delivery_attempts,
         "provider_message_id": turn.provider_message_id, "error": turn.error,
         "duplicate_of": turn.duplicate_of, "agent_ms": turn.agent_ms,
+        "delivered_at": iso(turn.delivered_at),
+        "agent_text": (turn.extra or {}).get("agent_text"),  # what the agent read, if not text
     }
 
 
@@ -59,9 +62,16 @@ def session_json(session: SessionRecord) -> dict[str, Any]:
     }
 
 
-def transcript_json(entries: Iterable[TranscriptEntry]) -> list[dict[str, Any]]:
+def transcript_json(entries: Iterable[TranscriptEntry],
+                    undelivered: Mapping[str, dict[str, Any]] | None = None
+                    ) -> list[dict[str, Any]]:
+    """The transcript; an agent's reply that never reached the person is marked `delivery`
+    (failed with the provider's words, pending, retrying), from `store.turns.undelivered`."""
+    marks = undelivered or {}
     return [{"id": m.id, "at": iso(m.at), "role": m.role, "text": m.text,
-             "turn_id": m.turn_id, **({"data": m.data} if m.data else {})} for m in entries]
+             "turn_id": m.turn_id, **({"data": m.data} if m.data else {}),
+             **({"delivery": marks[m.turn_id]}
+                if m.role == "agent" and m.turn_id in marks else {})} for m in entries]
 
 
 def inbox_json(inbox: Inbox) -> dict[str, Any]:
@@ -138,3 +148,11 @@ def provider_rows(providers: Mapping[str, Provider]) -> list[dict[str, Any]]:
              "webhook_actions": list(p.webhook_actions)} for p in providers.values()]
     return [*rows, {"name": "api", "description": "sessions opened through the operator API",
                     "capabilities": [], "webhook_actions": []}]
+
+
+async def marked_transcript(store: Store, session_id: str) -> list[dict[str, Any]]:
+    """A session's whole transcript as the API and the CLI show it, undelivered replies
+    marked."""
+    entries = await store.sessions.transcript(session_id)
+    agent_turns = [e.turn_id for e in entries if e.role == "agent" and e.turn_id]
+    return transcript_json(entries, await store.turns.undelivered(agent_turns))

@@ -132,7 +132,10 @@ class ProviderWebhooks:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         provider = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            parts = scope["path"].split("/")  # "", provider, account, action
+            path, root = scope["path"], scope.get("root_path", "")
+            if root and path.startswith(root):  # uvicorn's --root-path is part of the path
+                path = path[len(root):]
+            parts = path.split("/")  # "", provider, account, action
             if len(parts) == 4 and not parts[0] and parts[2]:
                 provider = self.routes.get((parts[1], parts[3]))
         if provider is None:

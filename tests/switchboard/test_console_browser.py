@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,121 @@ def test_the_filters_offer_the_providers_the_server_speaks(serve: Any, fake_slac
     expect(page.get_by_label("Provider").locator("option")).to_have_text(spoken)
     page.goto(f"{server.url}/#/sessions")
     expect(page.get_by_label("Source").locator("option")).to_have_text(spoken)
+
+
+def test_the_turns_list_is_dense_and_says_what_happened(serve: Any, fake_slack: Any,
+                                                        page: Any) -> None:
+    """Issue 20, item 11: the message's first line, the reason of ignored and failed turns,
+    received → delivered, one line per turn on a phone, no ring around the heading."""
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url))
+    page.goto(server.url + "/")
+    sign_in_text = page.locator("form p").first
+    expect(sign_in_text.locator("code").first).to_have_text("bindings.yaml")
+    assert "`" not in sign_in_text.inner_text()
+    delivered = dm(server, "first line of the question\nand a second line")
+    fake_slack.fail_next("channel_not_found")
+    failed = server.wait_turn(server.slack_event("slack-acme", slack_message(
+        "<@UBOT> where is it?", etype="app_mention")).json()["turn_id"])
+    ignored = server.wait_turn(server.slack_event("slack-acme", slack_message(
+        "chatter")).json()["turn_id"])
+    sign_in(page, server, ADMIN)
+    heading = page.get_by_role("heading", name="Turns")
+    expect(heading).to_be_focused()
+    assert heading.evaluate("el => getComputedStyle(el).outlineStyle") == "none"
+
+    row = page.locator(f'tr[data-turn-id="{delivered["id"]}"]')
+    expect(row.locator('td[data-label="Message"]')).to_have_text("first line of the question")
+    took = row.locator('td[data-label="Received → delivered"] span')
+    expect(took).to_have_text(re.compile(r"^\d+ ms$|^\d+\.\d\d s$"))
+    assert "the agent took" in (took.get_attribute("title") or "")
+    failed_row = page.locator(f'tr[data-turn-id="{failed["id"]}"]')
+    expect(failed_row.locator(".preview")).to_have_text("where is it?")  # without the mention
+    expect(failed_row.locator(".why")).to_have_text("channel_not_found")
+    expect(page.locator(f'tr[data-turn-id="{ignored["id"]}"] .why')).to_contain_text(
+        "does not mention the bot")
+    heights = page.locator("tbody tr").evaluate_all(
+        "rows => rows.map(r => r.getBoundingClientRect().height)")
+    assert max(heights) < 48, heights  # about twice the rows of the two-line layout
+    shot(page, "console-turns-dense")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{server.url}/#/turns")
+    expect(page.locator("tbody tr")).to_have_count(3)
+    expect(page.get_by_text("Filters", exact=True)).to_be_visible()
+    expect(page.get_by_label("Status")).to_be_hidden()  # folded until opened
+    heights = page.locator("tbody tr").evaluate_all(
+        "rows => rows.map(r => r.getBoundingClientRect().height)")
+    assert max(heights) < 40, heights  # one line per turn
+    page.get_by_text("Filters", exact=True).click()
+    expect(page.get_by_label("Status")).to_be_visible()
+    shot(page, "console-turns-phone-dense")
+
+
+def test_the_console_works_under_a_path_prefix(tmp_path: Path, sqlite_url: str,
+                                               fake_slack: Any, page: Any) -> None:
+    """`serve --root-path /sb` behind a proxy that strips the prefix: the page names its
+    assets and the API under /sb."""
+    import threading
+
+    import uvicorn
+    from playwright.sync_api import expect
+
+    from conftest import OPERATORS_YAML, free_port
+    from switchboard.app import create_app
+    from switchboard.config import load_config
+    from switchboard.runtime import Runtime
+
+    path = tmp_path / "bindings.yaml"
+    path.write_text(slack_config(fake_slack.api_url) + OPERATORS_YAML)
+    runtime = Runtime(load_config(path), database_url=sqlite_url, smtp_port=None)
+    port = free_port()
+    inner = create_app(runtime)
+
+    async def proxy(scope: Any, receive: Any, send: Any) -> None:  # strips /sb, as nginx does
+        if scope["type"] in ("http", "websocket") and scope["path"].startswith("/sb/"):
+            scope = {**scope, "path": scope["path"][3:], "raw_path": scope["raw_path"][3:]}
+        await inner(scope, receive, send)
+
+    server = uvicorn.Server(uvicorn.Config(proxy, host="127.0.0.1", port=port,
+                                           root_path="/sb", log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            threading.Event().wait(0.05)
+        page.goto(f"http://127.0.0.1:{port}/sb/")
+        page.get_by_label("Operator token").fill(ADMIN)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#live")).to_have_text("Live")
+        expect(page.get_by_role("heading", name="Turns")).to_be_visible()
+        assert page.url.startswith(f"http://127.0.0.1:{port}/sb/")
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def test_an_operator_retries_a_failed_delivery(serve: Any, fake_slack: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url))
+    fake_slack.fail_next("channel_not_found")
+    failed = dm(server, "please answer")
+    assert failed["status"] == "failed"
+    refused = server.api("POST", f"/api/turns/{failed['id']}/retry", token=VIEWER)
+    assert refused.status_code == 403
+    sign_in(page, server, OPERATOR)
+    page.goto(f"{server.url}/#/turns/{failed['id']}")
+    page.get_by_role("button", name="Retry delivery").click()
+    expect(page.get_by_role("heading", name=f"Turn {failed['id']}")).to_contain_text("delivered")
+    expect(page.locator('.timeline li[data-event="delivery_retried"]')).to_contain_text(
+        "by ops")
+    expect(page.get_by_role("button", name="Retry delivery")).to_have_count(0)
+    assert [p["text"] for p in fake_slack.posts_to("D0ALICE")] == ["echo: please answer"]
+    again = server.api("POST", f"/api/turns/{failed['id']}/retry", token=OPERATOR)
+    assert again.status_code == 409 and "no failed delivery" in again.json()["detail"]
 
 
 def test_admin_adds_an_operator_limited_to_an_agent_and_revokes_it(

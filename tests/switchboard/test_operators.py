@@ -17,6 +17,7 @@ from conftest import (
     OPERATOR,
     SIGNING_SECRET,
     VIEWER,
+    ServeProcess,
     Server,
     read_sse,
     run_cli,
@@ -60,7 +61,8 @@ def add(server: Server, name: str, role: str, agents: list[str] | None = None) -
     return answer.json()["token"]
 
 
-def wait_status(server: Server, token: str, status: int, timeout: float = 5.0) -> float:
+def wait_status(server: Server | ServeProcess, token: str, status: int,
+                timeout: float = 5.0) -> float:
     """Seconds until `GET /api/me` with `token` answers `status` (fails after `timeout`)."""
     began = time.monotonic()
     while (code := server.api("GET", "/api/me", token=token).status_code) != status:
@@ -208,9 +210,11 @@ def test_a_lost_admin_token_is_recovered_on_the_machine_with_the_database(
         sqlite_url: str, tmp_path: Path, fake_slack, capsys):
     path = tmp_path / "bindings.yaml"
     path.write_text(CONFIG.replace("API_URL", fake_slack.api_url))  # no operators at all
-    server = Server(path, sqlite_url).start()
+    server = ServeProcess(path, sqlite_url, tmp_path)  # the token is printed once serving
     try:
-        printed = capsys.readouterr().out
+        deadline = time.monotonic() + 10
+        while "sb_" not in (printed := server.logs()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert "an admin token was created" in printed  # ... and then lost
         rescue = run_cli(sqlite_url, tmp_path, "operators", "add", "rescue", "--role", "admin",
                          "--config", str(path))

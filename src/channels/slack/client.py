@@ -26,6 +26,7 @@ from channels.messages import ConversationKind, InboundMessage, OutboundMessage
 from channels.payload import load_json, parse, storable
 from channels.slack.files import SlackFiles, message_files
 from channels.slack.payload import MESSAGE_EVENTS, SlackEnvelope, SlackEvent
+from channels.slack.text import readable
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class SlackAccount:
             mentioned=event.type == "app_mention" or mention, starts_thread=kind != "dm",
             ignore_reason=self._ignore_reason(event),
             raw={k: v for k, v in payload.items() if k != "token"},  # the legacy verification token
-            extra=extra,
+            extra={**extra, **_agent_text(text, self.bot_user_id)},
         )
 
     def _ignore_reason(self, event: SlackEvent) -> str | None:
@@ -220,6 +221,13 @@ class SlackAccount:
         client.socket_mode_request_listeners.append(listener)  # type: ignore[arg-type]
         await client.connect()
         self._socket = client
+
+
+def _agent_text(text: str, bot_user_id: str | None) -> dict[str, str]:
+    """What the agent reads, when it differs from the raw text kept on the turn: without
+    the bot's own `<@U…>`, other references by name (`text.readable`)."""
+    clean = readable(text, bot_user_id)
+    return {"agent_text": clean} if clean != text else {}
 
 
 def _words(error: BaseException) -> str:

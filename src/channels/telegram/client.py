@@ -10,12 +10,14 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from telegram import Bot, ReplyParameters
 from telegram.error import TelegramError
 from telegram.request import HTTPXRequest
+from telegram.warnings import PTBUserWarning
 
 from channels.errors import DeliveryError, RejectedRequest
 from channels.messages import ConversationKind, InboundMessage, OutboundMessage
@@ -58,6 +60,12 @@ class TelegramRefusal(TelegramError):
         self.error_code = error_code
         self.description = description
         self.parameters = parameters
+
+
+# get_updates() asks PTB for the raw getUpdates result on purpose (the update dicts exactly as
+# Telegram sent them, the shape webhooks get); PTB warns about that on every poll.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'",
+                        category=PTBUserWarning)
 
 
 class _TelegramRequest(HTTPXRequest):

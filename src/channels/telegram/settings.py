@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from channels.adapter import AccountSettings
 
@@ -20,6 +21,15 @@ class TelegramSettings(AccountSettings):
     poll_timeout: int = Field(default=25, ge=0, le=50)
 
     secret_keys: ClassVar[frozenset[str]] = frozenset({"token", "webhook_secret"})
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _usable_secret(cls, value: str) -> str:
+        # Telegram's setWebhook refuses any other secret_token; the account would not start
+        if value and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError("webhook_secret must be 1-256 characters of A-Z, a-z, 0-9, _ "
+                             "and - (Telegram refuses others)")
+        return value
 
     def disabled_reason(self) -> str | None:
         if not self.token:

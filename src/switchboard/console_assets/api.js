@@ -19,12 +19,18 @@ export class ApiError extends Error {
 /** Listeners told when the token stops working (401), so the app can ask for it again. */
 export const unauthorized = new Set();
 
+/** Paths are written from the root ("/api/turns") but fetched relative to the page, so the
+ * console works mounted under a reverse proxy's prefix (`serve --root-path /prefix`). */
+function relative(path) {
+  return path.replace(/^\//, "");
+}
+
 export async function api(path, { method = "GET", body, secret } = {}) {
   const headers = { Accept: "application/json" };
   const bearer = secret || token.get();
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
+  const response = await fetch(relative(path), {
     method, headers, cache: "no-store",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -96,7 +102,7 @@ export class LiveEvents {
   async read(signal) {
     const headers = { Accept: "text/event-stream", Authorization: `Bearer ${token.get()}` };
     if (this.lastId) headers["Last-Event-ID"] = String(this.lastId);
-    const response = await fetch("/api/events", { headers, signal, cache: "no-store" });
+    const response = await fetch(relative("/api/events"), { headers, signal, cache: "no-store" });
     if (!response.ok) throw new ApiError(response.status, `live events: ${response.status}`);
     this.onState("live");
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

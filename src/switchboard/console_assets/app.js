@@ -133,8 +133,9 @@ function showSignIn(message) {
     }
   } },
   h("h1", { tabindex: "-1", text: "Sign in" }),
-  h("p", { text: "Paste an operator token from the operators section of bindings.yaml "
-    + "(or the admin token `switchboard serve` printed on first start)." }),
+  h("p", {}, "Paste an operator token from the operators section of ",
+    h("code", { text: "bindings.yaml" }), " (or the admin token ",
+    h("code", { text: "switchboard serve" }), " printed on first start)."),
   h("label", { for: "token", text: "Operator token" }), field, error,
   h("button", { type: "submit", class: "primary", text: "Sign in" }));
   fill(main, form);

@@ -38,7 +38,7 @@ const SYMBOLS = {
   delivered: "✓", failed: "✕", ignored: "–", pending: "…", held: "‖", duplicate: "=",
   live: "●", idle: "○", paused: "‖", ended: "■",
   connected: "✓", disabled: "–", failing: "✕", retrying: "↻", ok: "✓", error: "✕",
-  matched: "✓", "no match": "✕", active: "✓", revoked: "–",
+  matched: "✓", "no match": "✕", active: "✓", revoked: "–", "not delivered": "✕",
 };
 
 /** A status as colour AND a word (and a symbol), never colour alone. */

@@ -138,6 +138,10 @@ function entryItem(entry) {
     h("div", { class: "entry-head" }, h("strong", { text: label[entry.role] || entry.role }),
       d.held ? h("span", { class: "muted", text: " (held while paused)" }) : null,
       d.model ? h("span", { class: "muted", text: ` · ${d.model}` }) : null, " ", when(entry.at),
+      entry.delivery ? [" ", badge(entry.delivery.status === "failed" ? "not delivered"
+        : entry.delivery.status), entry.delivery.error
+        ? h("span", { class: "delivery-error", text: ` ${entry.delivery.error}` }) : null]
+        : null,
       entry.turn_id ? [" ", h("a", { href: `#/turns/${encodeURIComponent(entry.turn_id)}`,
         class: "small", text: "turn" })] : null),
     body);

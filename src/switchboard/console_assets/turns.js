@@ -5,8 +5,8 @@ import { badge, cell, fields, fill, h, input, json, ms, select, table, when } fr
 
 const STATUSES = ["pending", "held", "delivered", "failed", "ignored", "duplicate"];
 const FILTERS = ["status", "provider", "account", "agent", "q"];
-const HEADERS = ["Time", "Provider / account", "Conversation / sender", "Status", "Agent",
-  "Session", "Latency"];
+const HEADERS = ["Received", "From", "Message", "Status", "Agent", "Session",
+  "Received → delivered"];
 
 /** Collects turn ids for a moment, then fetches each once: a burst of events is one fetch. */
 function batcher(fetchOne, apply, delay = 120) {
@@ -30,22 +30,48 @@ function sessionLink(id) {
     : h("span", { class: "muted", text: "—" });
 }
 
+/** The first line that says something, for a one-line preview. */
+function firstLine(text) {
+  return (text || "").split("\n").map((line) => line.trim()).find(Boolean) || "";
+}
+
+/** Why a turn needs a look: an ignored turn's reason, a failed one's error. */
+function reason(turn) {
+  if (turn.status === "ignored") return turn.route_reason;
+  if (turn.status === "failed" || turn.delivery_status === "retrying") return turn.error;
+  return null;
+}
+
+/** From receipt to the provider taking the reply (the whole wait), the agent's part in the
+ * title. */
+function took(turn) {
+  if (!turn.delivered_at) return h("span", { class: "muted", text: "—" });
+  const whole = Date.parse(turn.delivered_at) - Date.parse(turn.received_at);
+  const agent = turn.agent_ms === null || turn.agent_ms === undefined ? ""
+    : `; the agent took ${ms(turn.agent_ms)}`;
+  return h("span", { title: `received → delivered${agent}` }, ms(Math.max(whole, 0)));
+}
+
 function turnRow(turn) {
   const status = [badge(turn.status)];
   if (turn.delivery_status === "retrying") status.push(" ", badge("retrying"));
+  const why = reason(turn);
   return h("tr", { "data-turn-id": turn.id, "data-status": turn.status },
-    cell("Time", h("a", { href: `#/turns/${encodeURIComponent(turn.id)}`,
-      "aria-label": `Turn ${turn.id}` }, when(turn.received_at, { short: true })),
-    h("div", { class: "muted mono small", text: turn.id })),
-    cell("Provider / account", h("div", { text: turn.provider }),
-      h("div", { class: "muted", text: turn.account })),
-    cell("Conversation / sender", h("div", { class: "mono", text: turn.conversation }),
-      h("div", { class: "muted", text: turn.sender_name || turn.sender })),
+    cell("Received", h("a", { href: `#/turns/${encodeURIComponent(turn.id)}`,
+      "aria-label": `Turn ${turn.id}`, title: turn.id }, when(turn.received_at, { short: true }))),
+    cell("From", h("span", { class: "from" },
+      h("span", { text: turn.sender_name || turn.sender }),
+      h("span", { class: "muted", text: " in " }),
+      h("span", { class: "mono", text: turn.conversation })),
+    h("span", { class: "muted small account", text: ` · ${turn.account}`,
+      title: `${turn.provider} account ${turn.account}` })),
+    cell("Message", h("span", { class: "preview", title: turn.text,
+      text: firstLine(turn.agent_text || turn.text) }),
+      why ? h("span", { class: `why why-${turn.status}`, text: why }) : null),
     cell("Status", status),
     cell("Agent", turn.agent || h("span", { class: "muted", text: "—" })),
     cell("Session", sessionLink(turn.session_id)),
-    cell("Latency", turn.agent_ms === null || turn.agent_ms === undefined ? "—"
-      : h("span", { title: "time the agent took" }, ms(turn.agent_ms))));
+    cell("Received → delivered", took(turn)));
 }
 
 function newer(a, b) {
@@ -79,13 +105,18 @@ export async function turnsView(main, ctx) {
   });
   form.querySelectorAll("select").forEach((el) => el.addEventListener("change", apply));
 
+  // on a phone the filters fold away (open when one is set); on a laptop they stay open
+  const folded = h("details", { class: "filter-fold",
+    open: window.matchMedia("(min-width: 721px)").matches
+      || FILTERS.some((key) => filters[key]) },
+  h("summary", { text: "Filters" }), form);
   const grid = table(HEADERS, [], { caption: "Turns, newest first",
     empty: "No turns match. New ones appear here as they arrive." });
   grid.wrap.classList.add("turns");
   const more = h("button", { type: "button", hidden: true, text: "Load older turns" });
   fill(main, h("h1", { tabindex: "-1", text: "Turns" }),
     h("p", { class: "muted", text: "Every inbound message, newest first. "
-      + "New turns and changes appear as they happen." }), form, grid.wrap, more);
+      + "New turns and changes appear as they happen." }), folded, grid.wrap, more);
 
   const rows = new Map();
   let cursor = null;
@@ -175,6 +206,8 @@ function describe(event, turn) {
     case "delivery_failed":
       return [`Delivery attempt ${d.attempt} failed; giving up`,
         `${turn.provider} answered: ${d.error}`, "bad"];
+    case "delivery_retried":
+      return ["Delivery retried", `by ${d.by}`, "info"];
     case "duplicate":
       return ["Duplicate", `already received as ${d.original}`, "muted"];
     case "duplicate_received":
@@ -229,6 +262,24 @@ function textBlock(title, text) {
     text ? h("p", { class: "message", text }) : h("p", { class: "muted", text: "—" }));
 }
 
+/** *Retry delivery* for an operator, when the reply's delivery failed. */
+function retryBar(turn, ctx) {
+  if (!ctx.may("operator") || turn.delivery_status !== "failed") return null;
+  const retry = h("button", { type: "button", class: "action primary", "data-action": "retry",
+    text: "Retry delivery", onclick: async () => {
+      retry.disabled = true;
+      try {
+        const answer = await ctx.api(`/api/turns/${encodeURIComponent(turn.id)}/retry`,
+          { method: "POST", body: {} });
+        ctx.notify(answer.message);
+      } catch (error) {
+        retry.disabled = false;
+        ctx.notify(error.message, "error");
+      }
+    } });
+  return h("div", { class: "action-bar", role: "group", "aria-label": "Turn actions" }, retry);
+}
+
 export async function turnView(main, ctx, id) {
   async function draw() {
     const turn = await ctx.api(`/api/turns/${encodeURIComponent(id)}`);
@@ -240,6 +291,7 @@ export async function turnView(main, ctx, id) {
       h("p", { class: "crumbs" }, h("a", { href: "#/turns", text: "← Turns" })),
       h("h1", { tabindex: "-1" }, "Turn ", h("span", { class: "mono", text: turn.id }), " ",
         badge(turn.status)),
+      retryBar(turn, ctx),
       fields([
         ["Received", when(turn.received_at)],
         ["Provider / account", `${turn.provider} · ${turn.account}`],

@@ -153,7 +153,7 @@ class OutboxStore:
             turns = [*row.batch, row.turn_id]
             connection.execute(sql.TURNS_DELIVERED if row.notice else sql.TURNS_DELIVERED_ANSWERED,
                                {"turns": turns, "v_attempts": row.attempts,
-                                "v_message_id": provider_message_id})
+                                "v_message_id": provider_message_id, "v_at": now})
             self.accounts.note_traffic_in(db, row.account, outbound=True)
             connection.execute(sql.ADD_EVENTS, [
                 {"turn_id": turn_id, "at": now, "name": "delivered",
@@ -187,6 +187,33 @@ class OutboxStore:
                                  detail={"attempt": row.attempts, "error": error, **detail,
                                          **({"retry_at": retry_at.isoformat()}
                                             if retry_at else {})}))
+
+        return await self.db.run_tx(work)
+
+    async def retry(self, turn_id: str, actor: str) -> int | None:
+        """Make a failed delivery due again, with its attempts counted afresh (an operator's
+        *Retry delivery*); its outbox id, or None when the turn's delivery has not failed."""
+        now = self.clock.now()
+
+        def work(db: Any) -> int | None:
+            row = db.exec(select(Outbox).where(Outbox.turn_id == turn_id,
+                                               Outbox.status == "failed")).first()
+            if row is None:
+                return None
+            moved = db.exec(update(Outbox).where(col(Outbox.id) == row.id,
+                                                 Outbox.status == "failed").values(
+                status="retrying", attempts=0, next_attempt_at=now, claimed_until=None))
+            if moved.rowcount != 1:  # another operator retried it a moment ago
+                return None
+            turns = [*row.batch, row.turn_id]
+            values: dict[str, Any] = {"delivery_status": "retrying"}
+            if not row.notice:
+                values["status"] = "pending"
+            db.exec(update(Turn).where(col(Turn.id).in_(turns)).values(**values))
+            for turn in turns:
+                db.add(TurnEvent(turn_id=turn, at=now, name="delivery_retried",
+                                 detail={"by": actor}))
+            return row.id
 
         return await self.db.run_tx(work)
 

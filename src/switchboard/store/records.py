@@ -102,6 +102,7 @@ class TurnRecord:
     agent_ms: int | None
     payload: dict[str, Any]
     extra: dict[str, Any]
+    delivered_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,8 @@ REPLIED = update(turns).where(turns.c.id.in_(bindparam("turns", expanding=True))
 OUTBOX_DELIVERED = update(outbox).where(outbox.c.id == bindparam("row")).values(
     status="delivered", claimed_until=None)
 _DELIVERED = {"delivery_status": "delivered", "delivery_attempts": bindparam("v_attempts"),
-              "provider_message_id": bindparam("v_message_id"), "error": None}
+              "provider_message_id": bindparam("v_message_id"), "error": None,
+              "delivered_at": bindparam("v_at")}
 TURNS_DELIVERED = update(turns).where(
     turns.c.id.in_(bindparam("turns", expanding=True))).values(**_DELIVERED)
 TURNS_DELIVERED_ANSWERED = TURNS_DELIVERED.values(status="delivered")

@@ -162,6 +162,22 @@ class TurnStore:
             row = await db.get(Turn, turn_id)
             return load(TurnRecord, row) if row is not None else None
 
+    async def undelivered(self, turn_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Of these turns, those whose reply is not (yet) delivered: `{"status": failed,
+        pending or retrying, "error": the provider's words}`, for transcripts to mark."""
+        if not turn_ids:
+            return {}
+        query = select(Turn.id, Turn.status, Turn.delivery_status, Turn.error).where(
+            col(Turn.id).in_(set(turn_ids)))
+        async with self.db.tx() as db:
+            rows = (await db.exec(query)).all()
+        out: dict[str, dict[str, Any]] = {}
+        for turn_id, status, delivery, error in rows:
+            state = "failed" if status == "failed" else delivery or "pending"
+            if status != "delivered" and state != "delivered":
+                out[turn_id] = {"status": state, **({"error": error} if error else {})}
+        return out
+
     async def story(self, turn_id: str) -> TurnStory | None:
         """The turn and its whole timeline, oldest event first."""
         async with self.db.tx() as db:

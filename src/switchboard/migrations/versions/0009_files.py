@@ -4,7 +4,7 @@ Metadata of every file (the bytes are blobs of the file store, named by their SH
 the delivery state of the agent's files.
 
 Revision ID: 0009_files
-Revises: 0003
+Revises: 0008_ops
 """
 
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0009_files"
-down_revision = "0006_operators"
+down_revision = "0008_ops"
 branch_labels = None
 depends_on = None
 
