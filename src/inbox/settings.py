@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from channels.adapter import AccountSettings, ConfigIssue
+from channels.guards import LoopGuard
 from channels.units import Size, Timeout, parse_size
 
 DEFAULT_MAX_MESSAGE = 10 * 1024 * 1024
@@ -33,6 +34,9 @@ class EmailSettings(AccountSettings):
     dns_timeout: Timeout = timedelta(seconds=5)
     # local part -> agent, provisioned when serve starts
     inboxes: dict[str, str] = Field(default_factory=dict)
+    # every correspondent, not only bots: an auto-responder the headers did not give away
+    loop_guard: LoopGuard = LoopGuard(replies=20, window=timedelta(hours=1),
+                                      cooldown=timedelta(hours=1), applies_to="every_sender")
 
     secret_keys: ClassVar[frozenset[str]] = frozenset({"relay_password"})
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from channels.adapter import AccountSettings, Provider
+from channels.guards import DmPolicy, RateLimit
 from channels.rules import Binding
 from channels.units import Duration, Size, Timeout, parse_duration, parse_size
 from switchboard.errors import ConfigError, Problem
@@ -63,6 +64,9 @@ class BindingConfig(_Strict):
     follow_threads: bool = False
     session_scope: Literal["conversation", "thread", "sender"] = "conversation"
     transfer_to: tuple[str, ...] = ()  # agents the person may move their session to
+    dm_policy: DmPolicy | None = None
+    rate_limit: RateLimit | None = None
+    coalesce: bool = False
 
 
 class OperatorConfig(_Strict):

@@ -10,6 +10,8 @@
     store.tokens    operators kept in the database (hashes of their tokens)
     store.audit     what operators did, by name
     store.workers   this process's heartbeat, for recovery by the others
+    store.counters  counts in windows (rate limits, loop guards), shared between processes
+    store.pairings  senders paired with an account (dm_policy: pairing)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from switchboard.clock import Clock
 from switchboard.redact import Redactor
 from switchboard.store.accounts import AccountStore, CursorStore
 from switchboard.store.database import Database, create_engine
+from switchboard.store.guards import Count, CounterStore, PairingRecord, PairingStore
 from switchboard.store.inboxes import InboxStore
 from switchboard.store.live import LiveEventStore
 from switchboard.store.operators import AuditLog, TokenStore, token_hash
@@ -64,6 +67,8 @@ class Store:
         self.tokens = TokenStore(self.db)
         self.audit = AuditLog(self.db)
         self.workers = WorkerStore(self.db, worker)
+        self.counters = CounterStore(self.db)
+        self.pairings = PairingStore(self.db)
 
     def close(self) -> None:
         """Stop the database threads; the caller disposes of the engine."""
@@ -71,7 +76,8 @@ class Store:
 
 
 __all__ = [
-    "AccountHealth", "AgentResult", "AuditRecord", "Inbox", "Opened", "OutboxEntry", "Page",
-    "ScopeRequest", "SessionRecord", "SharedEvent", "Store", "StoredOperator", "TimelineEvent",
-    "TranscriptEntry", "TurnRecord", "TurnStory", "aware", "create_engine", "iso", "token_hash",
+    "AccountHealth", "AgentResult", "AuditRecord", "Count", "Inbox", "Opened", "OutboxEntry",
+    "Page", "PairingRecord", "ScopeRequest", "SessionRecord", "SharedEvent", "Store",
+    "StoredOperator", "TimelineEvent", "TranscriptEntry", "TurnRecord", "TurnStory", "aware",
+    "create_engine", "iso", "token_hash",
 ]
