@@ -15,11 +15,13 @@ from starlette.types import ASGIApp
 from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.api_operators import operator_routes
+from switchboard.api_pairing import pairing_routes
 from switchboard.audit import OperatorAudit
 from switchboard.console import console_routes
 from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
+from switchboard.pairing import Pairings
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SafeAnswers
 from switchboard.views import AccountList
@@ -56,6 +58,8 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(operator_routes(runtime.store, runtime.operators,
                                        runtime.config.operators, runtime.config.agents, needs))
     app.add_middleware(OperatorAudit, store=runtime.store)
+    app.include_router(pairing_routes(Pairings(runtime.store, runtime.delivery.deliver_claimed,
+                                               runtime.delivery.lease), needs))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

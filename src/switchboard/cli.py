@@ -16,6 +16,7 @@ from rich.table import Table
 
 from switchboard import db
 from switchboard.cli_operators import add_operator_commands
+from switchboard.cli_pairing import pairing_app
 from switchboard.cli_providers import add_provider_commands
 from switchboard.config import Config, load_config
 from switchboard.errors import ConfigError
@@ -34,6 +35,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(turns_app, name="turns")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(db_app, name="db")
+app.add_typer(pairing_app, name="pairing")
 console = Console()
 err = Console(stderr=True)
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
 from channels.guards import CODE_TTL, PairingState, PairingVerdict, new_code, pairing_verdict
-from switchboard.models import AuditEntry, GuardCounter, Pairing, TurnEvent
+from switchboard.models import AuditEntry, GuardCounter, Pairing, Turn, TurnEvent, new_id
 from switchboard.store.database import Database
 from switchboard.store.records import aware
 
@@ -144,8 +144,8 @@ class PairingStore:
                 values = told
             if row is None:
                 connection.execute(pairings.insert().values(
-                    account=account, sender=sender, sender_name=sender_name, created_at=now,
-                    **{"reply": {}, **values}))
+                    **{"account": account, "sender": sender, "sender_name": sender_name,
+                       "created_at": now, "reply": {}, **values}))
             elif values:
                 connection.execute(update(pairings).where(
                     pairings.c.account == account, pairings.c.sender == sender
@@ -167,31 +167,51 @@ class PairingStore:
                 pairings.c.code == code, pairings.c.status == "pending"))).first()
         return self._record(row) if row is not None else None
 
-    async def decide(self, record: PairingRecord, status: str, actor: str) -> PairingRecord | None:
+    async def decide(self, record: PairingRecord, status: str, actor: str
+                     ) -> tuple[PairingRecord, str | None] | None:
         """Approve or deny a pending pairing (None: someone decided it meanwhile); the
-        decision is in the audit log and on the timeline of the turn that got the code."""
+        decision is in the audit log and on the timeline of the turn that got the code. An
+        approval also records the turn that carries "you are in" to the person (its id is
+        returned with the record): an operator's doing, so a turn of its own."""
         now = self.clock.now()
+        action = "approved" if status == "approved" else "denied"
 
-        def work(db: Session) -> bool:
+        def work(db: Session) -> str | None:
             result = db.connection().execute(update(pairings).where(
                 pairings.c.account == record.account, pairings.c.sender == record.sender,
                 pairings.c.status == "pending", pairings.c.code == record.code,
             ).values(status=status, decided_at=now, decided_by=actor))
             if result.rowcount != 1:
-                return False
-            action = "approved" if status == "approved" else "denied"
+                return None
             db.add(AuditEntry(at=now, actor=actor, action=f"pairing.{action}",
                               target=f"{record.account}/{record.sender}",
                               detail={"code": record.code}))
             if record.turn_id:
                 db.add(TurnEvent(turn_id=record.turn_id, at=now, name=f"pairing_{action}",
                                  detail={"by": actor, "code": record.code}))
-            return True
+            if status != "approved" or not record.reply:
+                return ""
+            notice = Turn(id=new_id("turn"), provider=record.reply["provider"],
+                          account=record.account, event_id=new_id("evt"),
+                          conversation=record.reply["conversation"], kind="dm",
+                          sender=record.sender, sender_name=record.sender_name,
+                          received_at=now, status="ignored",
+                          route_reason=f"pairing approved by {actor} (code {record.code}); "
+                                       "the person is told they are in",
+                          extra={"pairing": record.code})
+            db.add(notice)
+            db.flush()
+            db.add(TurnEvent(turn_id=notice.id, at=now, name="pairing_approved",
+                             detail={"by": actor, "code": record.code,
+                                     "code_turn": record.turn_id}))
+            return notice.id
 
-        if not await self.db.run_tx(work):
+        notice_turn = await self.db.run_tx(work)
+        if notice_turn is None:
             return None
-        return PairingRecord(**{**record.__dict__, "status": status, "decided_at": now,
-                                "decided_by": actor})
+        decided = PairingRecord(**{**record.__dict__, "status": status, "decided_at": now,
+                                   "decided_by": actor})
+        return decided, notice_turn or None
 
     async def revoke(self, account: str, sender: str, actor: str) -> bool:
         """Forget the sender's pairing (approved, denied or pending): they pair anew."""
