@@ -40,6 +40,14 @@ class EmailSettings(AccountSettings):
 
     secret_keys: ClassVar[frozenset[str]] = frozenset({"relay_password"})
 
+    @field_validator("loop_guard")
+    @classmethod
+    def _every_correspondent(cls, value: LoopGuard) -> LoopGuard:
+        """On email the guard counts every correspondent unless the config says otherwise."""
+        if "applies_to" in value.model_fields_set:
+            return value
+        return value.model_copy(update={"applies_to": "every_sender"})
+
     @field_validator("dns_resolver")
     @classmethod
     def _resolver(cls, value: str | None) -> str | None:

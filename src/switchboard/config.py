@@ -337,7 +337,7 @@ def _bindings(doc: _DocumentBase) -> tuple[Binding, ...]:
         if not b.name and name in taken:
             name = f"{name}-{i + 1}"
         taken.add(name)
-        fields = b.model_dump(exclude={"name"})
+        fields = {key: getattr(b, key) for key in type(b).model_fields if key != "name"}
         out.append(Binding(name=name, order=i, **fields))
     return tuple(out)
 

@@ -160,15 +160,16 @@ class Pipeline:
     async def ignore(self, turn_id: str, message: InboundMessage, refusal: Refusal) -> None:
         """The turn is not answered: record why, and tell the person when there is a notice
         (a pairing code, a rate limit, the concurrency limit), through the outbox."""
-        reason = refusal.reason
+        reason, outbox = refusal.reason, None
+        if refusal.notice:  # first: whoever sees the turn ignored sees its notice on its way
+            outbox = await self.store.outbox.record_notice(
+                turn_id, self.reply_to(message, refusal.notice), lease=self.delivery.lease)
         await self.store.turns.update(turn_id, "ignored", {"reason": reason, **refusal.detail},
                                       status="ignored", route_reason=reason)
         self.events.publish("turn.routed", {"turn_id": turn_id, "status": "ignored",
                                             "reason": reason})
         self.metrics.turns.labels(message.provider, "ignored").inc()
-        if refusal.notice:
-            outbox = await self.store.outbox.record_notice(
-                turn_id, self.reply_to(message, refusal.notice), lease=self.delivery.lease)
+        if outbox is not None:
             await self.delivery.deliver_claimed(outbox)
 
     async def gather(self, place: Place, route: Route, session_id: str
