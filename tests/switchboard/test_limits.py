@@ -134,10 +134,10 @@ def test_check_refuses_a_rate_it_cannot_read_with_file_and_line(tmp_path: Path,
     text = slack_config("http://127.0.0.1:9/api/", rate_limit="10/fortnight",
                         dm_policy="sometimes")
     path.write_text(text)
-    line = next(i for i, row in enumerate(text.splitlines(), 1) if "rate_limit" in row)
+    at = next(i for i, row in enumerate(text.splitlines(), 1) if "rate_limit" in row)
     checked = run_cli(sqlite_url, tmp_path, "check", "--config", str(path))
     assert checked.returncode == 1
-    lines = [line for line in checked.stderr.splitlines() if "bindings[0]" in line]
-    assert any(f"{path}:{line}: bindings[0].rate_limit.per_sender: '10/fortnight' is not a rate"
-               in line for line in lines), checked.stderr
-    assert any("bindings[0].dm_policy" in line and "open" in line for line in lines), lines
+    said = [row for row in checked.stderr.splitlines() if "bindings[0]" in row]
+    assert any(f"{path}:{at}: bindings[0].rate_limit.per_sender: '10/fortnight' is not a rate"
+               in row for row in said), checked.stderr
+    assert any("bindings[0].dm_policy" in row and "'open'" in row for row in said), said
