@@ -6,7 +6,7 @@ what they need, and says what the person is told.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ class Admission:
     """The checks between a binding's match and the session, in order: DM policy, rate
     limits, loop guard. The first that refuses decides."""
 
-    def __init__(self, accounts: dict[str, AccountSettings] | Any, store: Store,
+    def __init__(self, accounts: Mapping[str, AccountSettings], store: Store,
                  reply_to: Callable[[InboundMessage, str], OutboundMessage]) -> None:
         self.accounts = accounts
         self.store = store

@@ -132,7 +132,8 @@ def test_check_refuses_a_rate_it_cannot_read_with_file_and_line(tmp_path: Path,
                                                                 sqlite_url: str):
     path = tmp_path / "bindings.yaml"
     text = slack_config("http://127.0.0.1:9/api/", rate_limit="10/fortnight",
-                        dm_policy="sometimes")
+                        dm_policy="sometimes").replace(
+        "    api_url:", "    loop_guard: {replies: 0, window: soon}\n    api_url:")
     path.write_text(text)
     at = next(i for i, row in enumerate(text.splitlines(), 1) if "rate_limit" in row)
     checked = run_cli(sqlite_url, tmp_path, "check", "--config", str(path))
@@ -141,3 +142,14 @@ def test_check_refuses_a_rate_it_cannot_read_with_file_and_line(tmp_path: Path,
     assert any(f"{path}:{at}: bindings[0].rate_limit.per_sender: '10/fortnight' is not a rate"
                in row for row in said), checked.stderr
     assert any("bindings[0].dm_policy" in row and "'open'" in row for row in said), said
+    assert "accounts.slack-acme.loop_guard.replies:" in checked.stderr
+    assert "accounts.slack-acme.loop_guard.window: 'soon' is not a duration" in checked.stderr
+
+
+def test_two_servers_on_one_database_share_the_counts(serve, fake_slack):
+    config = slack_config(fake_slack.api_url, rate_limit={"per_sender": "3/min"})
+    servers = [serve(config), serve(config)]
+    turns = [settled(servers[i % 2], servers[i % 2].slack_event("slack-acme", slack_message(
+        f"<@UBOT> q{i}", etype="app_mention", user="U123"))) for i in range(5)]
+    assert [t["status"] for t in turns] == ["delivered"] * 3 + ["ignored"] * 2
+    assert len([p for p in fake_slack.posts_to("C0SUPPORT") if "3/min" in p["text"]]) == 1
