@@ -59,7 +59,8 @@ def create_app(runtime: Runtime) -> ASGIApp:
                                        runtime.config.operators, runtime.config.agents, needs))
     app.add_middleware(OperatorAudit, store=runtime.store)
     app.include_router(pairing_routes(Pairings(runtime.store, runtime.delivery.deliver_claimed,
-                                               runtime.delivery.lease), needs))
+                                               runtime.delivery.lease),
+                                      runtime.config.bindings, needs))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

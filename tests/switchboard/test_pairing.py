@@ -9,7 +9,15 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from conftest import OPERATOR, VIEWER, run_cli, slack_config, slack_message
+from conftest import (
+    OPERATOR,
+    OPERATORS_YAML,
+    VIEWER,
+    Server,
+    run_cli,
+    slack_config,
+    slack_message,
+)
 
 CODE = re.compile(r"awaiting pairing approval \(code ([A-HJ-NP-Z2-9]{8})\)")
 
@@ -161,3 +169,27 @@ def test_allowlist_answers_allow_senders_and_approved_senders_only(serve, fake_s
     channel = slack_message("<@UBOT> in a channel", etype="app_mention", user="U0BOB")
     turn = server.wait_turn(server.slack_event("slack-acme", channel).json()["turn_id"])
     assert turn["status"] == "delivered"  # the DM policy is about DMs only
+
+
+def test_an_operator_limited_to_other_agents_sees_and_decides_no_pairing_of_the_account(
+        fake_slack, database_url, tmp_path):
+    config = slack_config(fake_slack.api_url, dm_policy="pairing").replace(
+        "agents:\n", "agents:\n  helper: {handler: echo}\n", 1) + OPERATORS_YAML + """
+  - {name: helpers-only, role: operator, token: helpers-token, agents: [helper]}
+  - {name: triage-lead, role: operator, token: triage-token, agents: [triager]}
+"""
+    (tmp_path / "bindings.yaml").write_text(config)
+    server = Server(tmp_path / "bindings.yaml", database_url).start()
+    try:
+        code = code_of(dm(server, "hi"))
+        assert server.api("GET", "/api/pairing", token="helpers-token").json()["pairings"] == []
+        refused = server.api("POST", f"/api/pairing/{code}/approve", token="helpers-token")
+        assert refused.status_code == 403 and "slack-acme" in refused.json()["detail"]
+        assert server.api("DELETE", "/api/pairing/slack-acme/U0BOB",
+                          token="helpers-token").status_code == 403
+        listed = server.api("GET", "/api/pairing", token="triage-token").json()["pairings"]
+        assert [p["code"] for p in listed] == [code]
+        assert server.api("POST", f"/api/pairing/{code}/approve",
+                          token="triage-token").status_code == 200
+    finally:
+        server.stop()
