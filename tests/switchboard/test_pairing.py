@@ -4,6 +4,7 @@ deny and revoke, and wrong codes bounded."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import timedelta
@@ -119,28 +120,40 @@ def test_a_fourth_stranger_is_told_to_try_later_without_a_code(serve, fake_slack
 
 
 def test_deny_then_revoke_through_the_cli_and_cli_approval(serve, fake_slack, database_url,
-                                                           tmp_path):
+                                                           tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from switchboard.cli import app
+
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
     server = serve(slack_config(fake_slack.api_url, dm_policy="pairing"))
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(app, ["pairing", *args])
+
     code = code_of(dm(server, "hi"))
-    denied = run_cli(database_url, tmp_path, "pairing", "deny", code)
-    assert denied.returncode == 0, denied.stderr
+    denied = cli("deny", code)
+    assert denied.exit_code == 0, denied.output
     later = dm(server, "hello??")
     assert later["status"] == "ignored"
     assert "was denied pairing" in later["route_reason"]
     assert len(fake_slack.posts_to("DU0BOB")) == 1  # a denied sender hears nothing more
 
-    listing = run_cli(database_url, tmp_path, "pairing", "list")
-    assert "denied" in listing.stdout and "U0BOB" in listing.stdout
-    revoked = run_cli(database_url, tmp_path, "pairing", "revoke", "slack-acme", "U0BOB")
-    assert revoked.returncode == 0, revoked.stderr
-    assert run_cli(database_url, tmp_path, "pairing", "revoke", "slack-acme",
-                   "U0BOB").returncode == 1
+    listing = cli("list", "--json")
+    assert [(p["status"], p["sender"]) for p in json.loads(listing.output)] == \
+        [("denied", "U0BOB")]
+    assert cli("revoke", "slack-acme", "U0BOB").exit_code == 0
+    again = cli("revoke", "slack-acme", "U0BOB")
+    assert again.exit_code == 1 and "has no pairing" in again.output
 
     fresh = code_of(dm(server, "may I?"))
-    approved = run_cli(database_url, tmp_path, "pairing", "approve", fresh.lower())
-    assert approved.returncode == 0, approved.stderr
+    approved = cli("approve", fresh.lower())
+    assert approved.exit_code == 0, approved.output
     assert "You are in" in wait_posts(fake_slack, "DU0BOB", 3)[-1]["text"]  # by serve's sweep
     assert dm(server, "thanks")["status"] == "delivered"
+    # and one subprocess, as an operator runs it
+    listed = run_cli(database_url, tmp_path, "pairing", "list")
+    assert listed.returncode == 0 and "approved" in listed.stdout and fresh in listed.stdout
 
 
 def test_wrong_codes_are_recorded_and_bounded(serve, fake_slack):
