@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from channels.files import FileLimits, FileStore, OutboundFile
+from channels.guards import DmPolicy, LoopGuard, RateLimit
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 
 
@@ -42,13 +43,18 @@ class AccountSettings(BaseModel):
 
     `disabled_reason()` says why an account cannot start with these settings (a missing token),
     or None; such an account is listed as disabled instead of failing the whole config.
-    `secret_keys` name the fields whose values are redacted everywhere.
+    `secret_keys` name the fields whose values are redacted everywhere. Every account also
+    says who may talk to it (`dm_policy`, `rate_limit`, a binding's own setting wins) and how
+    many replies another bot may draw from it (`loop_guard`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: str
     files: FileLimits = FileLimits()  # which of a message's files are fetched (`files`)
+    dm_policy: DmPolicy = "open"
+    rate_limit: RateLimit | None = None
+    loop_guard: LoopGuard = LoopGuard()
     secret_keys: ClassVar[frozenset[str]] = frozenset()
 
     def disabled_reason(self) -> str | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
+from channels.guards import DmPolicy, RateLimit
 from channels.messages import InboundMessage
 
 SessionScope = Literal["conversation", "thread", "sender"]
@@ -40,6 +41,9 @@ class Binding:
     session_scope: SessionScope = "conversation"
     transfer_to: tuple[str, ...] = ()  # agents the person may move their session to (/transfer)
     order: int = 0
+    dm_policy: DmPolicy | None = None  # None: the account's (default open)
+    rate_limit: RateLimit | None = None  # None: the account's
+    coalesce: bool = False  # turns that waited for a busy session are answered in one run
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from channels.adapter import AccountSettings, ConfigIssue
+from channels.guards import LoopGuard
 from channels.units import Size, Timeout, parse_size
 
 DEFAULT_MAX_MESSAGE = 10 * 1024 * 1024
@@ -57,6 +58,9 @@ class EmailSettings(AccountSettings):
     reconnect_min: Timeout = timedelta(seconds=1)  # backoff after a lost connection
     reconnect_max: Timeout = timedelta(minutes=5)
     use_idle: bool = True  # false: poll even when the server offers IDLE
+    # every correspondent, not only bots: an auto-responder the headers did not give away
+    loop_guard: LoopGuard = LoopGuard(replies=20, window=timedelta(hours=1),
+                                      cooldown=timedelta(hours=1), applies_to="every_sender")
 
     secret_keys: ClassVar[frozenset[str]] = frozenset({"relay_password", "password"})
 
@@ -95,6 +99,14 @@ class EmailSettings(AccountSettings):
     @property
     def mailbox_port(self) -> int:
         return self.imap_port or (993 if self.imap_security == "tls" else 143)
+
+    @field_validator("loop_guard")
+    @classmethod
+    def _every_correspondent(cls, value: LoopGuard) -> LoopGuard:
+        """On email the guard counts every correspondent unless the config says otherwise."""
+        if "applies_to" in value.model_fields_set:
+            return value
+        return value.model_copy(update={"applies_to": "every_sender"})
 
     @field_validator("dns_resolver")
     @classmethod

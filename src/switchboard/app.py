@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.api_operators import operator_routes
+from switchboard.api_pairing import pairing_routes
 from switchboard.audit import OperatorAudit
 from switchboard.console import console_routes
 from switchboard.file_routes import file_routes
@@ -22,6 +23,7 @@ from switchboard.health import health
 from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
+from switchboard.pairing import Pairings
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SafeAnswers
 from switchboard.views import AccountList
@@ -61,6 +63,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
                                        runtime.config.operators, runtime.config.agents, needs))
     app.include_router(file_routes(store=runtime.store, files=runtime.files, needs=needs))
     app.add_middleware(OperatorAudit, store=runtime.store)
+    app.include_router(pairing_routes(Pairings(runtime.store, runtime.delivery.deliver_claimed,
+                                               runtime.delivery.lease),
+                                      runtime.config.bindings, needs))
 
     @app.get("/healthz", tags=["health"], responses={503: {"description": "nothing works"}})
     async def healthz() -> JSONResponse:

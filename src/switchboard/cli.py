@@ -26,6 +26,7 @@ from switchboard.cli_common import (
 )
 from switchboard.cli_inbox import inbox_app
 from switchboard.cli_operators import add_operator_commands
+from switchboard.cli_pairing import pairing_app
 from switchboard.cli_providers import add_provider_commands
 from switchboard.cli_sessions import sessions_app
 from switchboard.cli_turns import turns_app
@@ -43,6 +44,7 @@ app.add_typer(turns_app, name="turns")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(db_app, name="db")
 app.add_typer(inbox_app, name="inbox")
+app.add_typer(pairing_app, name="pairing")
 
 
 def _version(value: bool) -> None:

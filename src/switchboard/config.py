@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from channels.adapter import AccountSettings, Provider
+from channels.guards import DmPolicy, RateLimit
 from channels.rules import Binding
 from channels.units import Duration, Size, Timeout, parse_duration, parse_size
 from switchboard.errors import ConfigError, Problem
@@ -70,6 +71,9 @@ class BindingConfig(_Strict):
     follow_threads: bool = False
     session_scope: Literal["conversation", "thread", "sender"] = "conversation"
     transfer_to: tuple[str, ...] = ()  # agents the person may move their session to
+    dm_policy: DmPolicy | None = None
+    rate_limit: RateLimit | None = None
+    coalesce: bool = False
 
 
 class OperatorConfig(_Strict):
@@ -368,7 +372,7 @@ def _bindings(doc: _DocumentBase) -> tuple[Binding, ...]:
         if not b.name and name in taken:
             name = f"{name}-{i + 1}"
         taken.add(name)
-        fields = b.model_dump(exclude={"name"})
+        fields = {key: getattr(b, key) for key in type(b).model_fields if key != "name"}
         out.append(Binding(name=name, order=i, **fields))
     return tuple(out)
 

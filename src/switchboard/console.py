@@ -23,6 +23,7 @@ from switchboard.store import Store
 from switchboard.views import AccountList
 
 ASSETS = "console_assets"
+ADMISSION_KEYS = ("dm_policy", "rate_limit", "coalesce")
 _ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|png|ico)$")
 _TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
           "svg": "image/svg+xml", "png": "image/png", "ico": "image/x-icon",
@@ -67,6 +68,11 @@ def binding_rows(config: Config) -> list[dict[str, Any]]:
     for binding in config.bindings:
         row = asdict(binding)
         row.pop("order", None)
+        for key in ADMISSION_KEYS:  # shown where they are set
+            if not row[key]:
+                row.pop(key)
+        if binding.rate_limit is not None:
+            row["rate_limit"] = {k: rate.text for k, rate in binding.rate_limit if rate}
         rows.append({key: list(value) if isinstance(value, tuple) else value
                      for key, value in row.items()})
     return rows

@@ -81,6 +81,14 @@ class OutOfScope(SwitchboardError):
     """The operator is limited to some agents, and this belongs to another."""
 
 
+class NoSuchPairing(NotFound):
+    """No pending pairing has this code (or no pairing this account and sender)."""
+
+
+class TooManyAttempts(SwitchboardError):
+    """Too many wrong tries in a short time (pairing codes); wait before the next."""
+
+
 class InboxRefused(SwitchboardError):
     """An inbox cannot be provisioned as asked (a bad local part, no such email account)."""
 
@@ -91,7 +99,8 @@ class AddressTaken(InboxRefused):
 
 __all__ = [
     "ActionRefused", "AddressTaken", "AgentError", "BadCursor", "BadFilter", "ConfigError",
-    "InboxRefused", "NoSuchAgent", "NoSuchInbox", "NoSuchOperator", "NoSuchTurn", "NotFound",
-    "OperatorExists", "OperatorRefused", "OutOfScope", "Problem", "SessionError",
-    "SessionNotFound", "SwitchboardError", "TransitionRefused",
+    "InboxRefused", "NoSuchAgent", "NoSuchInbox", "NoSuchOperator", "NoSuchPairing",
+    "NoSuchTurn", "NotFound", "OperatorExists", "OperatorRefused", "OutOfScope", "Problem",
+    "SessionError", "SessionNotFound", "SwitchboardError", "TooManyAttempts",
+    "TransitionRefused",
 ]

@@ -22,6 +22,7 @@ from switchboard.errors import (
     OperatorRefused,
     OutOfScope,
     SessionNotFound,
+    TooManyAttempts,
     TransitionRefused,
 )
 
@@ -37,6 +38,7 @@ STATUS: dict[type[Exception], int] = {
     OperatorRefused: 400,
     OperatorExists: 409,
     OutOfScope: 403,
+    TooManyAttempts: 429,
 }
 """Each error kind the API answers by itself; a subclass not listed takes its parent's status
 (Starlette looks handlers up along the class's MRO)."""

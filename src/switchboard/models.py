@@ -306,3 +306,38 @@ class StoredFile(SQLModel, table=True):
     claimed_until: datetime | None = _when(nullable=True)
     provider_file_id: str | None = None
     created_at: datetime = _when(nullable=False)
+
+
+class Pairing(SQLModel, table=True):
+    """One sender on one account under `dm_policy: pairing` (or `allowlist`): a pending code,
+    a stranger told to wait, or the operator's decision. `reply` says where the person hears
+    that they are in (the outbound address of the DM that got the code)."""
+
+    __tablename__ = "pairings"
+    __table_args__ = (Index("ix_pairings_code", "code"),
+                      Index("ix_pairings_account_status", "account", "status"))
+
+    account: str = Field(primary_key=True)
+    sender: str = Field(primary_key=True)
+    sender_name: str = ""
+    status: str = "pending"  # pending | waiting | approved | denied
+    code: str | None = None
+    created_at: datetime = _when(nullable=False)
+    expires_at: datetime | None = _when(nullable=True)
+    notified_at: datetime | None = _when(nullable=True)
+    decided_at: datetime | None = _when(nullable=True)
+    decided_by: str | None = None
+    turn_id: str | None = None  # the latest turn that was told the code
+    reply: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class GuardCounter(SQLModel, table=True):
+    """A count within a window (a rate limit, a loop guard, wrong pairing codes), shared by
+    every process on the database; `blocked_until` is a loop guard's cooldown."""
+
+    __tablename__ = "guard_counters"
+
+    key: str = Field(primary_key=True)
+    started_at: datetime = _when(nullable=False)
+    count: int = 0
+    blocked_until: datetime | None = _when(nullable=True)

@@ -1,7 +1,12 @@
 """The turn pipeline, read top to bottom.
 
-receive → dedupe → record turn (acknowledge here) → match bindings → find or open session →
-run agent → record reply with its outbox row → deliver → record delivery.
+receive → dedupe → record turn (acknowledge here) → match bindings → admit (DM policy, rate
+limits, loop guard) → find or open session → run agent → record reply with its outbox row →
+deliver → record delivery.
+
+Order: a turn takes its place in its conversation's line before its first await, so routing
+happens in arrival order; it takes its place in its session scope's line before it leaves the
+first, so answers do too (and, across processes, it waits for earlier unanswered turns).
 
 `receive` is the acknowledged part; `handle` is the rest of one turn's journey, each step a
 call. The queue that runs journeys is in `work.py`, delivery and its retries in `delivery.py`,
@@ -22,6 +27,7 @@ from channels.payload import storable_message
 from channels.rules import Binding, Match, NoMatch, match
 from sessions import StateChange, scope_key
 from sessions.events import EventHub
+from switchboard.admission import Admission, Refusal
 from switchboard.agents import AgentRequest, Handler, run_timed
 from switchboard.config import Config
 from switchboard.controls import CHAT_COMMANDS, SessionControls
@@ -40,7 +46,7 @@ from switchboard.store import (
     TurnRecord,
 )
 from switchboard.views import session_json, transcript_json
-from switchboard.work import ScopeLocks, Tasks, TurnQueue
+from switchboard.work import Line, Place, ScopeLocks, Tasks, TurnQueue
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +83,8 @@ class Pipeline:
         self.metrics = metrics
         self.queue = TurnQueue(self.handle, config.delivery.workers, tasks)
         self.scope_lock = ScopeLocks()
+        self.arrivals = Line()  # per conversation: routing in arrival order
+        self.admission = Admission(config.accounts, store, self.reply_to)
         self.agent_slots = asyncio.Semaphore(config.delivery.agent_concurrency)
 
     # --- the acknowledged part: dedupe and record ------------------------------------------
@@ -112,25 +120,43 @@ class Pipeline:
         if message.provider == API:  # typed into a session: no bindings to match
             await self.answer_in_session(turn_id, message, message.conversation)
             return
-        decision = await self.route(turn_id, message)
-        if isinstance(decision, NoMatch):
+        # before the first await: the place in line is the turn's place in the queue
+        async with self.arrivals.take(f"{message.account}:{message.conversation}"):
+            decision = await self.route(turn_id, message)
+            if isinstance(decision, NoMatch):
+                return
+            refusal = await self.admission.check(turn_id, message, decision.binding)
+            route = scope(message, decision.binding)
+            place = None if refusal is not None else \
+                self.scope_lock(route.agent, route.key, (turn_id, message, decision.reason))
+        if place is None:
+            assert refusal is not None
+            await self.ignore(turn_id, message, refusal)
             return
-        route = scope(message, decision.binding)
-        async with self.scope_lock(route.agent, route.key):
+        async with place:
+            if place.taken:  # answered together with the turn ahead of it (coalesce)
+                return
+            await self.store.turns.wait_for_earlier(turn_id, message.account,
+                                                    message.conversation,
+                                                    timeout=self.order_wait(route.agent))
             if message.extra.get("command") in CHAT_COMMANDS:
                 await self.chat_command(turn_id, message, route)
                 return
             opened = await self.join_session(turn_id, message, route, decision.reason)
             if opened.refused:
-                await self.refuse(turn_id, message, opened.refused)
+                await self.ignore(turn_id, message, Refusal(opened.refused, REFUSED_NOTICE))
                 return
             if opened.state == "paused":
                 await self.hold(turn_id, message, opened.session_id)
                 return
             assert opened.session is not None
-            outbox = await self.answer([turn_id], message,
-                                       Route(route.binding, opened.agent, route.key),
-                                       opened.session)
+            answering = Route(route.binding, opened.agent, route.key)
+            turns = await self.gather(place, answering, opened.session.id)
+            together = None if len(turns) == 1 else "\n\n".join(
+                agent_text(m) for _, m in turns)
+            outbox = await self.answer([t for t, _ in turns], turns[-1][1], answering,
+                                       opened.session, already_in_transcript=len(turns) > 1,
+                                       text=together)
             await self.deliver_reply(outbox)
 
     async def route(self, turn_id: str, message: InboundMessage) -> Match | NoMatch:
@@ -141,16 +167,52 @@ class Pipeline:
                 message.account, message.conversation, message.thread)
         decision = match(message, self.config.bindings, replied)
         if isinstance(decision, NoMatch):
-            await self.store.turns.update(turn_id, "ignored", {"reason": decision.reason},
-                                          status="ignored", route_reason=decision.reason)
-            self.events.publish("turn.routed", {"turn_id": turn_id, "status": "ignored",
-                                                "reason": decision.reason})
-            self.metrics.turns.labels(message.provider, "ignored").inc()
+            await self.ignore(turn_id, message, Refusal(decision.reason))
             return decision
         b = decision.binding
         self.events.publish("turn.routed", {"turn_id": turn_id, "binding": b.name,
                                             "agent": b.agent, "reason": decision.reason})
         return decision
+
+    async def ignore(self, turn_id: str, message: InboundMessage, refusal: Refusal) -> None:
+        """The turn is not answered: record why, and tell the person when there is a notice
+        (a pairing code, a rate limit, the concurrency limit), through the outbox."""
+        reason, outbox = refusal.reason, None
+        if refusal.notice:  # first: whoever sees the turn ignored sees its notice on its way
+            outbox = await self.store.outbox.record_notice(
+                turn_id, self.reply_to(message, refusal.notice), lease=self.delivery.lease)
+        await self.store.turns.update(turn_id, "ignored", {"reason": reason, **refusal.detail},
+                                      status="ignored", route_reason=reason)
+        self.events.publish("turn.routed", {"turn_id": turn_id, "status": "ignored",
+                                            "reason": reason})
+        self.metrics.turns.labels(message.provider, "ignored").inc()
+        if outbox is not None:
+            await self.delivery.deliver_claimed(outbox)
+
+    async def gather(self, place: Place, route: Route, session_id: str
+                     ) -> list[tuple[str, InboundMessage]]:
+        """The turns this agent run answers: this one, and with `coalesce: true` those already
+        waiting behind it for the same session (routed into it, their messages into the
+        transcript, each timeline saying with which)."""
+        ahead = place.item[:2]
+        if route.binding is None or not route.binding.coalesce:
+            return [ahead]
+        waiting = self.scope_lock.take_over(
+            place, lambda item: item is not None
+            and item[1].extra.get("command") not in CHAT_COMMANDS)
+        if not waiting:
+            return [ahead]
+        for turn_id, message, reason in waiting:
+            await self.join_session(turn_id, message, route, reason)
+        turns = [ahead, *((t, m) for t, m, _ in waiting)]
+        await self.store.turns.coalesce(session_id, [(t, m.text) for t, m in turns])
+        return turns
+
+    def order_wait(self, agent: str) -> float:
+        """How long a turn waits for earlier ones other processes answer: their agent's
+        time, and a little."""
+        timeout = self.config.agents[agent].timeout if agent in self.config.agents else None
+        return (timeout.total_seconds() if timeout else 30.0) + 5.0
 
     async def join_session(self, turn_id: str, message: InboundMessage, route: Route,
                            reason: str) -> Opened:
@@ -168,14 +230,6 @@ class Pipeline:
             self.events.publish("session.created", {"session_id": opened.session_id,
                                                     "agent": opened.agent})
         return opened
-
-    async def refuse(self, turn_id: str, message: InboundMessage, reason: str) -> None:
-        """Over the concurrency limit: ignore the turn, and tell the person why in the chat."""
-        await self.store.turns.update(turn_id, "ignored", {"reason": reason}, status="ignored",
-                                      route_reason=reason)
-        outbox = await self.store.outbox.record_notice(
-            turn_id, self.reply_to(message, REFUSED_NOTICE), lease=self.delivery.lease)
-        await self.delivery.deliver_claimed(outbox)
 
     async def hold(self, turn_id: str, message: InboundMessage, session_id: str) -> None:
         """The session is paused: keep the turn in its transcript, answered after resume."""
@@ -224,10 +278,11 @@ class Pipeline:
         await self.deliver_reply(outbox)
 
     async def answer(self, turn_ids: list[str], message: InboundMessage, route: Route,
-                     session: SessionRecord, already_in_transcript: bool = False
-                     ) -> OutboxEntry | None:
+                     session: SessionRecord, already_in_transcript: bool = False,
+                     text: str | None = None) -> OutboxEntry | None:
         """Run the agent and record its reply with its outbox row (leased to this process for
-        the first attempt); None when the agent failed."""
+        the first attempt); None when the agent failed. `text`: what the agent is asked, when
+        it is not the message's own (several turns answered together)."""
         turn_id, session_id = turn_ids[-1], session.id
         agent = self.config.agents[route.agent]
         model = (session.model_override if agent.allow_model_override else None) \
@@ -237,7 +292,7 @@ class Pipeline:
         if getattr(handler, "wants_transcript", True):
             transcript = transcript_json(await self.store.sessions.transcript(session_id,
                                                                               limit=50))
-        turn = turn_view(turn_id, message)
+        turn = turn_view(turn_id, message, text)
         if self.files is not None:  # settled before the agent runs: fetched or given up
             settled = await self.files.settle(turn_ids, message, session_id)
             if settled.files or settled.skipped:
@@ -320,14 +375,20 @@ def scope(message: InboundMessage, binding: Binding) -> Route:
     return Route(binding, binding.agent, key)
 
 
-def turn_view(turn_id: str, message: InboundMessage) -> dict[str, Any]:
+def turn_view(turn_id: str, message: InboundMessage, text: str | None = None
+              ) -> dict[str, Any]:
     """The turn as an agent handler sees it."""
     return {"id": turn_id, "provider": message.provider, "account": message.account,
             "event_id": message.event_id, "conversation": message.conversation,
             "kind": message.kind, "thread": message.thread, "sender": message.sender,
             "sender_name": message.sender_name,
-            # the adapter's readable copy (a chat's own markup removed), else the raw text
-            "text": message.extra.get("agent_text") or message.text}
+            "text": agent_text(message) if text is None else text}
+
+
+def agent_text(message: InboundMessage) -> str:
+    """What the agent reads of a message: the adapter's readable copy (a chat's own markup
+    removed), else the raw text."""
+    return message.extra.get("agent_text") or message.text
 
 
 def message_from_turn(turn: TurnRecord) -> InboundMessage:

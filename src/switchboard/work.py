@@ -82,16 +82,75 @@ class TurnQueue:
         self._queue.clear()
 
 
-class ScopeLocks:
-    """One lock per session scope (`agent:scope_key`): turns of one conversation are answered
-    one after another, in order, while other conversations go on."""
+class Place:
+    """A place in one line of `Line`: wait for it (`async with`), leave it when done. `item`
+    is what the holder brought along (a coalescing turn); `taken` says an earlier place took
+    it over."""
+
+    def __init__(self, line: Line, key: str, item: Any) -> None:
+        self.line = line
+        self.key = key
+        self.item = item
+        self.taken = False
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def __aenter__(self) -> Place:
+        try:
+            await self.ready
+        except asyncio.CancelledError:
+            self.leave()
+            raise
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.leave()
+
+    def leave(self) -> None:
+        self.line.leave(self)
+
+
+class Line:
+    """First come, first served per key: a place is taken synchronously (so in the order the
+    callers got there, before any of them awaits anything) and each waits for the one ahead.
+    Unlike a lock acquired after some awaits, nothing can overtake."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._lines: dict[str, deque[Place]] = {}
 
-    def __call__(self, agent: str, scope_key: str) -> asyncio.Lock:
-        key = f"{agent}:{scope_key}"
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+    def take(self, key: str, item: Any = None) -> Place:
+        line = self._lines.setdefault(key, deque())
+        place = Place(self, key, item)
+        if not line:
+            place.ready.set_result(None)
+        line.append(place)
+        return place
+
+    def leave(self, place: Place) -> None:
+        line = self._lines.get(place.key)
+        if line is None or place not in line:
+            return
+        head = line[0] is place
+        line.remove(place)
+        if not line:
+            del self._lines[place.key]
+        elif head and not line[0].ready.done():
+            line[0].ready.set_result(None)
+
+    def take_over(self, place: Place, accept: Callable[[Any], bool]) -> list[Any]:
+        """The items of the places waiting behind `place`, in order, as long as `accept`
+        takes them; those places are marked taken (their holders find the work done)."""
+        taken = []
+        for behind in list(self._lines.get(place.key, ()))[1:]:
+            if behind.taken or not accept(behind.item):
+                break
+            behind.taken = True
+            taken.append(behind.item)
+        return taken
+
+
+class ScopeLocks(Line):
+    """One line per session scope (`agent:scope_key`): turns of one conversation are answered
+    one after another, in order, while other conversations go on."""
+
+    def __call__(self, agent: str, scope_key: str, item: Any = None) -> Place:
+        return self.take(f"{agent}:{scope_key}", item)

@@ -69,6 +69,9 @@ class HTTPAgent(_ThreadedServer):
         super().__init__()
         self.mode = "ok"  # ok | error | not_json | stall | raw
         self.raw_answer = b""  # mode raw: these bytes as the JSON answer, as they are
+        self.delay = 0.0  # seconds each answer takes (a slow agent)
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests it was answering at once
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/turn", self._turn)
@@ -82,6 +85,13 @@ class HTTPAgent(_ThreadedServer):
             return web.Response(text="<html>oops</html>", content_type="text/html")
         if self.mode == "stall":
             await asyncio.sleep(5)
+        if self.delay:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.in_flight -= 1
         if self.mode == "raw":
             return web.Response(body=self.raw_answer, content_type="application/json")
         turns_seen = int(body["session"]["context"].get("turns", 0)) + 1

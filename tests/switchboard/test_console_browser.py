@@ -513,3 +513,22 @@ def test_files_show_as_cards_with_thumbnails_and_downloads(serve: Any, fake_slac
         page.goto(server.url + f"/#/sessions/{turn['session_id']}")
         expect(page.locator(".file-card")).to_have_count(2)
         shot(page, "console-session-files")
+
+
+def test_pairing_page_lists_codes_and_an_operator_approves_one(serve: Any, fake_slack: Any,
+                                                                page: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = serve(slack_config(fake_slack.api_url, dm_policy="pairing"))
+    code = dm(server, "let me in")["route_reason"].rsplit(" ", 1)[-1].strip(")")
+    sign_in(page, server, OPERATOR)
+    page.get_by_role("link", name="Pairing").click()
+    row = page.locator('tr[data-sender="U0ALICE"]')
+    expect(row).to_contain_text(code)
+    expect(row).to_contain_text("pending")
+    shot(page, "console-pairing")
+    row.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status").filter(has_text="is in")).to_be_visible()
+    expect(row).to_contain_text("approved")
+    expect(row).to_contain_text("ops")
+    assert dm(server, "thanks")["status"] == "delivered"

@@ -164,7 +164,10 @@ class SlackAccount:
             mentioned=event.type == "app_mention" or mention, starts_thread=kind != "dm",
             ignore_reason=self._ignore_reason(event),
             raw={k: v for k, v in payload.items() if k != "token"},  # the legacy verification token
-            extra={**extra, **_agent_text(text, self.bot_user_id)},
+            extra={**extra, **_agent_text(text, self.bot_user_id),
+                   # another bot let in by allow_bots: its replies are budgeted (loop_guard)
+                   **({"from_bot": True} if event.bot_id or event.subtype == "bot_message"
+                      else {})},
         )
 
     def _ignore_reason(self, event: SlackEvent) -> str | None:

@@ -3,6 +3,7 @@ import { ApiError, LiveEvents, api, token, unauthorized, withQuery } from "./api
 import { bindingsView } from "./bindings.js";
 import { fill, h } from "./dom.js";
 import { operatorsView } from "./operators.js";
+import { pairingView } from "./pairing.js";
 import { sessionView, sessionsView } from "./sessions.js";
 import { turnView, turnsView } from "./turns.js";
 
@@ -62,6 +63,7 @@ const VIEWS = {
   sessions: (parts) => (parts[1] ? (el, ctx) => sessionView(el, ctx, parts[1]) : sessionsView),
   bindings: () => bindingsView,
   operators: () => operatorsView,
+  pairing: () => pairingView,
 };
 
 async function render() {

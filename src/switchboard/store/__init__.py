@@ -11,6 +11,8 @@
     store.audit     what operators did, by name
     store.workers   this process's heartbeat, for recovery by the others
     store.files     files of turns (their bytes are the file store's) and their deliveries
+    store.counters  counts in windows (rate limits, loop guards), shared between processes
+    store.pairings  senders paired with an account (dm_policy: pairing)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from switchboard.redact import Redactor
 from switchboard.store.accounts import AccountStore, CursorStore
 from switchboard.store.database import Database, create_engine
 from switchboard.store.files import FileRecord, FileRows, NewFile
+from switchboard.store.guards import Count, CounterStore, PairingRecord, PairingStore
 from switchboard.store.inboxes import InboxStore
 from switchboard.store.live import LiveEventStore
 from switchboard.store.operators import AuditLog, TokenStore, token_hash
@@ -67,6 +70,8 @@ class Store:
         self.audit = AuditLog(self.db)
         self.workers = WorkerStore(self.db, worker)
         self.files = FileRows(self.db)
+        self.counters = CounterStore(self.db)
+        self.pairings = PairingStore(self.db)
 
     def close(self) -> None:
         """Stop the database threads; the caller disposes of the engine."""
@@ -74,8 +79,9 @@ class Store:
 
 
 __all__ = [
-    "AccountHealth", "AgentResult", "AuditRecord", "FileRecord", "Inbox", "NewFile", "Opened",
-    "OutboxEntry", "Page", "ScopeRequest", "SessionRecord", "SharedEvent", "Store",
+    "AccountHealth", "AgentResult", "AuditRecord", "Count", "FileRecord", "Inbox", "NewFile",
+    "Opened", "OutboxEntry", "Page", "PairingRecord", "ScopeRequest", "SessionRecord",
+    "SharedEvent", "Store",
     "StoredOperator", "TimelineEvent", "TranscriptEntry", "TurnRecord", "TurnStory", "aware",
     "create_engine", "iso", "token_hash",
 ]

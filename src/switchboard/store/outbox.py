@@ -85,21 +85,24 @@ class OutboxStore:
         return await self.db.run_tx(work)
 
     async def record_notice(self, turn_id: str, outbound: OutboundMessage,
-                            keep_status: bool = True, lease: timedelta | None = None
-                            ) -> OutboxEntry:
+                            keep_status: bool = True, lease: timedelta | None = None,
+                            leased: bool = True) -> OutboxEntry:
         """A short message to the person that is not an agent reply (a refusal, a command's
-        answer). With `keep_status`, delivering it leaves the turn's status as it is."""
+        answer). With `keep_status`, delivering it leaves the turn's status as it is. Not
+        `leased`: no process attempts it now (the CLI); any `serve` sweeping the outbox does."""
 
         def work(db: Any) -> Any:
             db.exec(update(Turn).where(col(Turn.id) == turn_id).values(
                 reply_text=outbound.text, delivery_status="pending"))
-            return self._add(db, turn_id, outbound, notice=keep_status, lease=lease)
+            return self._add(db, turn_id, outbound, notice=keep_status, lease=lease,
+                             leased=leased)
 
         return await self.db.run_tx(work)
 
     def _add(self, db: Any, turn_id: str, outbound: OutboundMessage, *,
              session_id: str | None = None, batch: list[str] | None = None,
-             notice: bool = False, lease: timedelta | None = None) -> OutboxEntry:
+             notice: bool = False, lease: timedelta | None = None,
+             leased: bool = True) -> OutboxEntry:
         """The outbox row, leased to this process for its first attempt: a crash before that
         attempt leaves it to be retried when the lease runs out."""
         now = self.clock.now()
@@ -108,8 +111,8 @@ class OutboxStore:
             provider=outbound.provider, account=outbound.account,
             conversation=outbound.conversation, thread=outbound.thread,
             reply_to=outbound.reply_to, text=outbound.text, extra=outbound.extra,
-            next_attempt_at=now, created_at=now, attempts=1,
-            claimed_until=now + (lease or timedelta(seconds=30)))
+            next_attempt_at=now, created_at=now, attempts=1 if leased else 0,
+            claimed_until=now + (lease or timedelta(seconds=30)) if leased else None)
         values["id"] = db.connection().execute(sql.ADD_OUTBOX, values).scalar_one()
         return OutboxEntry(**values)
 

@@ -258,6 +258,45 @@ class TurnStore:
             next_cursor = encode_cursor(page[-1].received_at, page[-1].id)
         return Page(page, next_cursor)
 
+    # --- order across processes, and turns answered together ------------------------------
+
+    async def wait_for_earlier(self, turn_id: str, account: str, conversation: str,
+                               timeout: float, poll: float = 0.05) -> None:
+        """Wait (up to `timeout` seconds) until no earlier turn of the conversation that
+        another process works on is still unanswered, so a later message never overtakes an
+        earlier one across processes. Within a process the lines of `work.py` keep the order;
+        SQLite serves one process, so there it returns at once."""
+        if self.db.is_sqlite:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            async with self.db.tx() as db:
+                mine = await db.get(Turn, turn_id)
+                if mine is None:
+                    return
+                earlier = (await db.exec(select(Turn.id).where(
+                    Turn.account == account, Turn.conversation == conversation,
+                    Turn.status == "pending", col(Turn.reply_text).is_(None),
+                    or_(col(Turn.owner).is_(None), Turn.owner != self.worker),
+                    Turn.received_at > mine.received_at - timedelta(minutes=10),
+                    or_(Turn.received_at < mine.received_at,
+                        and_(Turn.received_at == mine.received_at, Turn.id < turn_id)),
+                ).limit(1))).first()
+            if earlier is None or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(poll)
+
+    async def coalesce(self, session_id: str, turns: list[tuple[str, str]]) -> None:
+        """Turns that waited for a busy session, answered in one run (`coalesce: true`): each
+        user message goes into the transcript, and each turn's timeline says with which."""
+        ids = [turn_id for turn_id, _ in turns]
+        async with self.db.tx() as db:
+            for turn_id, text in turns:
+                db.add(SessionMessage(session_id=session_id, at=self.clock.now(), role="user",
+                                      text=text, turn_id=turn_id, data={"coalesced": True}))
+                db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name="coalesced",
+                                 detail={"together_with": ids, "session_id": session_id}))
+
     # --- turns held while their session is paused ----------------------------------------
 
     async def hold(self, turn_id: str, session_id: str, text: str) -> None:

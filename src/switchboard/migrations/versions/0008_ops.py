@@ -4,14 +4,14 @@ The console shows the time from receipt to delivery (not only the agent's), so t
 own time is kept on the turn.
 
 Revision ID: 0008_ops
-Revises: 0006_operators
+Revises: 0007_guard
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_ops"
-down_revision = "0006_operators"
+down_revision = "0007_guard"
 branch_labels = None
 depends_on = None
 
