@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from channels.adapter import Recorded, reply_in_thread
+from channels.live import LIVE_KEY
 from channels.messages import InboundMessage, OutboundMessage
 from channels.payload import storable_message
 from channels.rules import Binding, Match, NoMatch, match
@@ -26,6 +27,7 @@ from switchboard.config import Config
 from switchboard.controls import SessionControls
 from switchboard.delivery import Delivery
 from switchboard.errors import AgentError
+from switchboard.live import LiveTurn, live_turn
 from switchboard.metrics import Metrics
 from switchboard.store import Opened, OutboxEntry, ScopeRequest, SessionRecord, Store, TurnRecord
 from switchboard.views import session_json, transcript_json
@@ -44,6 +46,15 @@ class Route:
     binding: Binding | None
     agent: str
     key: str
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The agent's reply recorded with its outbox row (None: the agent failed), and the live
+    side of the reply (indicator, live message) still to finish when it is delivered."""
+
+    outbox: OutboxEntry | None
+    live: LiveTurn | None = None
 
 
 class Pipeline:
@@ -88,12 +99,15 @@ class Pipeline:
     # --- the journey after the acknowledgement -----------------------------------------------
 
     async def handle(self, turn_id: str, message: InboundMessage | None = None) -> None:
-        """Route, answer and deliver one recorded turn (read back when `message` is None)."""
+        """Route, answer and deliver one recorded turn (read back when `message` is None:
+        after a restart, when a live message the dead process started is gone on with)."""
+        resume = None
         if message is None:
             turn = await self.store.turns.get(turn_id)
             if turn is None:
                 return
             message = message_from_turn(turn)
+            resume = await self.store.turns.live_started(turn_id)
         if message.provider == API:  # typed into a session: no bindings to match
             await self.answer_in_session(turn_id, message, message.conversation)
             return
@@ -113,11 +127,10 @@ class Pipeline:
                 await self.hold(turn_id, message, opened.session_id)
                 return
             assert opened.session is not None
-            outbox = await self.answer([turn_id], message,
-                                       Route(route.binding, opened.agent, route.key),
-                                       opened.session)
-            if outbox is not None:
-                await self.delivery.deliver_claimed(outbox)
+            answered = await self.answer([turn_id], message,
+                                         Route(route.binding, opened.agent, route.key),
+                                         opened.session, resume=resume)
+            await self.deliver_reply(answered)
 
     async def route(self, turn_id: str, message: InboundMessage) -> Match | NoMatch:
         """Match the bindings; an ignored turn is recorded here, a match with its session."""
@@ -191,9 +204,7 @@ class Pipeline:
         route = Route(None, session.agent, session.scope_key)
         async with self.scope_lock(route.agent, route.key):
             await self.store.sessions.touch(session_id, None)
-            outbox = await self.answer([turn_id], message, route, session)
-            if outbox is not None:
-                await self.delivery.deliver_claimed(outbox)
+            await self.deliver_reply(await self.answer([turn_id], message, route, session))
 
     async def answer_held(self, held: list[TurnRecord], binding: Binding,
                           session: SessionRecord) -> None:
@@ -201,16 +212,15 @@ class Pipeline:
         paused (their user messages are in the transcript already), and deliver."""
         route = Route(binding, session.agent, session.scope_key)
         async with self.scope_lock(binding.agent, route.key):
-            outbox = await self.answer([t.id for t in held], message_from_turn(held[-1]), route,
-                                       session, already_in_transcript=True)
-        if outbox is not None:
-            await self.delivery.deliver_claimed(outbox)
+            answered = await self.answer([t.id for t in held], message_from_turn(held[-1]),
+                                         route, session, already_in_transcript=True)
+        await self.deliver_reply(answered)
 
     async def answer(self, turn_ids: list[str], message: InboundMessage, route: Route,
-                     session: SessionRecord, already_in_transcript: bool = False
-                     ) -> OutboxEntry | None:
-        """Run the agent and record its reply with its outbox row (leased to this process for
-        the first attempt); None when the agent failed."""
+                     session: SessionRecord, already_in_transcript: bool = False,
+                     resume: dict[str, Any] | None = None) -> Answered:
+        """Run the agent, showing that it works and what it writes where the account can, and
+        record its reply with its outbox row (leased to this process for the first attempt)."""
         turn_id, session_id = turn_ids[-1], session.id
         agent = self.config.agents[route.agent]
         model = (session.model_override if agent.allow_model_override else None) \
@@ -220,29 +230,53 @@ class Pipeline:
         if getattr(handler, "wants_transcript", True):
             transcript = transcript_json(await self.store.sessions.transcript(session_id,
                                                                               limit=50))
+        live = None if getattr(handler, "instant", False) else live_turn(
+            turn_id, message, self.delivery.adapters, self.store, self.metrics,
+            self.delivery.pacer, resume)
+        if live is not None:
+            live.begin()
         request = AgentRequest(
             turn=turn_view(turn_id, message), session=session_json(session),
             transcript=transcript, model=model,
-            on_delta=lambda delta: self._delta(session_id, turn_id, delta))
+            on_delta=lambda delta: self._delta(session_id, turn_id, delta, live))
         try:
             async with self.agent_slots:
                 result = await run_timed(handler, request)
         except AgentError as error:
+            if live is not None:  # the indicator goes, a started live message is closed
+                await live.abandon()
+                await live.clear(replied=False)
+                for name, detail in live.notes:
+                    await self.store.turns.update(turn_id, name, detail)
             self.metrics.turns.labels(message.provider, "failed").inc(len(turn_ids))
             for failed in turn_ids:
                 await self.store.turns.update(failed, "agent_failed", {"error": str(error)},
                                               status="failed", error=str(error))
                 self.events.publish("turn.failed", {"turn_id": failed, "error": str(error),
                                                     "session_id": session_id})
-            return None
+            return Answered(None)
         self.metrics.agent.labels(route.agent).observe(result.duration_ms / 1000)
+        out = self.reply_to(message, result.reply)
+        shown = await live.settle() if live is not None else None
+        if shown is not None:  # the final delivery finishes the message shown so far
+            out = replace(out, extra={**out.extra, LIVE_KEY: shown})
         outbox = await self.store.outbox.record_reply(
             turn_ids, session_id, None if already_in_transcript else message.text, result,
-            self.reply_to(message, result.reply), lease=self.delivery.lease)
+            out, lease=self.delivery.lease, notes=live.notes if live is not None else ())
         self.events.publish("session.message.created", {"session_id": session_id,
                                                         "turn_id": turn_id, "role": "agent",
                                                         "text": result.reply})
-        return outbox
+        return Answered(outbox, live)
+
+    async def deliver_reply(self, answered: Answered) -> None:
+        """The first delivery attempt of a recorded reply: the working indicator stops before
+        it (never shown after the reply), and is cleared after it."""
+        if answered.live is not None:
+            await answered.live.stop_working()
+        if answered.outbox is not None:
+            await self.delivery.deliver_claimed(answered.outbox)
+        if answered.live is not None:
+            await answered.live.clear(replied=answered.outbox is not None)
 
     def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
         """Where a reply goes is the account's adapter's to say (a thread, a quote, a mail
@@ -255,9 +289,12 @@ class Pipeline:
         for moved in transitions:
             self.events.publish("session.state_changed", moved.event())
 
-    async def _delta(self, session_id: str, turn_id: str, delta: str) -> None:
+    async def _delta(self, session_id: str, turn_id: str, delta: str,
+                     live: LiveTurn | None) -> None:
         self.events.publish("generation.delta", {"session_id": session_id, "turn_id": turn_id,
                                                  "delta": delta})
+        if live is not None:
+            await live.delta(delta)
 
 
 def scope(message: InboundMessage, binding: Binding) -> Route:

@@ -180,7 +180,7 @@ class SlackAccount:
             response = await self.client.chat_postMessage(
                 channel=out.conversation, text=out.text, thread_ts=out.thread)
         except SlackApiError as error:
-            raise _delivery_error(error) from None
+            raise delivery_error(error) from None
         except (aiohttp.ClientError, TimeoutError) as error:
             raise DeliveryError(f"Slack unreachable: {_words(error)}", permanent=False) from None
         except (SlackRequestError, ValueError, TypeError) as error:  # the same every attempt
@@ -219,7 +219,8 @@ def _words(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _delivery_error(error: SlackApiError) -> DeliveryError:
+def delivery_error(error: SlackApiError) -> DeliveryError:
+    """Slack's refusal as a DeliveryError: its error word, retry_after from a 429."""
     response = error.response
     status = getattr(response, "status_code", 0)
     data = getattr(response, "data", None)

@@ -7,10 +7,13 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from channels.adapter import AccountSettings
+from channels.live import LiveSettings
 
 
-class TelegramSettings(AccountSettings):
-    """One bot: updates by webhook (checked with `webhook_secret`) or by long polling."""
+class TelegramSettings(AccountSettings, LiveSettings):
+    """One bot: updates by webhook (checked with `webhook_secret`) or by long polling.
+    `typing` sends the typing action while the agent works; `streaming` shows the answer as
+    it is written (a draft in private chats, an edited message in groups)."""
 
     provider: Literal["telegram"]
     token: str = ""

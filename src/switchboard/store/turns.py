@@ -173,6 +173,18 @@ class TurnStore:
         return TurnStory(load(TurnRecord, turn),
                          tuple(load(TimelineEvent, event) for event in events))
 
+    async def live_started(self, turn_id: str) -> dict[str, Any] | None:
+        """What the turn's live message was when it started (`stream.started`), so a process
+        taking the turn over goes on with that message instead of starting another."""
+        async with self.db.tx() as db:
+            detail = (await db.exec(
+                select(TurnEvent.detail).where(TurnEvent.turn_id == turn_id,
+                                               TurnEvent.name == "stream.started")
+                .order_by(col(TurnEvent.id).desc()).limit(1))).first()
+        if not isinstance(detail, dict) or not detail.get("message_id"):
+            return None
+        return {"mode": detail.get("mode"), "id": detail.get("message_id")}
+
     async def bindings_replied_in_thread(self, account: str, conversation: str,
                                          thread: str) -> frozenset[str]:
         """Bindings that already answered in this thread (for `follow_threads`)."""
