@@ -164,9 +164,12 @@ class LiveTurn:
                 await self.reply.start(text)
                 self.started = True
                 self.metrics.streams.labels(self.provider, "started").inc()
-                await self.store.turns.update(self.turn_id, "stream.started",
-                                              {"mode": self.reply.mode,
-                                               "message_id": self.reply.message_id})
+                started = {"mode": self.reply.mode, "message_id": self.reply.message_id}
+                if refused := getattr(self.reply, "refused", None):
+                    started["refused"] = refused  # the provider's words; the fallback used
+                # durable at once: a process taking the turn over goes on with this message
+                notes, self.notes = [*self.notes, ("stream.started", started)], []
+                await self.store.turns.note(self.turn_id, notes)
             self.metrics.edits.labels(self.provider, self.reply.mode).inc()
             self.shown = text
         except DeliveryError as error:

@@ -246,8 +246,7 @@ class Pipeline:
             if live is not None:  # the indicator goes, a started live message is closed
                 await live.abandon()
                 await live.clear(replied=False)
-                for name, detail in live.notes:
-                    await self.store.turns.update(turn_id, name, detail)
+                await self.store.turns.note(turn_id, live.notes)
             self.metrics.turns.labels(message.provider, "failed").inc(len(turn_ids))
             for failed in turn_ids:
                 await self.store.turns.update(failed, "agent_failed", {"error": str(error)},

@@ -75,8 +75,9 @@ class FakeSlackAPI:
     def fault(self, method: str, kind: str = "error", value: Any = "internal_error",
               times: int = 1) -> None:
         """The next `times` calls to `method` fail: kind `error` ({"ok": false, "error":
-        value}), `429` (Retry-After: value seconds), or `lost` (the call takes effect, then the
-        connection closes without an answer)."""
+        value}), `429` (Retry-After: value seconds), `deleted` (the message `ts` is deleted just
+        before the call) or `lost` (the call takes effect, then the connection closes without
+        an answer)."""
         with self._lock:
             self._faults.setdefault(method, []).extend([(kind, value)] * times)
 
@@ -98,9 +99,10 @@ class FakeSlackAPI:
 
     async def _params(self, request: web.Request) -> dict[str, Any]:
         body = await request.read()
+        query = dict(request.query)  # slack-sdk sends some methods' arguments in the query
         if request.content_type == "application/json":
-            return json.loads(body or b"{}")
-        return {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            return query | json.loads(body or b"{}")
+        return query | {k: v[0] for k, v in parse_qs(body.decode()).items()}
 
     async def _auth_test(self, request: web.Request) -> web.Response:
         self.auth_calls += 1
@@ -185,6 +187,9 @@ class FakeSlackAPI:
                                      headers={"Retry-After": str(fault[1])})
         if fault and fault[0] == "error":
             return web.json_response({"ok": False, "error": fault[1]})
+        if fault and fault[0] == "deleted":  # someone deleted the message meanwhile
+            with self._lock:
+                self.messages.pop(str(params.get("ts")), None)
         with self._lock:
             answer = getattr(self, "_" + method.replace(".", "_"))(params)
         if fault and fault[0] == "lost":
@@ -259,6 +264,17 @@ class FakeSlackAPI:
         message["text"] = p.get("text") or ""
         return {"ok": True, "channel": p["channel"], "ts": p["ts"], "text": message["text"]}
 
+    async def _replies(self, request: web.Request) -> web.Response:
+        """conversations.replies: the bot's messages in a thread (newer than `oldest`)."""
+        params = await self._params(request)
+        thread, oldest = params.get("ts"), float(params.get("oldest") or 0)
+        with self._lock:
+            found = [{"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id,
+                      "ts": ts, "thread_ts": m["thread_ts"], "text": m["text"]}
+                     for ts, m in sorted(self.messages.items())
+                     if m["thread_ts"] == thread and float(ts) >= oldest]
+        return web.json_response({"ok": True, "messages": found, "has_more": False})
+
     async def _unknown(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": "unknown_method"})
 
@@ -272,6 +288,7 @@ class FakeSlackAPI:
                        "chat.update"):
             app.router.add_post(f"/api/{method}", self._live)
         app.router.add_get("/link", self._link)
+        app.router.add_route("*", "/api/conversations.replies", self._replies)
         app.router.add_route("*", "/api/{method}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -117,7 +117,7 @@ class SlackAdapter:
 
     async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
         if isinstance(out.extra.get(LIVE_KEY), dict):  # finish the message shown live
-            return await slack_live.finish(self.client.client, out, self.client.deliver,
+            return await slack_live.finish(self.client.live_client, out, self.client.deliver,
                                            delivery_error)
         return DeliveryReceipt(await self.client.deliver(out))
 
@@ -129,12 +129,12 @@ class SlackAdapter:
     def working(self, message: InboundMessage) -> slack_live.SlackWorking | None:
         if not self.settings.typing or not message.message_id:
             return None
-        return slack_live.SlackWorking(self.client.client, message, self.settings.status_text,
+        return slack_live.SlackWorking(self.client.live_client, message, self.settings.status_text,
                                        self.settings.ack_reaction, delivery_error)
 
     def live(self, message: InboundMessage, out: OutboundMessage,
              resume: dict[str, Any] | None) -> slack_live.SlackLiveReply | None:
         if not self.settings.streaming and resume is None:
             return None
-        return slack_live.SlackLiveReply(self.client.client, message, out, delivery_error,
-                                         resume)
+        return slack_live.SlackLiveReply(self.client.live_client, message, out, delivery_error,
+                                         resume, (self.client.bot_user_id, self.client.bot_id))

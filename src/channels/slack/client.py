@@ -64,6 +64,7 @@ class SlackAccount:
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self._socket: Any = None
+        self._live: AsyncWebClient | None = None
 
     async def start(self) -> None:
         """Learn the bot's own ids (auth.test), so its own messages are never answered."""
@@ -80,6 +81,17 @@ class SlackAccount:
             return
         self.bot_user_id = identity.get("user_id")
         self.bot_id = identity.get("bot_id")
+
+    @property
+    def live_client(self) -> AsyncWebClient:
+        """The Web API client of live replies: the same connections, but no automatic retry
+        of a call whose answer was lost (a stream started or appended to twice); the caller
+        finds out what happened instead (`channels.slack.live`)."""
+        if self._live is None:
+            self._live = AsyncWebClient(token=self.client.token, base_url=self.client.base_url,
+                                        timeout=self.client.timeout, session=self.client.session,
+                                        retry_handlers=[])
+        return self._live
 
     async def close(self) -> None:
         if self._socket is not None:

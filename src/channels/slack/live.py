@@ -9,7 +9,8 @@ required outside DMs; `markdown_text` holds at most 12,000 characters).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import aiohttp
@@ -100,8 +101,9 @@ class SlackLiveReply:
 
     def __init__(self, client: AsyncWebClient, message: InboundMessage, out: OutboundMessage,
                  errors: Callable[[SlackApiError], DeliveryError],
-                 resume: dict[str, Any] | None) -> None:
+                 resume: dict[str, Any] | None, own: Collection[str | None] = ()) -> None:
         self.client = client
+        self.own = {i for i in own if i}  # the bot's user and bot ids
         self.channel = out.conversation
         self.thread = out.thread or message.message_id
         self.recipient = {"recipient_user_id": message.sender,
@@ -117,10 +119,16 @@ class SlackLiveReply:
             self.known = False
 
     async def start(self, text: str) -> None:
+        begun = time.time()
         try:
             answer = await call(self.client.chat_startStream, channel=self.channel,
                                 thread_ts=self.thread, markdown_text=text,
                                 **{k: v for k, v in self.recipient.items() if v})
+        except DeliveryError:  # no answer: the stream may have started all the same
+            found = await self._own_message_since(begun)
+            if found is None:
+                raise
+            answer = {"ts": found}
         except SlackApiError as error:
             if code_of(error) not in REFUSED:
                 raise self.errors(error) from None
@@ -133,6 +141,19 @@ class SlackLiveReply:
                 raise self.errors(again) from None
         self.message_id = str(answer.get("ts") or "")
         self.sent = text
+
+    async def _own_message_since(self, begun: float) -> str | None:
+        """The bot's newest message in the thread since `begun` (a stream whose start went
+        unanswered), so it is finished instead of left open; None when there is none."""
+        try:
+            answer = await call(self.client.conversations_replies, channel=self.channel,
+                                ts=self.thread, oldest=f"{begun - 1:.6f}", inclusive=True)
+        except (SlackApiError, DeliveryError):
+            return None
+        mine = [m for m in answer.get("messages") or [] if isinstance(m, dict)
+                and m.get("ts") != self.thread
+                and ({m.get("user"), m.get("bot_id")} & self.own)]
+        return str(max(mine, key=lambda m: float(m["ts"]))["ts"]) if mine else None
 
     async def update(self, text: str) -> None:
         try:
@@ -149,6 +170,9 @@ class SlackLiveReply:
                            ts=self.message_id, text=text)
         except SlackApiError as error:
             raise self.errors(error) from None
+        except DeliveryError:  # unanswered: the append may have taken effect or not
+            self.known = False
+            raise
         self.sent, self.known = text, True
 
     def state(self) -> dict[str, Any]:

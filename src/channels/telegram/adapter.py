@@ -138,7 +138,8 @@ class TelegramAdapter:
     def working(self, message: InboundMessage) -> telegram_live.TelegramWorking | None:
         if not self.settings.typing or self._client is None:
             return None
-        return telegram_live.TelegramWorking(self.client, message)
+        return telegram_live.TelegramWorking(self.client, message,
+                                             self.settings.typing_interval.total_seconds())
 
     def live(self, message: InboundMessage, out: OutboundMessage,
              resume: dict[str, Any] | None) -> telegram_live.TelegramLiveReply | None:

@@ -46,9 +46,9 @@ def _refused(exc: TelegramError, words: tuple[str, ...]) -> bool:
 class TelegramWorking:
     """The typing action in the chat (and topic), every 4 s while the agent works."""
 
-    refresh: float | None = 4.0
-
-    def __init__(self, client: TelegramAccount, message: InboundMessage) -> None:
+    def __init__(self, client: TelegramAccount, message: InboundMessage,
+                 refresh: float = 4.0) -> None:
+        self.refresh: float | None = refresh
         self.client = client
         self.chat = message.conversation
         self.thread = _thread(message.thread)

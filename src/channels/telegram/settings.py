@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from channels.adapter import AccountSettings
 from channels.live import LiveSettings
+from channels.units import Timeout
 
 
 class TelegramSettings(AccountSettings, LiveSettings):
@@ -21,6 +23,7 @@ class TelegramSettings(AccountSettings, LiveSettings):
     base_url: str = "https://api.telegram.org/bot"
     mode: Literal["webhook", "polling"] = "webhook"
     poll_timeout: int = Field(default=25, ge=0, le=50)
+    typing_interval: Timeout = timedelta(seconds=4)  # the typing action lasts 5 s
 
     secret_keys: ClassVar[frozenset[str]] = frozenset({"token", "webhook_secret"})
 

@@ -157,6 +157,16 @@ class TurnStore:
 
         await self.db.run_tx(work)
 
+    async def note(self, turn_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Append timeline events to a turn, in order, in one transaction."""
+        now = self.clock.now()
+
+        def work(db: Session) -> None:
+            for name, detail in events:
+                db.add(TurnEvent(turn_id=turn_id, at=now, name=name, detail=detail))
+
+        await self.db.run_tx(work)
+
     async def get(self, turn_id: str) -> TurnRecord | None:
         async with self.db.tx() as db:
             row = await db.get(Turn, turn_id)
