@@ -4,12 +4,14 @@ under faults at the start, an append and the stop."""
 
 from __future__ import annotations
 
+import json
 import random
+import time
 from typing import Any
 
 import pytest
 
-from conftest import SIGNING_SECRET, slack_message
+from conftest import OPERATORS_YAML, SIGNING_SECRET, ServeProcess, slack_message, slack_signature
 from fakes.agents import FakeOpenAI
 
 TOKENS = [f"word{i} " for i in range(24)]
@@ -173,3 +175,45 @@ def test_an_agent_failing_mid_stream_stops_the_stream_and_the_status(serve, fake
     assert "closed" in failed["fallback"]
     # the status is cleared (no reply came to clear it)
     assert fake_slack.method_calls("assistant.threads.setStatus")[-1]["status"] == ""
+
+
+def test_a_process_killed_mid_stream_is_finished_once_by_the_next(tmp_path, sqlite_url,
+                                                                  fake_slack, model):
+    """SIGKILL while the answer streams: the restarted process answers the turn again and
+    finishes the message the dead one started (its stream stopped), instead of a second one;
+    the timeline says so."""
+    model.delay = 0.1
+    path = tmp_path / "bindings.yaml"
+    path.write_text(config(fake_slack.api_url, model.url).replace(
+        "delivery: {backoff: 100ms, max_backoff: 300ms}",
+        "delivery: {lease: 2s, worker_timeout: 1s, backoff: 100ms}") + OPERATORS_YAML)
+    first = ServeProcess(path, sqlite_url, tmp_path)
+    event = slack_message("<@UBOT> explain", etype="app_mention", channel="C0KILL")
+    body = json.dumps({"type": "event_callback", "team_id": "T1", "event_id": "EvKILL1",
+                       "event": event}).encode()
+    turn_id = first.http.post("/slack/slack-acme/events", content=body, headers={
+        **slack_signature(body), "Content-Type": "application/json"}).json()["turn_id"]
+    deadline = time.time() + 10
+    while len(fake_slack.method_calls("chat.appendStream")) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    first.kill()
+    first.stop()
+    [open_stream] = fake_slack.visible("C0KILL")
+    assert open_stream["streaming"] and open_stream["text"] != REPLY
+    second = ServeProcess(path, sqlite_url, tmp_path)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            turn = second.api("GET", f"/api/turns/{turn_id}").json()
+            if turn["status"] != "pending":
+                break
+            time.sleep(0.2)
+    finally:
+        second.stop()
+    assert turn["status"] == "delivered", turn["events"]
+    [shown] = fake_slack.visible("C0KILL")
+    assert shown["ts"] == open_stream["ts"] and shown["text"] == REPLY
+    assert not shown["streaming"] and fake_slack.posts == []
+    story = [e["name"] for e in turn["events"]]
+    assert story.index("recovered") < story.index("stream.resumed") < story.index("delivered")
+    assert story.count("stream.started") == 1
