@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 from aiohttp import web
@@ -128,6 +129,7 @@ class FakeOpenAI(_ThreadedServer):
         self.delay = delay
         self.tokens: list[str] | None = None
         self.break_after: int | None = None
+        self.finished: dict[str, float] = {}  # the user's text -> when its last token went
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._complete)
@@ -149,6 +151,7 @@ class FakeOpenAI(_ThreadedServer):
             chunk = {"choices": [{"index": 0, "delta": {"content": token}}]}
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
             await asyncio.sleep(self.delay)
+        self.finished[str(body["messages"][-1].get("content"))] = time.time()  # last token
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
