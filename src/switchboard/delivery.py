@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from channels.errors import DeliveryError
-from channels.live import LIVE_KEY
+from channels.live import LIVE_KEY, Pace
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from sessions.events import EventHub
 from switchboard.config import DeliveryConfig
@@ -73,7 +73,7 @@ class Delivery:
         outbound = OutboundMessage(provider=row.provider, account=row.account,
                                    conversation=row.conversation, text=row.text,
                                    thread=row.thread, reply_to=row.reply_to, extra=row.extra)
-        await self._pace(row, adapter)
+        pace = await self._pace(row, adapter)
         try:
             receipt = await adapter.deliver(outbound)
         except DeliveryError as error:
@@ -85,6 +85,8 @@ class Delivery:
             log.exception("delivery of outbox %s raised", row.id)
             await self._failed(row, f"{type(error).__name__}: {error}", False, None)
             return
+        if pace is not None:
+            self.pacer.sent(row.account, row.conversation, pace[1], pace[0])
         if not isinstance(receipt, DeliveryReceipt):
             receipt = DeliveryReceipt(str(receipt))
         provider_id = receipt.provider_message_id
@@ -98,21 +100,22 @@ class Delivery:
                                                "session_id": row.session_id,
                                                "provider_message_id": provider_id})
 
-    async def _pace(self, row: OutboxEntry, adapter: Adapter) -> None:
+    async def _pace(self, row: OutboxEntry, adapter: Adapter) -> tuple[Pace, bool] | None:
         """Wait for the account's and the conversation's limits; a long wait is on the
-        turn's timeline ("waiting 3.2 s for …'s per-chat limit")."""
+        turn's timeline ("waiting 3.2 s for …'s per-chat limit"). The limits used, if any."""
         pace = getattr(adapter, "pace", None)
         if pace is None:
-            return
+            return None
         group = adapter.is_group(row.conversation)  # type: ignore[attr-defined]
         waited = await self.pacer.wait(row.account, row.conversation, group, pace)
         if waited.seconds <= 0:
-            return
+            return pace, group
         self.metrics.paced.labels(row.provider).observe(waited.seconds)
         if waited.seconds >= 0.05:
             await self.store.turns.update(row.turn_id, "paced",
                                           {"waited_s": round(waited.seconds, 2),
                                            "why": words(waited)})
+        return pace, group
 
     def _live_notes(self, row: OutboxEntry, receipt: DeliveryReceipt
                     ) -> list[tuple[str, dict[str, Any]]]:

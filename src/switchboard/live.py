@@ -151,8 +151,10 @@ class LiveTurn:
                 self._wake.set()  # no token now: try again shortly, with what is new by then
                 await asyncio.sleep(min(self.interval, 0.25))
                 continue
-            last = time.monotonic()
             await self._send(text)
+            last = time.monotonic()  # the interval counts from the end of the call
+            self.pacer.sent(self.message.account, self.message.conversation, self._group,
+                            self.adapter.pace)
 
     async def _send(self, text: str) -> None:
         assert self.reply is not None

@@ -122,6 +122,16 @@ class Pacer:
             bucket.take()
         return True
 
+    def sent(self, account: str, conversation: str, group: bool, pace: Pace) -> None:
+        """A call to the conversation finished: its next token is counted from now, not from
+        when this one was taken, so calls that waited in a busy process or a connection pool
+        still reach the provider spaced out."""
+        now = self.clock()
+        for bucket, _ in self._limits(account, conversation, group, pace, now):
+            if bucket is not self._buckets.get(("a", account)):
+                bucket.refill(now)
+                bucket.tokens = min(bucket.tokens, bucket.rate.burst - 1)
+
     def hold(self, account: str, conversation: str, seconds: float) -> None:
         """The provider said `retry_after`: nothing more to this conversation until then."""
         until = self.clock() + max(0.0, seconds)
