@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from channels.errors import DeliveryError
 from channels.live import LIVE_KEY, Pace
@@ -74,6 +74,8 @@ class Delivery:
                                    conversation=row.conversation, text=row.text,
                                    thread=row.thread, reply_to=row.reply_to, extra=row.extra)
         pace = await self._pace(row, adapter)
+        if pace is False:
+            return
         try:
             receipt = await adapter.deliver(outbound)
         except DeliveryError as error:
@@ -100,14 +102,23 @@ class Delivery:
                                                "session_id": row.session_id,
                                                "provider_message_id": provider_id})
 
-    async def _pace(self, row: OutboxEntry, adapter: Adapter) -> tuple[Pace, bool] | None:
+    async def _pace(self, row: OutboxEntry, adapter: Adapter
+                    ) -> tuple[Pace, bool] | Literal[False] | None:
         """Wait for the account's and the conversation's limits; a long wait is on the
-        turn's timeline ("waiting 3.2 s for …'s per-chat limit"). The limits used, if any."""
+        turn's timeline ("waiting 3.2 s for …'s per-chat limit"). The limits used, if any;
+        False when the wait is longer than the lease: the row is postponed, not attempted."""
         pace = getattr(adapter, "pace", None)
         if pace is None:
             return None
         group = adapter.is_group(row.conversation)  # type: ignore[attr-defined]
-        waited = await self.pacer.wait(row.account, row.conversation, group, pace)
+        waited = await self.pacer.wait(row.account, row.conversation, group, pace,
+                                       longest=self.lease.total_seconds() / 2)
+        if waited.postponed:  # another process must not take the row meanwhile
+            await self.store.outbox.postpone(row, self.store.clock.now() + timedelta(
+                seconds=waited.seconds), {"waited_s": round(waited.seconds, 2),
+                                          "why": words(waited)})
+            self.tasks.spawn(self._retry_later(row.id, waited.seconds))
+            return False
         if waited.seconds <= 0:
             return pace, group
         self.metrics.paced.labels(row.provider).observe(waited.seconds)

@@ -49,6 +49,7 @@ class Waited:
 
     seconds: float
     why: str = ""
+    postponed: bool = False
 
 
 class Pacer:
@@ -94,9 +95,11 @@ class Pacer:
             return 0.0
         return max(0.0, until - now)
 
-    async def wait(self, account: str, conversation: str, group: bool, pace: Pace) -> Waited:
+    async def wait(self, account: str, conversation: str, group: bool, pace: Pace,
+                   longest: float = float("inf")) -> Waited:
         """Wait until a message may go (its tokens are taken at once, so waiters keep their
-        order); how long, and which limit held it longest."""
+        order); how long, and which limit held it longest. A wait longer than `longest` is
+        not waited here: `Waited.postponed` says to try again that much later."""
         now = self.clock()
         limits = self._limits(account, conversation, group, pace, now)
         delay, why = self._held(account, conversation, now), f"{pace.label} retry_after"
@@ -104,6 +107,9 @@ class Pacer:
             wait = bucket.delay(now)
             if wait > delay:
                 delay, why = wait, label
+        if delay > longest:
+            return Waited(delay, why, postponed=True)
+        for bucket, _ in limits:
             bucket.take()
         if delay <= 0:
             return Waited(0.0)

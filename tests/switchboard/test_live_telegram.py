@@ -180,6 +180,23 @@ def test_a_paced_message_waits_and_the_timeline_says_why(serve, fake_telegram):
     assert "switchboard_paced_wait_seconds_count" in server.http.get("/metrics").text
 
 
+def test_a_wait_longer_than_the_lease_postpones_the_reply_without_using_an_attempt(
+        serve, fake_telegram):
+    server = serve(config(fake_telegram.base_url, "{handler: echo}",
+                          "\n    pacing: {conversation: 1/1500ms}").replace(
+        "    pacing: {conversation: 50/s, group: none}\n", "").replace(
+        "delivery: {", "delivery: {lease: 1s, "))
+    first = post(server, update(message("one", chat_id=44))).json()["turn_id"]
+    second = post(server, update(message("two", chat_id=44))).json()["turn_id"]
+    turns = [server.wait_turn(t) for t in (first, second)]
+    assert [t["status"] for t in turns] == ["delivered", "delivered"]
+    assert [t["delivery_attempts"] for t in turns] == [1, 1]
+    [paced] = [e for t in turns for e in t["events"] if e["name"] == "paced"]
+    assert paced["detail"]["until"] and paced["detail"]["why"].startswith("waiting 1.")
+    sent = [at for at, method, chat in fake_telegram.log if method == "sendmessage"]
+    assert sent[1] - sent[0] >= 1.4
+
+
 def test_typing_stops_when_the_agent_fails(serve, fake_telegram, model):
     model.delay, model.break_after = 0.3, 2  # the model server dies after two tokens
     server = serve(config(fake_telegram.base_url, openai(model.url)))

@@ -198,6 +198,19 @@ class OutboxStore:
 
         return await self.db.run_tx(work)
 
+    async def postpone(self, row: OutboxEntry, until: datetime, detail: dict[str, Any]) -> None:
+        """Pacing holds the reply longer than a lease: due again at `until`, the attempt given
+        back (a paced message waits; it does not use up its attempts), a `paced` event."""
+        now = self.clock.now()
+
+        def work(db: Any) -> Any:
+            db.exec(update(Outbox).where(col(Outbox.id) == row.id).values(
+                claimed_until=None, next_attempt_at=until, attempts=Outbox.attempts - 1))
+            db.add(TurnEvent(turn_id=row.turn_id, at=now, name="paced",
+                             detail={**detail, "until": until.isoformat()}))
+
+        return await self.db.run_tx(work)
+
     async def depth(self) -> int:
         """Replies waiting for delivery (pending or retrying)."""
         async with self.db.tx() as db:
