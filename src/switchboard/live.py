@@ -61,6 +61,7 @@ class LiveTurn:
         self.updates = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._settled = asyncio.Event()
         self._stop = asyncio.Event()
         self._updater: asyncio.Task[None] | None = None
         self._indicator: asyncio.Task[None] | None = None
@@ -140,7 +141,7 @@ class LiveTurn:
                 return
             wait = last + self.interval - time.monotonic()
             if wait > 0 and self.started:
-                await asyncio.sleep(wait)  # coalesce what comes meanwhile
+                await self._pause(wait)  # coalesce what comes meanwhile
                 if self._closing:
                     return
             text = split_text(self.text, self.limit)[0]
@@ -149,12 +150,17 @@ class LiveTurn:
             if not self.pacer.try_take(self.message.account, self.message.conversation,
                                        self._group, self.adapter.pace):
                 self._wake.set()  # no token now: try again shortly, with what is new by then
-                await asyncio.sleep(min(self.interval, 0.25))
+                await self._pause(min(self.interval, 0.25))
                 continue
             await self._send(text)
             last = time.monotonic()  # the interval counts from the end of the call
             self.pacer.sent(self.message.account, self.message.conversation, self._group,
                             self.adapter.pace)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless the reply is settled meanwhile (the final message must not wait)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), seconds)
 
     async def _send(self, text: str) -> None:
         assert self.reply is not None
@@ -192,6 +198,7 @@ class LiveTurn:
         """The agent is done: no more updates; the live message's state for the outbox row
         (None: nothing was shown, the reply goes as a fresh message)."""
         self._closing = True
+        self._settled.set()
         self._wake.set()
         if self._updater is not None:
             await _finish(self._updater)
