@@ -160,6 +160,16 @@ def test_any_faults_end_with_one_complete_message_and_no_open_stream(serve, fake
         assert ended or "stream.started" not in names(turn), faults
         with fake_slack._lock:
             fake_slack._faults.clear()
+    # a reply longer than a stream holds (12,000 characters) continues in a new message
+    fake_slack.refuse_streams = None
+    model.tokens = [f"part {i} " + "y" * 500 + "\n\n" for i in range(30)]
+    turn = mention(server, channel="C0LONG")
+    assert turn["status"] == "delivered", turn["events"]
+    shown = fake_slack.visible("C0LONG")
+    assert len(shown) == 2 and len(shown[0]["text"]) <= 12_000
+    assert not any(m["streaming"] for m in shown)
+    assert shown[0]["text"].endswith("y") and shown[1]["text"].startswith("part")
+    assert "\n\n".join(m["text"] for m in shown).rstrip() == turn["reply_text"].rstrip()
 
 
 def test_an_agent_failing_mid_stream_stops_the_stream_and_the_status(serve, fake_slack,
