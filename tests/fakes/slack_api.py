@@ -134,6 +134,10 @@ class FakeSlackAPI:
             self.calls.append((time.time(), "chat.postMessage", params))
             self.messages[ts] = {"channel": params.get("channel"), "text": params.get("text"),
                                  "thread_ts": params.get("thread_ts"), "streaming": False}
+            queued = self._faults.get("chat.postMessage") or []
+            lost = bool(queued) and queued.pop(0)[0] == "lost"
+        if lost and request.transport is not None:
+            request.transport.close()  # posted; the caller never hears so
         return web.json_response({"ok": True, "channel": params.get("channel"), "ts": ts,
                                   "message": {"type": "message", "text": params.get("text"),
                                               "user": self.bot_user_id, "bot_id": self.bot_id,

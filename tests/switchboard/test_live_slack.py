@@ -135,7 +135,8 @@ def complete_messages(fake, channel: str) -> list[dict[str, Any]]:
 
 
 FAULT_SETS = [[fault] for fault in FAULTS[:3]] + [
-    random.Random(seed).sample(FAULTS, 3) for seed in range(4)]
+    random.Random(seed).sample(FAULTS, 3) for seed in range(4)] + [
+    [("chat.postMessage+refused", "lost", None)]]  # streams refused, the post unanswered
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the provider's side
@@ -146,10 +147,11 @@ def test_any_faults_end_with_one_complete_message_and_no_open_stream(serve, fake
     server = serve(config(fake_slack.api_url, model.url))
     for index, faults in enumerate(FAULT_SETS):
         channel = f"C0FAULT{index}"
-        fake_slack.refuse_streams = "not_allowed" if ("chat.update", "deleted", None) in faults \
-            else None
+        refused = any(method in ("chat.update", "chat.postMessage+refused")
+                      for method, _, _ in faults)
+        fake_slack.refuse_streams = "not_allowed" if refused else None
         for method, kind, value in faults:
-            fake_slack.fault(method, kind, value)
+            fake_slack.fault(method.removesuffix("+refused"), kind, value)
         turn = mention(server, channel=channel)
         assert turn["status"] == "delivered", (faults, turn["events"])
         assert len(complete_messages(fake_slack, channel)) == 1, (faults, fake_slack.visible())

@@ -121,26 +121,31 @@ class SlackLiveReply:
     async def start(self, text: str) -> None:
         begun = time.time()
         try:
-            answer = await call(self.client.chat_startStream, channel=self.channel,
-                                thread_ts=self.thread, markdown_text=text,
-                                **{k: v for k, v in self.recipient.items() if v})
-        except DeliveryError:  # no answer: the stream may have started all the same
+            answer = await self._open(text)
+        except DeliveryError:  # no answer: the stream (or message) may exist all the same
             found = await self._own_message_since(begun)
             if found is None:
                 raise
             answer = {"ts": found}
+        self.message_id = str(answer.get("ts") or "")
+        self.sent = text
+
+    async def _open(self, text: str) -> Any:
+        """chat.startStream; where Slack refuses streams, chat.postMessage (mode `edit`)."""
+        try:
+            return await call(self.client.chat_startStream, channel=self.channel,
+                              thread_ts=self.thread, markdown_text=text,
+                              **{k: v for k, v in self.recipient.items() if v})
         except SlackApiError as error:
             if code_of(error) not in REFUSED:
                 raise self.errors(error) from None
             self.refused = code_of(error)
-            self.mode = "edit"
-            try:
-                answer = await call(self.client.chat_postMessage, channel=self.channel,
-                                    text=text, thread_ts=self.thread)
-            except SlackApiError as again:
-                raise self.errors(again) from None
-        self.message_id = str(answer.get("ts") or "")
-        self.sent = text
+        self.mode = "edit"
+        try:
+            return await call(self.client.chat_postMessage, channel=self.channel, text=text,
+                              thread_ts=self.thread)
+        except SlackApiError as error:
+            raise self.errors(error) from None
 
     async def _own_message_since(self, begun: float) -> str | None:
         """The bot's newest message in the thread since `begun` (a stream whose start went
