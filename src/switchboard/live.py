@@ -220,6 +220,16 @@ class LiveTurn:
                                                              "closed as it is"}))
 
 
+    def cancel(self) -> None:
+        """Stop everything at once (an error that is not the agent's, a shutdown)."""
+        self._closing = True
+        self._stop.set()
+        self._settled.set()
+        for task in (self._indicator, self._updater):
+            if task is not None:
+                task.cancel()
+
+
 async def _finish(task: asyncio.Task[None]) -> None:
     """Let a task end by itself (a call in flight completes); cut it after STOP_WAIT."""
     try:

@@ -235,6 +235,20 @@ class Pipeline:
             self.delivery.pacer, resume)
         if live is not None:
             live.begin()
+        try:
+            return await self._run_agent(turn_ids, message, route, session, handler, model,
+                                         transcript, already_in_transcript, live)
+        except BaseException:  # a bug, a shutdown: no indicator or stream is left running
+            if live is not None:
+                live.cancel()
+            raise
+
+    async def _run_agent(self, turn_ids: list[str], message: InboundMessage, route: Route,
+                         session: SessionRecord, handler: Handler, model: str | None,
+                         transcript: list[dict[str, Any]], already_in_transcript: bool,
+                         live: LiveTurn | None) -> Answered:
+        """The agent's run and its recorded reply (or its failure), for `answer`."""
+        turn_id, session_id = turn_ids[-1], session.id
         request = AgentRequest(
             turn=turn_view(turn_id, message), session=session_json(session),
             transcript=transcript, model=model,
@@ -270,11 +284,15 @@ class Pipeline:
     async def deliver_reply(self, answered: Answered) -> None:
         """The first delivery attempt of a recorded reply: the working indicator stops before
         it (never shown after the reply), and is cleared after it."""
-        if answered.live is not None:
+        if answered.live is None:
+            if answered.outbox is not None:
+                await self.delivery.deliver_claimed(answered.outbox)
+            return
+        try:
             await answered.live.stop_working()
-        if answered.outbox is not None:
-            await self.delivery.deliver_claimed(answered.outbox)
-        if answered.live is not None:
+            if answered.outbox is not None:
+                await self.delivery.deliver_claimed(answered.outbox)
+        finally:
             await answered.live.clear(replied=answered.outbox is not None)
 
     def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
