@@ -238,6 +238,12 @@ def switchboard_server(workdir: Path, api_url: str, session_scope: str,
                        src: str | None = None) -> Server:
     port, smtp_port = free_port(), free_port()
     config = workdir / "bindings.yaml"
+    # The bare bolt app does not pace its replies, so neither does this row: both do the same
+    # work (with Slack's 1 message/s per channel, 16 channels would cap replies at 16/s).
+    # Checkouts from before pacing (--switchboard-src) have no such key.
+    tree = Path(src) if src else REPO / "src"
+    unpaced = "\n    pacing: {conversation: none}" if (tree / "channels/live.py").exists() \
+        else ""
     config.write_text(f"""\
 agents:
   triager:
@@ -248,7 +254,7 @@ accounts:
     bot_token: {BOT_TOKEN}
     signing_secret: {SECRET}
     api_url: {api_url}
-    mode: http
+    mode: http{unpaced}
 bindings:
   - name: triage-slack
     agent: triager

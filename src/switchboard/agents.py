@@ -39,6 +39,7 @@ async def echo(request: AgentRequest) -> AgentResult:
 
 
 echo.wants_transcript = False  # type: ignore[attr-defined]
+echo.instant = True  # type: ignore[attr-defined]  # answers at once: no working indicator
 
 
 def _history(transcript: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -47,27 +48,31 @@ def _history(transcript: list[dict[str, Any]]) -> list[dict[str, str]]:
             if m["role"] in roles]
 
 
+STREAMED = ("text/event-stream", "application/x-ndjson", "application/jsonl")
+
+
 def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
-    """POSTs the turn to the agent's `url`; expects {"reply", "activity"?, "context"?}."""
+    """POSTs the turn to the agent's `url`; expects {"reply", "activity"?, "context"?}, or a
+    stream of it: NDJSON lines (or `text/event-stream` `data:` lines) of {"delta": "…"}, then
+    the final object (its `reply` may be left out: the deltas joined are the reply)."""
 
     async def run(request: AgentRequest) -> AgentResult:
         body = {"turn": request.turn, "session": request.session,
                 "transcript": request.transcript, "model": request.model}
         timeout = agent.timeout.total_seconds() if agent.timeout else 30.0
         try:
-            response = await client.post(str(agent.url), json=body, timeout=timeout)
+            async with client.stream("POST", str(agent.url), json=body,
+                                     timeout=timeout) as response:
+                kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if response.status_code // 100 == 2 and kind in STREAMED:
+                    data = await _streamed_answer(response, request, agent.url)
+                else:
+                    await response.aread()
+                    data = _whole_answer(response, agent.url)
         except httpx.TimeoutException:
             raise AgentError(f"agent at {agent.url} did not answer within {timeout:g}s") from None
         except httpx.HTTPError as error:
             raise AgentError(f"agent at {agent.url} is unreachable: {error!r}") from None
-        if response.status_code // 100 != 2:
-            raise AgentError(f"agent at {agent.url} answered HTTP {response.status_code}: "
-                             f"{response.text[:200]}")
-        try:
-            data = response.json()
-        except ValueError:
-            raise AgentError(f"agent at {agent.url} answered something that is not JSON: "
-                             f"{response.text[:200]!r}") from None
         try:  # valid JSON may still hold text no database stores (a lone surrogate, NUL)
             data = storable(data, f"answer of the agent at {agent.url}")
         except RejectedRequest as error:
@@ -89,6 +94,49 @@ def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
         )
 
     return run
+
+
+def _whole_answer(response: httpx.Response, url: str | None) -> Any:
+    if response.status_code // 100 != 2:
+        raise AgentError(f"agent at {url} answered HTTP {response.status_code}: "
+                         f"{response.text[:200]}")
+    try:
+        return response.json()
+    except ValueError:
+        raise AgentError(f"agent at {url} answered something that is not JSON: "
+                         f"{response.text[:200]!r}") from None
+
+
+async def _streamed_answer(response: httpx.Response, request: AgentRequest,
+                           url: str | None) -> Any:
+    """NDJSON or SSE lines: each {"delta": text} is passed on as it comes; the last object
+    without `delta` is the answer."""
+    parts: list[str] = []
+    final: Any = None
+    async for line in response.aiter_lines():
+        line = line.strip()
+        if line.startswith("data:"):
+            line = line[5:].strip()
+        elif line.startswith(("event:", "id:", "retry:", ":")):
+            continue
+        if not line or line == "[DONE]":
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise AgentError(f"agent at {url} streamed a line that is not JSON: "
+                             f"{line[:200]!r}") from None
+        if isinstance(item, dict) and isinstance(item.get("delta"), str):
+            parts.append(item["delta"])
+            if request.on_delta:
+                await request.on_delta(item["delta"])
+        else:
+            final = item
+    if final is None:
+        final = {"reply": "".join(parts)}
+    if isinstance(final, dict) and "reply" not in final:
+        final = {**final, "reply": "".join(parts)}
+    return final
 
 
 def openai_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:

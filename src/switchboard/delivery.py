@@ -13,13 +13,15 @@ import logging
 import random
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from channels.errors import DeliveryError
+from channels.live import LIVE_KEY, Pace
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from sessions.events import EventHub
 from switchboard.config import DeliveryConfig
 from switchboard.metrics import Metrics
+from switchboard.pacing import Pacer, words
 from switchboard.store import OutboxEntry, Store
 from switchboard.work import Tasks
 
@@ -52,6 +54,7 @@ class Delivery:
         self.metrics = metrics
         self.tasks = tasks
         self.lease = settings.lease or LEASE
+        self.pacer = Pacer()  # shared with the live messages of this process
 
     async def deliver(self, outbox_id: int) -> None:
         """Lease an outbox row (a retry, or one a dead process left) and attempt delivery."""
@@ -71,19 +74,27 @@ class Delivery:
         outbound = OutboundMessage(provider=row.provider, account=row.account,
                                    conversation=row.conversation, text=row.text,
                                    thread=row.thread, reply_to=row.reply_to, extra=row.extra)
+        pace = await self._pace(row, adapter)
+        if pace is False:
+            return
         try:
             receipt = await adapter.deliver(outbound)
         except DeliveryError as error:
+            if error.retry_after is not None:
+                self.pacer.hold(row.account, row.conversation, error.retry_after)
             await self._failed(row, str(error), error.permanent, error.retry_after)
             return
         except Exception as error:  # an adapter bug must not lose the reply: retry it
             log.exception("delivery of outbox %s raised", row.id)
             await self._failed(row, f"{type(error).__name__}: {error}", False, None)
             return
+        if pace is not None:
+            self.pacer.sent(row.account, row.conversation, pace[1], pace[0])
         if not isinstance(receipt, DeliveryReceipt):
             receipt = DeliveryReceipt(str(receipt))
         provider_id = receipt.provider_message_id
-        await self.store.outbox.delivered(row, provider_id, receipt.detail)
+        await self.store.outbox.delivered(row, provider_id, receipt.detail,
+                                          self._live_notes(row, receipt))
         if not row.notice:
             self.metrics.turns.labels(row.provider, "delivered").inc(1 + len(row.batch))
         elapsed = (self.store.clock.now() - row.created_at).total_seconds()
@@ -91,6 +102,48 @@ class Delivery:
         self.events.publish("turn.delivered", {"turn_id": row.turn_id,
                                                "session_id": row.session_id,
                                                "provider_message_id": provider_id})
+
+    async def _pace(self, row: OutboxEntry, adapter: Adapter
+                    ) -> tuple[Pace, bool] | Literal[False] | None:
+        """Wait for the account's and the conversation's limits; a long wait is on the
+        turn's timeline ("waiting 3.2 s for …'s per-chat limit"). The limits used, if any;
+        False when the wait is longer than the lease: the row is postponed, not attempted."""
+        pace = getattr(adapter, "pace", None)
+        if pace is None:
+            return None
+        group = adapter.is_group(row.conversation)  # type: ignore[attr-defined]
+        waited = await self.pacer.wait(row.account, row.conversation, group, pace,
+                                       longest=self.lease.total_seconds() / 2)
+        if waited.postponed:  # another process must not take the row meanwhile
+            await self.store.outbox.postpone(row, self.store.clock.now() + timedelta(
+                seconds=waited.seconds), {"waited_s": round(waited.seconds, 2),
+                                          "why": words(waited)})
+            self.tasks.spawn(self._retry_later(row.id, waited.seconds))
+            return False
+        if waited.seconds <= 0:
+            return pace, group
+        self.metrics.paced.labels(row.provider).observe(waited.seconds)
+        if waited.seconds >= 0.05:
+            await self.store.turns.update(row.turn_id, "paced",
+                                          {"waited_s": round(waited.seconds, 2),
+                                           "why": words(waited)})
+        return pace, group
+
+    def _live_notes(self, row: OutboxEntry, receipt: DeliveryReceipt
+                    ) -> list[tuple[str, dict[str, Any]]]:
+        """How the live message of the reply ended, from what the adapter said."""
+        shown = row.extra.get(LIVE_KEY) if isinstance(row.extra, dict) else None
+        how = receipt.detail.get(LIVE_KEY) if isinstance(receipt.detail, dict) else None
+        if not isinstance(shown, dict) or not isinstance(how, dict):
+            return []
+        base = {"mode": shown.get("mode"), "updates": shown.get("updates", 0),
+                "attempt": row.attempts}
+        if how.get("finished"):
+            self.metrics.streams.labels(row.provider, "finished").inc()
+            return [("stream.finished", {**base, "how": how.get("how", "")})]
+        self.metrics.streams.labels(row.provider, "fell_back").inc()
+        return [("stream.failed", {**base, "error": how.get("error", ""),
+                                   "fallback": how.get("how", "one fresh complete message")})]
 
     async def _failed(self, row: OutboxEntry, error: str, permanent: bool,
                       retry_after: float | None) -> None:

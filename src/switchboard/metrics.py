@@ -28,6 +28,19 @@ class Metrics:
         self.rejected = Counter("switchboard_rejected_requests",
                                 "Webhook requests refused before becoming turns",
                                 ["account", "reason"], registry=r)
+        self.edits = Counter("switchboard_live_edits",
+                             "Live message calls sent (stream starts, appends, edits, drafts)",
+                             ["provider", "mode"], registry=r)
+        self.streams = Counter("switchboard_live_streams",
+                               "Live messages by outcome: started, finished, failed (while "
+                               "shown), fell_back (the final message went as a fresh one)",
+                               ["provider", "outcome"], registry=r)
+        self.paced = Histogram("switchboard_paced_wait_seconds",
+                               "How long a message waited for the provider's rate limits",
+                               ["provider"], buckets=_LATENCY, registry=r)
+        self.typing = Counter("switchboard_working_indicator_calls",
+                              "Working indicator calls (typing, status, reaction)",
+                              ["provider", "how"], registry=r)
         self.outbox_depth = Gauge("switchboard_outbox_depth",
                                   "Replies waiting for delivery (pending or retrying)",
                                   registry=r)

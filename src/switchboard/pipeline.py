@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from channels.adapter import Recorded, reply_in_thread
+from channels.live import LIVE_KEY
 from channels.messages import InboundMessage, OutboundMessage
 from channels.payload import storable_message
 from channels.rules import Binding, Match, NoMatch, match
@@ -35,6 +36,7 @@ from switchboard.delivery import Delivery
 from switchboard.errors import AgentError
 from switchboard.file_delivery import FileDelivery
 from switchboard.file_flow import FileFlow
+from switchboard.live import LiveTurn, live_turn
 from switchboard.metrics import Metrics
 from switchboard.store import (
     AgentResult,
@@ -62,6 +64,15 @@ class Route:
     binding: Binding | None
     agent: str
     key: str
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The agent's reply recorded with its outbox row (None: the agent failed), and the live
+    side of the reply (indicator, live message) still to finish when it is delivered."""
+
+    outbox: OutboxEntry | None
+    live: LiveTurn | None = None
 
 
 class Pipeline:
@@ -111,12 +122,15 @@ class Pipeline:
     # --- the journey after the acknowledgement -----------------------------------------------
 
     async def handle(self, turn_id: str, message: InboundMessage | None = None) -> None:
-        """Route, answer and deliver one recorded turn (read back when `message` is None)."""
+        """Route, answer and deliver one recorded turn (read back when `message` is None:
+        after a restart, when a live message the dead process started is gone on with)."""
+        resume = None
         if message is None:
             turn = await self.store.turns.get(turn_id)
             if turn is None:
                 return
             message = message_from_turn(turn)
+            resume = await self.store.turns.live_started(turn_id)
         if message.provider == API:  # typed into a session: no bindings to match
             await self.answer_in_session(turn_id, message, message.conversation)
             return
@@ -154,10 +168,10 @@ class Pipeline:
             turns = await self.gather(place, answering, opened.session.id)
             together = None if len(turns) == 1 else "\n\n".join(
                 agent_text(m) for _, m in turns)
-            outbox = await self.answer([t for t, _ in turns], turns[-1][1], answering,
-                                       opened.session, already_in_transcript=len(turns) > 1,
-                                       text=together)
-            await self.deliver_reply(outbox)
+            answered = await self.answer([t for t, _ in turns], turns[-1][1], answering,
+                                         opened.session, already_in_transcript=len(turns) > 1,
+                                         text=together, resume=resume)
+            await self.deliver_reply(answered)
 
     async def route(self, turn_id: str, message: InboundMessage) -> Match | NoMatch:
         """Match the bindings; an ignored turn is recorded here, a match with its session."""
@@ -264,8 +278,7 @@ class Pipeline:
         route = Route(None, session.agent, session.scope_key)
         async with self.scope_lock(route.agent, route.key):
             await self.store.sessions.touch(session_id, None)
-            outbox = await self.answer([turn_id], message, route, session)
-            await self.deliver_reply(outbox)
+            await self.deliver_reply(await self.answer([turn_id], message, route, session))
 
     async def answer_held(self, held: list[TurnRecord], binding: Binding,
                           session: SessionRecord) -> None:
@@ -273,16 +286,18 @@ class Pipeline:
         paused (their user messages are in the transcript already), and deliver."""
         route = Route(binding, session.agent, session.scope_key)
         async with self.scope_lock(binding.agent, route.key):
-            outbox = await self.answer([t.id for t in held], message_from_turn(held[-1]), route,
-                                       session, already_in_transcript=True)
-        await self.deliver_reply(outbox)
+            answered = await self.answer([t.id for t in held], message_from_turn(held[-1]),
+                                         route, session, already_in_transcript=True)
+        await self.deliver_reply(answered)
 
     async def answer(self, turn_ids: list[str], message: InboundMessage, route: Route,
                      session: SessionRecord, already_in_transcript: bool = False,
-                     text: str | None = None) -> OutboxEntry | None:
-        """Run the agent and record its reply with its outbox row (leased to this process for
-        the first attempt); None when the agent failed. `text`: what the agent is asked, when
-        it is not the message's own (several turns answered together)."""
+                     text: str | None = None, resume: dict[str, Any] | None = None
+                     ) -> Answered:
+        """Run the agent, showing that it works and what it writes where the account can, and
+        record its reply with its outbox row (leased to this process for the first attempt).
+        `text`: what the agent is asked, when it is not the message's own (several turns
+        answered together)."""
         turn_id, session_id = turn_ids[-1], session.id
         agent = self.config.agents[route.agent]
         model = (session.model_override if agent.allow_model_override else None) \
@@ -292,6 +307,25 @@ class Pipeline:
         if getattr(handler, "wants_transcript", True):
             transcript = transcript_json(await self.store.sessions.transcript(session_id,
                                                                               limit=50))
+        live = None if getattr(handler, "instant", False) else live_turn(
+            turn_id, message, self.delivery.adapters, self.store, self.metrics,
+            self.delivery.pacer, resume)
+        if live is not None:
+            live.begin()
+        try:
+            return await self._run_agent(turn_ids, message, route, session, handler, model,
+                                         transcript, already_in_transcript, live, text)
+        except BaseException:  # a bug, a shutdown: no indicator or stream is left running
+            if live is not None:
+                live.cancel()
+            raise
+
+    async def _run_agent(self, turn_ids: list[str], message: InboundMessage, route: Route,
+                         session: SessionRecord, handler: Handler, model: str | None,
+                         transcript: list[dict[str, Any]], already_in_transcript: bool,
+                         live: LiveTurn | None, text: str | None) -> Answered:
+        """The agent's run and its recorded reply (or its failure), for `answer`."""
+        turn_id, session_id = turn_ids[-1], session.id
         turn = turn_view(turn_id, message, text)
         if self.files is not None:  # settled before the agent runs: fetched or given up
             settled = await self.files.settle(turn_ids, message, session_id)
@@ -300,11 +334,15 @@ class Pipeline:
         request = AgentRequest(
             turn=turn, session=session_json(session),
             transcript=transcript, model=model,
-            on_delta=lambda delta: self._delta(session_id, turn_id, delta))
+            on_delta=lambda delta: self._delta(session_id, turn_id, delta, live))
         try:
             async with self.agent_slots:
                 result = await run_timed(handler, request)
         except AgentError as error:
+            if live is not None:  # the indicator goes, a started live message is closed
+                await live.abandon()
+                await live.clear(replied=False)
+                await self.store.turns.note(turn_id, live.notes)
             self.metrics.turns.labels(message.provider, "failed").inc(len(turn_ids))
             for failed in turn_ids:
                 log.warning("turn %s: agent %s failed: %s", failed, route.agent, error,
@@ -314,18 +352,38 @@ class Pipeline:
                                               status="failed", error=str(error))
                 self.events.publish("turn.failed", {"turn_id": failed, "error": str(error),
                                                     "session_id": session_id})
-            return None
+            return Answered(None)
         self.metrics.agent.labels(route.agent).observe(result.duration_ms / 1000)
-        outbound = self.reply_to(message, result.reply)
+        out = self.reply_to(message, result.reply)
         if result.files and self.files is not None:
-            outbound = await self.keep_agent_files(turn_id, session_id, result, outbound)
+            out = await self.keep_agent_files(turn_id, session_id, result, out)
+        shown = await live.settle() if live is not None else None
+        if shown is not None:  # the final delivery finishes the message shown so far
+            out = replace(out, extra={**out.extra, LIVE_KEY: shown})
         outbox = await self.store.outbox.record_reply(
             turn_ids, session_id, None if already_in_transcript else message.text, result,
-            outbound, lease=self.delivery.lease)
+            out, lease=self.delivery.lease, notes=live.notes if live is not None else ())
         self.events.publish("session.message.created", {"session_id": session_id,
                                                         "turn_id": turn_id, "role": "agent",
                                                         "text": result.reply})
-        return outbox
+        return Answered(outbox, live)
+
+    async def deliver_reply(self, answered: Answered) -> None:
+        """The first delivery attempt of a recorded reply: the working indicator stops before
+        it (never shown after the reply), and is cleared after it; then the agent's files,
+        each on its own (a failing file never holds the text back)."""
+        if answered.live is None:
+            if answered.outbox is not None:
+                await self.delivery.deliver_claimed(answered.outbox)
+        else:
+            try:
+                await answered.live.stop_working()
+                if answered.outbox is not None:
+                    await self.delivery.deliver_claimed(answered.outbox)
+            finally:
+                await answered.live.clear(replied=answered.outbox is not None)
+        if answered.outbox is not None and self.file_delivery is not None:
+            await self.file_delivery.deliver_turn(answered.outbox.turn_id)
 
     async def keep_agent_files(self, turn_id: str, session_id: str, result: AgentResult,
                                outbound: OutboundMessage) -> OutboundMessage:
@@ -342,15 +400,6 @@ class Pipeline:
             return outbound
         return replace(outbound, extra={**outbound.extra, "files": attached})
 
-    async def deliver_reply(self, outbox: OutboxEntry | None) -> None:
-        """Deliver the reply, then the agent's files (each on its own: a failing file never
-        holds the text back)."""
-        if outbox is None:
-            return
-        await self.delivery.deliver_claimed(outbox)
-        if self.file_delivery is not None:
-            await self.file_delivery.deliver_turn(outbox.turn_id)
-
     def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
         """Where a reply goes is the account's adapter's to say (a thread, a quote, a mail
         thread); an account that is not running gets the plain reply, whose delivery fails."""
@@ -362,9 +411,12 @@ class Pipeline:
         for moved in transitions:
             self.events.publish("session.state_changed", moved.event())
 
-    async def _delta(self, session_id: str, turn_id: str, delta: str) -> None:
+    async def _delta(self, session_id: str, turn_id: str, delta: str,
+                     live: LiveTurn | None) -> None:
         self.events.publish("generation.delta", {"session_id": session_id, "turn_id": turn_id,
                                                  "delta": delta})
+        if live is not None:
+            await live.delta(delta)
 
 
 def scope(message: InboundMessage, binding: Binding) -> Route:

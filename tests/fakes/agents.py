@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 from aiohttp import web
@@ -67,11 +68,13 @@ class HTTPAgent(_ThreadedServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mode = "ok"  # ok | error | not_json | stall | raw
+        self.mode = "ok"  # ok | error | not_json | stall | raw | ndjson | sse
         self.raw_answer = b""  # mode raw: these bytes as the JSON answer, as they are
         self.delay = 0.0  # seconds each answer takes (a slow agent)
         self.in_flight = 0
         self.most_in_flight = 0  # the most requests it was answering at once
+        self.parts = ["Hello", " from", " a", " streaming", " agent"]  # ndjson | sse deltas
+        self.stream_delay = 0.02  # seconds between streamed deltas
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/turn", self._turn)
@@ -94,6 +97,8 @@ class HTTPAgent(_ThreadedServer):
                 self.in_flight -= 1
         if self.mode == "raw":
             return web.Response(body=self.raw_answer, content_type="application/json")
+        if self.mode in ("ndjson", "sse"):
+            return await self._stream(request)
         turns_seen = int(body["session"]["context"].get("turns", 0)) + 1
         return web.json_response({
             "reply": f"agent says: {body['turn']['text']} (model {body['model']})",
@@ -105,13 +110,35 @@ class HTTPAgent(_ThreadedServer):
             "context": {"turns": turns_seen},
         })
 
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """The deltas as NDJSON lines ({"delta": …}) or SSE `data:` lines, then the final
+        object (its reply is the deltas joined, its context counts turns)."""
+        sse = self.mode == "sse"
+        kind = "text/event-stream" if sse else "application/x-ndjson"
+        response = web.StreamResponse(headers={"Content-Type": kind})
+        await response.prepare(request)
+        for part in self.parts:
+            line = json.dumps({"delta": part})
+            await response.write((f"data: {line}\n\n" if sse else line + "\n").encode())
+            await asyncio.sleep(self.stream_delay)
+        final = json.dumps({"reply": "".join(self.parts), "context": {"streamed": True}})
+        await response.write((f"data: {final}\n\n" if sse else final + "\n").encode())
+        await response.write_eof()
+        return response
+
 
 class FakeOpenAI(_ThreadedServer):
-    """`/v1/chat/completions` that streams its answer as server-sent chunks."""
+    """`/v1/chat/completions` that streams its answer as server-sent chunks, one word each
+    `delay` seconds (`tokens`: split the answer into these instead); `break_after` tokens,
+    the connection is cut (a model server dying mid-answer)."""
 
-    def __init__(self, answer: str = "Hello from the model") -> None:
+    def __init__(self, answer: str = "Hello from the model", delay: float = 0.01) -> None:
         super().__init__()
         self.answer = answer
+        self.delay = delay
+        self.tokens: list[str] | None = None
+        self.break_after: int | None = None
+        self.finished: dict[str, float] = {}  # the user's text -> when its last token went
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._complete)
@@ -124,10 +151,16 @@ class FakeOpenAI(_ThreadedServer):
                                                                "content": self.answer}}]})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for word in self.answer.split(" "):
-            chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
+        tokens = self.tokens or [word + " " for word in self.answer.split(" ")]
+        for index, token in enumerate(tokens):
+            if self.break_after is not None and index >= self.break_after:
+                assert request.transport is not None
+                request.transport.close()
+                return response
+            chunk = {"choices": [{"index": 0, "delta": {"content": token}}]}
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(self.delay)
+        self.finished[str(body["messages"][-1].get("content"))] = time.time()  # last token
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

@@ -13,7 +13,16 @@ from aiohttp import web
 
 
 class FakeSlackAPI:
-    """`auth.test` and `chat.postMessage`, plus scripted failures: `ok: false` errors and 429s."""
+    """`auth.test` and `chat.postMessage`, plus scripted failures: `ok: false` errors and 429s.
+
+    Live replies too: `assistant.threads.setStatus` (refused with `refuse_status`, as Slack does
+    outside assistant threads or without the scope), `reactions.add/remove`, `chat.startStream`
+    / `appendStream` / `stopStream` (refused with `refuse_streams`), `chat.update`, with
+    `message_not_found`, `message_not_in_streaming_state`, and per-method faults
+    (`fault(method, …)`: an error, a 429 with Retry-After, or an answer lost after the call
+    took effect, which is what a timeout looks like to the caller). `messages` holds what a
+    person sees: every message by ts, its text and whether it is still streaming.
+    """
 
     def __init__(self, bot_user_id: str = "UBOT", bot_id: str = "BBOT", team: str = "T1") -> None:
         self.bot_user_id = bot_user_id
@@ -41,6 +50,12 @@ class FakeSlackAPI:
         self.pending_uploads: dict[str, dict[str, Any]] = {}  # file_id -> upload ticket
         self.uploads: list[dict[str, Any]] = []  # completed uploads: bytes, channel, thread
         self.upload_failures = 0  # the next POSTs to an upload URL answer 500
+        self.messages: dict[str, dict[str, Any]] = {}  # ts -> channel, thread_ts, text, streaming
+        self.calls: list[tuple[float, str, dict[str, Any]]] = []  # (time, method, params)
+        self.reactions: set[tuple[str, str, str]] = set()  # (channel, ts, name)
+        self.refuse_status: str | None = None  # e.g. "not_allowed", "missing_scope"
+        self.refuse_streams: str | None = None  # e.g. "not_allowed"
+        self._faults: dict[str, list[tuple[str, Any]]] = {}
 
     @property
     def api_url(self) -> str:
@@ -65,6 +80,25 @@ class FakeSlackAPI:
         """Answer every chat.postMessage with HTTP 503 for the next `seconds`."""
         self.down_until = time.time() + seconds
 
+    def fault(self, method: str, kind: str = "error", value: Any = "internal_error",
+              times: int = 1) -> None:
+        """The next `times` calls to `method` fail: kind `error` ({"ok": false, "error":
+        value}), `429` (Retry-After: value seconds), `deleted` (the message `ts` is deleted just
+        before the call) or `lost` (the call takes effect, then the connection closes without
+        an answer)."""
+        with self._lock:
+            self._faults.setdefault(method, []).extend([(kind, value)] * times)
+
+    def method_calls(self, method: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [params for _, name, params in self.calls if name == method]
+
+    def visible(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """The bot's messages as people see them, oldest first."""
+        with self._lock:
+            return [dict(m, ts=ts) for ts, m in sorted(self.messages.items())
+                    if channel is None or m["channel"] == channel]
+
     def posts_to(self, channel: str) -> list[dict[str, Any]]:
         with self._lock:
             return [p for p in self.posts if p.get("channel") == channel]
@@ -74,10 +108,10 @@ class FakeSlackAPI:
     async def _params(self, request: web.Request) -> dict[str, Any]:
         """Arguments as Slack takes them: a JSON body, a form, or the query string."""
         body = await request.read()
-        query = dict(request.query)
+        query = dict(request.query)  # slack-sdk sends some methods' arguments in the query
         if request.content_type == "application/json":
-            return {**query, **json.loads(body or b"{}")}
-        return {**query, **{k: v[0] for k, v in parse_qs(body.decode()).items()}}
+            return query | json.loads(body or b"{}")
+        return query | {k: v[0] for k, v in parse_qs(body.decode()).items()}
 
     async def _auth_test(self, request: web.Request) -> web.Response:
         self.auth_calls += 1
@@ -106,6 +140,13 @@ class FakeSlackAPI:
             ts = f"{int(time.time())}.{self._ts:06d}"
             self.posts.append({**params, "ts": ts,
                                "auth": request.headers.get("Authorization", "")})
+            self.calls.append((time.time(), "chat.postMessage", params))
+            self.messages[ts] = {"channel": params.get("channel"), "text": params.get("text"),
+                                 "thread_ts": params.get("thread_ts"), "streaming": False}
+            queued = self._faults.get("chat.postMessage") or []
+            lost = bool(queued) and queued.pop(0)[0] == "lost"
+        if lost and request.transport is not None:
+            request.transport.close()  # posted; the caller never hears so
         return web.json_response({"ok": True, "channel": params.get("channel"), "ts": ts,
                                   "message": {"type": "message", "text": params.get("text"),
                                               "user": self.bot_user_id, "bot_id": self.bot_id,
@@ -227,6 +268,108 @@ class FakeSlackAPI:
     def socket_connected(self) -> bool:
         return any(not ws.closed for ws in self._sockets)
 
+    # --- live replies ------------------------------------------------------------------------
+
+    async def _live(self, request: web.Request) -> web.Response:
+        method = request.path.rsplit("/", 1)[1]
+        params = await self._params(request)
+        with self._lock:
+            self.calls.append((time.time(), method, params))
+            queued = self._faults.get(method) or []
+            fault = queued.pop(0) if queued else None
+        if fault and fault[0] == "429":
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(fault[1])})
+        if fault and fault[0] == "error":
+            return web.json_response({"ok": False, "error": fault[1]})
+        if fault and fault[0] == "deleted":  # someone deleted the message meanwhile
+            with self._lock:
+                self.messages.pop(str(params.get("ts")), None)
+        with self._lock:
+            answer = getattr(self, "_" + method.replace(".", "_"))(params)
+        if fault and fault[0] == "lost":
+            assert request.transport is not None
+            request.transport.close()  # it took effect; the caller never hears so
+        return web.json_response(answer)
+
+    def _new_ts(self) -> str:
+        self._ts += 1
+        return f"{int(time.time())}.{self._ts:06d}"
+
+    def _assistant_threads_setStatus(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.refuse_status:
+            return {"ok": False, "error": self.refuse_status}
+        if not p.get("channel_id") or not p.get("thread_ts") or "status" not in p:
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True}
+
+    def _reactions_add(self, p: dict[str, Any]) -> dict[str, Any]:
+        key = (p.get("channel"), p.get("timestamp"), p.get("name"))
+        if key in self.reactions:
+            return {"ok": False, "error": "already_reacted"}
+        self.reactions.add(key)  # type: ignore[arg-type]
+        return {"ok": True}
+
+    def _reactions_remove(self, p: dict[str, Any]) -> dict[str, Any]:
+        key = (p.get("channel"), p.get("timestamp"), p.get("name"))
+        if key not in self.reactions:
+            return {"ok": False, "error": "no_reaction"}
+        self.reactions.discard(key)  # type: ignore[arg-type]
+        return {"ok": True}
+
+    def _chat_startStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.refuse_streams:
+            return {"ok": False, "error": self.refuse_streams}
+        channel = str(p.get("channel") or "")
+        if not channel.startswith("D") and not (p.get("recipient_user_id")
+                                                and p.get("recipient_team_id")):
+            return {"ok": False, "error": "invalid_arguments"}  # required outside DMs
+        ts = self._new_ts()
+        self.messages[ts] = {"channel": channel, "thread_ts": p.get("thread_ts"),
+                             "text": p.get("markdown_text") or "", "streaming": True}
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _streaming(self, p: dict[str, Any]) -> dict[str, Any] | None:
+        message = self.messages.get(str(p.get("ts")))
+        if message is None or message["channel"] != p.get("channel"):
+            return None
+        return message
+
+    def _chat_appendStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        message = self._streaming(p)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if not message["streaming"]:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        message["text"] += p.get("markdown_text") or ""
+        return {"ok": True, "channel": p["channel"], "ts": p["ts"]}
+
+    def _chat_stopStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        answer = self._chat_appendStream({**p, "markdown_text": p.get("markdown_text") or ""})
+        if answer["ok"]:
+            self.messages[str(p["ts"])]["streaming"] = False
+        return answer
+
+    def _chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        message = self._streaming(p)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message["streaming"]:
+            return {"ok": False, "error": "cant_update_message"}
+        message["text"] = p.get("text") or ""
+        return {"ok": True, "channel": p["channel"], "ts": p["ts"], "text": message["text"]}
+
+    async def _replies(self, request: web.Request) -> web.Response:
+        """conversations.replies: the bot's messages in a thread (newer than `oldest`)."""
+        params = await self._params(request)
+        thread, oldest = params.get("ts"), float(params.get("oldest") or 0)
+        with self._lock:
+            found = [{"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id,
+                      "ts": ts, "thread_ts": m["thread_ts"], "text": m["text"]}
+                     for ts, m in sorted(self.messages.items())
+                     if m["thread_ts"] == thread and float(ts) >= oldest]
+        return web.json_response({"ok": True, "messages": found, "has_more": False})
+
     async def _unknown(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": "unknown_method"})
 
@@ -239,7 +382,12 @@ class FakeSlackAPI:
         app.router.add_post("/api/auth.test", self._auth_test)
         app.router.add_post("/api/chat.postMessage", self._post_message)
         app.router.add_post("/api/apps.connections.open", self._connections_open)
+        for method in ("assistant.threads.setStatus", "reactions.add", "reactions.remove",
+                       "chat.startStream", "chat.appendStream", "chat.stopStream",
+                       "chat.update"):
+            app.router.add_post(f"/api/{method}", self._live)
         app.router.add_get("/link", self._link)
+        app.router.add_route("*", "/api/conversations.replies", self._replies)
         app.router.add_route("*", "/api/{method}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

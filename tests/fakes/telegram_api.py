@@ -26,7 +26,12 @@ _STRING_PARAMS = {"text", "caption", "url", "secret_token", "parse_mode", "ip_ad
 
 
 class FakeTelegramAPI:
-    """Serves /bot{token}/{method}: getMe, sendMessage, getUpdates, setWebhook, deleteWebhook."""
+    """Serves /bot{token}/{method}: getMe, sendMessage, getUpdates, setWebhook, deleteWebhook,
+    and for live replies sendChatAction, sendMessageDraft (private chats only) and
+    editMessageText (with Telegram's "message is not modified" and "message to edit not
+    found"). `messages` holds what a person sees: (chat, message_id) -> text. `lose_next`
+    makes a call take effect and then closes the connection unanswered (a timeout, as the
+    caller sees it)."""
 
     def __init__(
         self, bot_id: int = 999, username: str = "switchboard_bot", token: str | None = None
@@ -51,6 +56,10 @@ class FakeTelegramAPI:
         self.uploads: list[dict[str, Any]] = []  # what sendDocument / sendPhoto carried
         self.downloads: list[str] = []  # file paths fetched from /file/bot<token>/...
         self.download_failures = 0  # the next downloads answer 502
+        self.messages: dict[tuple[int, int], str] = {}
+        self.drafts: dict[tuple[int, int], str] = {}  # (chat, draft_id) -> text
+        self.log: list[tuple[float, str, Any]] = []  # (time, method, chat_id) of every call
+        self._lost: dict[str, int] = defaultdict(int)
 
     # -- test controls --------------------------------------------------------------------
 
@@ -78,6 +87,16 @@ class FakeTelegramAPI:
             body["parameters"] = {"retry_after": retry_after}
         with self._lock:
             self._failures[method.lower()].extend(dict(body) for _ in range(times))
+
+    def lose_next(self, method: str, times: int = 1) -> None:
+        """The next `times` calls to `method` take effect, then go unanswered."""
+        with self._lock:
+            self._lost[method.lower()] += times
+
+    def visible(self, chat_id: int) -> list[str]:
+        """The bot's messages in a chat as people see them, oldest first."""
+        with self._lock:
+            return [text for (chat, _), text in sorted(self.messages.items()) if chat == chat_id]
 
     def fail_next_with_page(self, method: str, status: int, times: int = 1) -> None:
         """Answer the next `times` calls to `method` with an HTML error page, not Telegram's
@@ -227,7 +246,11 @@ class FakeTelegramAPI:
         params = await _params(request)
         with self._lock:
             self._calls[method].append(params)
+            self.log.append((time.time(), method, params.get("chat_id")))
             failure = self._failures[method].popleft() if self._failures[method] else None
+            lost = self._lost[method] > 0
+            if lost:
+                self._lost[method] -= 1
         if failure is not None and "page" in failure:
             return _page(failure["page"], request.path)
         if failure is not None:
@@ -238,7 +261,50 @@ class FakeTelegramAPI:
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
             return _answer({"ok": False, "error_code": 404, "description": "Not Found"})
-        return _answer(await handler(params))
+        answer = await handler(params)
+        if lost and request.transport is not None:
+            request.transport.close()
+        return _answer(answer)
+
+    async def _api_sendchataction(self, params: dict[str, Any]) -> dict[str, Any]:
+        if "chat_id" not in params:
+            return _error(400, "Bad Request: chat_id is empty")
+        if params.get("action") not in ("typing", "upload_photo", "record_video",
+                                        "upload_document", "choose_sticker", "find_location"):
+            return _error(400, "Bad Request: wrong parameter action in request")
+        return _ok(True)
+
+    async def _api_sendmessagedraft(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id, draft_id = params.get("chat_id"), params.get("draft_id")
+        if not isinstance(chat_id, int) or chat_id <= 0:
+            return _error(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        if not isinstance(draft_id, int) or draft_id == 0:
+            return _error(400, "Bad Request: draft_id must be non-zero")
+        if len(str(params.get("text") or "")) > 4096:
+            return _error(400, "Bad Request: message is too long")
+        with self._lock:
+            self.drafts[(chat_id, draft_id)] = str(params.get("text") or "")
+        return _ok(True)
+
+    async def _api_editmessagetext(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (params.get("chat_id"), params.get("message_id"))
+        text = str(params.get("text") or "")
+        with self._lock:
+            current = self.messages.get(key)  # type: ignore[arg-type]
+            if current is None:
+                return _error(400, "Bad Request: message to edit not found")
+            if not text.strip():
+                return _error(400, "Bad Request: message text is empty")
+            if len(text) > 4096:
+                return _error(400, "Bad Request: MESSAGE_TOO_LONG")
+            if current == text:
+                return _error(400, "Bad Request: message is not modified: specified new "
+                              "message content and reply markup are exactly the same as a "
+                              "current content and reply markup of the message")
+            self.messages[key] = text  # type: ignore[index]
+        chat = {"id": key[0], "type": "private" if key[0] > 0 else "supergroup"}  # type: ignore[operator]
+        return _ok({"message_id": key[1], "from": self._bot_user(), "chat": chat,
+                    "date": int(time.time()), "edit_date": int(time.time()), "text": text})
 
     async def _api_getme(self, params: dict[str, Any]) -> dict[str, Any]:
         return _ok(self._bot_user() | {"can_join_groups": True, "supports_inline_queries": False})
@@ -258,6 +324,7 @@ class FakeTelegramAPI:
             chat["first_name"] = "Person"
         with self._lock:
             message_id, self._next_message_id = self._next_message_id, self._next_message_id + 1
+            self.messages[(chat_id, message_id)] = text
         message = {
             "message_id": message_id,
             "from": self._bot_user(),

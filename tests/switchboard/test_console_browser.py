@@ -532,3 +532,33 @@ def test_pairing_page_lists_codes_and_an_operator_approves_one(serve: Any, fake_
     expect(row).to_contain_text("approved")
     expect(row).to_contain_text("ops")
     assert dm(server, "thanks")["status"] == "delivered"
+
+
+def test_the_turn_page_shows_the_reply_growing_then_the_live_story(
+        serve: Any, fake_slack: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    from fakes.agents import FakeOpenAI
+
+    with FakeOpenAI(delay=0.15) as model:
+        model.tokens = [f"word{i} " for i in range(24)]
+        server = serve(f"""
+agents:
+  helper: {{handler: openai, base_url: '{model.url}/v1'}}
+accounts:
+  slack-acme: {{provider: slack, bot_token: xoxb-test, signing_secret: {SIGNING_SECRET},
+               api_url: "{fake_slack.api_url}", edit_interval: 200ms}}
+bindings:
+  - {{agent: helper, account: slack-acme}}
+""")
+        sign_in(page, server, VIEWER)
+        event = slack_message("tell me a story", channel="D0ALICE", channel_type="im")
+        turn_id = server.slack_event("slack-acme", event).json()["turn_id"]
+        page.goto(f"{server.url}/#/turns/{turn_id}")
+        growing = page.locator("[data-growing]")
+        expect(growing).to_contain_text("word5 word6 word7")  # from when the page opened
+        assert server.turn(turn_id)["status"] == "pending"  # still being written
+        expect(page.locator('.timeline li[data-event="stream.finished"]')).to_contain_text(
+            "Finished the answer shown live")
+        expect(page.locator('.timeline li[data-event="working"]')).to_contain_text("status")
+        expect(page.locator(".text-block").nth(1)).to_contain_text("word23")

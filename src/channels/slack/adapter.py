@@ -14,9 +14,11 @@ from typing import Any
 from channels.adapter import Answer, Services, Turns, WebhookResult
 from channels.errors import RejectedRequest
 from channels.files import OutboundFile
+from channels.live import LIVE_KEY
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.slack import PROVIDER
-from channels.slack.client import SlackAccount
+from channels.slack import live as slack_live
+from channels.slack.client import SlackAccount, delivery_error
 from channels.slack.settings import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class SlackAdapter:
                                    signing_secret=settings.signing_secret,
                                    api_url=settings.api_url, app_token=settings.app_token,
                                    allow_bots=settings.allow_bots)
+        self.pace = slack_live.PACE.configured(settings.pacing)
 
     async def start(self) -> None:
         """auth.test (retried on the first event when Slack is unreachable now), then Socket
@@ -116,6 +119,9 @@ class SlackAdapter:
                                thread=message.reply_thread)
 
     async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
+        if isinstance(out.extra.get(LIVE_KEY), dict):  # finish the message shown live
+            return await slack_live.finish(self.client.live_client, out, self.client.deliver,
+                                           delivery_error)
         return DeliveryReceipt(await self.client.deliver(out))
 
     # --- files (channels.adapter.FileAdapter) ----------------------------------------------
@@ -129,3 +135,21 @@ class SlackAdapter:
     async def deliver_file(self, out: OutboundMessage, file: OutboundFile) -> DeliveryReceipt:
         """Uploaded into the reply's thread (files:write)."""
         return DeliveryReceipt(await self.client.files.upload(out, file))
+
+    # --- live replies (channels.live) ------------------------------------------------------
+
+    def is_group(self, conversation: str) -> bool:
+        return False  # Slack paces per channel and per method, not per kind of conversation
+
+    def working(self, message: InboundMessage) -> slack_live.SlackWorking | None:
+        if not self.settings.typing or not message.message_id:
+            return None
+        return slack_live.SlackWorking(self.client.live_client, message, self.settings.status_text,
+                                       self.settings.ack_reaction, delivery_error)
+
+    def live(self, message: InboundMessage, out: OutboundMessage,
+             resume: dict[str, Any] | None) -> slack_live.SlackLiveReply | None:
+        if not self.settings.streaming and resume is None:
+            return None
+        return slack_live.SlackLiveReply(self.client.live_client, message, out, delivery_error,
+                                         resume, (self.client.bot_user_id, self.client.bot_id))

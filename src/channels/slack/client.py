@@ -67,6 +67,7 @@ class SlackAccount:
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self._socket: Any = None
+        self._live: AsyncWebClient | None = None
 
     async def start(self) -> None:
         """Learn the bot's own ids (auth.test), so its own messages are never answered."""
@@ -83,6 +84,17 @@ class SlackAccount:
             return
         self.bot_user_id = identity.get("user_id")
         self.bot_id = identity.get("bot_id")
+
+    @property
+    def live_client(self) -> AsyncWebClient:
+        """The Web API client of live replies: the same connections, but no automatic retry
+        of a call whose answer was lost (a stream started or appended to twice); the caller
+        finds out what happened instead (`channels.slack.live`)."""
+        if self._live is None:
+            self._live = AsyncWebClient(token=self.client.token, base_url=self.client.base_url,
+                                        timeout=self.client.timeout, session=self.client.session,
+                                        retry_handlers=[])
+        return self._live
 
     async def close(self) -> None:
         if self._socket is not None:
@@ -191,7 +203,7 @@ class SlackAccount:
             response = await self.client.chat_postMessage(
                 channel=out.conversation, text=out.text, thread_ts=out.thread)
         except SlackApiError as error:
-            raise _delivery_error(error) from None
+            raise delivery_error(error) from None
         except (aiohttp.ClientError, TimeoutError) as error:
             raise DeliveryError(f"Slack unreachable: {_words(error)}", permanent=False) from None
         except (SlackRequestError, ValueError, TypeError) as error:  # the same every attempt
@@ -237,7 +249,8 @@ def _words(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _delivery_error(error: SlackApiError) -> DeliveryError:
+def delivery_error(error: SlackApiError) -> DeliveryError:
+    """Slack's refusal as a DeliveryError: its error word, retry_after from a 429."""
     response = error.response
     status = getattr(response, "status_code", 0)
     data = getattr(response, "data", None)

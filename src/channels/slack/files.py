@@ -116,9 +116,9 @@ class SlackFiles:
                 files=[{"id": file_id, "title": file.name}], channel_id=out.conversation,
                 thread_ts=out.thread)
         except SlackApiError as error:
-            from channels.slack.client import _delivery_error
+            from channels.slack.client import delivery_error
 
-            raise _delivery_error(error) from None
+            raise delivery_error(error) from None
         except (aiohttp.ClientError, TimeoutError) as error:
             raise DeliveryError(f"Slack unreachable: {error or type(error).__name__}",
                                 permanent=False) from None

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from channels.adapter import AccountSettings
+from channels.live import LiveSettings
 
 
-class SlackSettings(AccountSettings):
-    """One Slack app in one workspace: Events API over HTTP, or Socket Mode."""
+class SlackSettings(AccountSettings, LiveSettings):
+    """One Slack app in one workspace: Events API over HTTP, or Socket Mode. `typing` sets
+    the thread's status while the agent works (or, where Slack refuses it, adds
+    `ack_reaction` to the message until the reply); `streaming` shows the answer as written."""
 
     provider: Literal["slack"]
     bot_token: str = ""
@@ -18,6 +21,8 @@ class SlackSettings(AccountSettings):
     mode: Literal["http", "socket"] = "http"
     slash_command: str | None = None
     allow_bots: bool = False
+    ack_reaction: str | None = "eyes"
+    status_text: str = "is thinking…"
 
     secret_keys: ClassVar[frozenset[str]] = frozenset({"bot_token", "signing_secret",
                                                         "app_token"})

@@ -16,8 +16,10 @@ from typing import Any
 from channels.adapter import Services, Turns
 from channels.errors import RejectedRequest, StartFailed
 from channels.files import OutboundFile
+from channels.live import LIVE_KEY
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.telegram import PROVIDER
+from channels.telegram import live as telegram_live
 from channels.telegram.client import TelegramAccount
 from channels.telegram.settings import TelegramSettings
 
@@ -43,6 +45,7 @@ class TelegramAdapter:
         self.services = services
         self._client: TelegramAccount | None = None
         self._polling: asyncio.Task[None] | None = None
+        self.pace = telegram_live.PACE.configured(settings.pacing)
 
     @property
     def client(self) -> TelegramAccount:
@@ -124,6 +127,8 @@ class TelegramAdapter:
                                reply_to=message.message_id if message.kind != "dm" else None)
 
     async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
+        if isinstance(out.extra.get(LIVE_KEY), dict):  # finish the message shown live
+            return await telegram_live.finish(self.client, out)
         return DeliveryReceipt(await self.client.deliver(out))
 
     # --- files (channels.adapter.FileAdapter) ----------------------------------------------
@@ -137,6 +142,25 @@ class TelegramAdapter:
     async def deliver_file(self, out: OutboundMessage, file: OutboundFile) -> DeliveryReceipt:
         """sendPhoto or sendDocument, in the reply's topic."""
         return DeliveryReceipt(await self.client.files.send(out, file))
+
+    # --- live replies (channels.live) ------------------------------------------------------
+
+    def is_group(self, conversation: str) -> bool:
+        return conversation.startswith("-")  # groups and supergroups have negative chat ids
+
+    def working(self, message: InboundMessage) -> telegram_live.TelegramWorking | None:
+        if not self.settings.typing or self._client is None:
+            return None
+        return telegram_live.TelegramWorking(self.client, message,
+                                             self.settings.typing_interval.total_seconds())
+
+    def live(self, message: InboundMessage, out: OutboundMessage,
+             resume: dict[str, Any] | None) -> telegram_live.TelegramLiveReply | None:
+        if self._client is None or message.kind == "channel":
+            return None
+        if not self.settings.streaming and resume is None:
+            return None
+        return telegram_live.TelegramLiveReply(self.client, message, out, resume)
 
 
 async def _close_quietly(client: TelegramAccount) -> None:

@@ -20,6 +20,7 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
 from channels.errors import DeliveryError, RejectedRequest
+from channels.live import split_text as split_at
 from channels.messages import ConversationKind, InboundMessage, OutboundMessage
 from channels.payload import load_json, parse
 from channels.telegram.files import TelegramFiles, message_files
@@ -86,25 +87,9 @@ class _TelegramRequest(HTTPXRequest):
 
 
 def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Cut text into pieces of at most `limit` characters, in order.
-
-    Cuts at the last paragraph break ("\\n\\n") that fits, else the last line break, else hard;
-    the break itself is dropped, and so are blank pieces (Telegram refuses empty messages).
-    """
-    chunks: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        window = rest[: limit + 2]
-        cut, sep = window.rfind("\n\n", 1, limit + 2), 2
-        if cut <= 0:
-            cut, sep = window.rfind("\n", 1, limit + 1), 1
-        if cut <= 0:
-            cut, sep = limit, 0
-        chunks.append(rest[:cut])
-        rest = rest[cut + sep :]
-    chunks.append(rest)
-    kept = [chunk for chunk in chunks if chunk.strip()]
-    return kept or [text]
+    """A reply cut into messages Telegram takes (4096 characters), at paragraph or line
+    breaks where it can (`channels.live.split_text`)."""
+    return split_at(text, limit)
 
 
 def _utf16_slice(text: str, offset: int, length: int) -> str:
@@ -339,13 +324,18 @@ class TelegramAccount:
             try:
                 sent = await self._bot.send_message(chat_id=out.conversation, text=chunk, **kwargs)
             except TelegramError as exc:
-                raise _delivery_error(exc) from exc
+                raise delivery_error(exc) from exc
             except (ValueError, TypeError) as exc:  # the request could not be built or encoded
                 raise DeliveryError(
                     f"the reply could not be sent as built: {exc}", permanent=True
                 ) from exc
             first_id = first_id or str(sent.message_id)
         return first_id
+
+    @property
+    def bot(self) -> Bot:
+        """The PTB bot, for the live-reply calls (`channels.telegram.live`)."""
+        return self._bot
 
     async def get_updates(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
         """Long-poll getUpdates; returns the raw update dicts, the same shape as webhooks."""
@@ -383,7 +373,7 @@ def _whole_number(name: str, value: str | None) -> int | None:
         ) from None
 
 
-def _delivery_error(exc: TelegramError) -> DeliveryError:
+def delivery_error(exc: TelegramError) -> DeliveryError:
     """Telegram's refusal (or PTB's network failure) as a DeliveryError."""
     if not isinstance(exc, TelegramRefusal):  # TimedOut, NetworkError: worth a retry
         return DeliveryError(str(exc), permanent=False)

@@ -94,7 +94,7 @@ class TelegramFiles:
     async def send(self, out: OutboundMessage, file: OutboundFile) -> str:
         """sendPhoto for an image (under 10 MB, Telegram's photo limit), sendDocument else,
         in the reply's topic; the sent message's file_id."""
-        from channels.telegram.client import _delivery_error, _whole_number
+        from channels.telegram.client import _whole_number, delivery_error
 
         kwargs: dict[str, Any] = {"chat_id": out.conversation}
         thread = _whole_number("message_thread_id", out.thread)
@@ -111,7 +111,7 @@ class TelegramFiles:
                 return sent.photo[-1].file_id if sent.photo else str(sent.message_id)
             sent = await self._bot.send_document(document=data, filename=file.name, **kwargs)
         except TelegramError as error:
-            raise _delivery_error(error) from None
+            raise delivery_error(error) from None
         except ValueError as error:
             raise DeliveryError(f"the file cannot be sent: {error}", permanent=True) from None
         return sent.document.file_id if sent.document else str(sent.message_id)

@@ -237,6 +237,22 @@ function describe(event, turn) {
       return [`File ${d.name} attempt ${d.attempt} failed; will retry`, d.error, "warn"];
     case "file_delivery_failed":
       return [`File ${d.name} could not be delivered`, d.error, "bad"];
+    case "working":
+      return ["Showed that the agent is working", `as ${d.shown}`, "info"];
+    case "working.failed":
+      return ["Could not show that the agent is working", d.error, "warn"];
+    case "stream.started":
+      return [`Started showing the answer (${d.mode})`, d.refused
+        ? `${turn.provider} refused streaming (${d.refused}): posting and editing instead`
+        : `message ${d.message_id}`, "info"];
+    case "stream.resumed":
+      return ["Went on with the message a dead process started", d.how, "warn"];
+    case "stream.finished":
+      return [`Finished the answer shown live (${d.updates} updates)`, d.how, "ok"];
+    case "stream.failed":
+      return ["Showing the answer live failed", `${d.error} — ${d.fallback}`, "warn"];
+    case "paced":
+      return ["Paced", d.why, "info"];
     default:
       if (SESSION_EVENTS[event.name]) return [SESSION_EVENTS[event.name], null, "info"];
       return [event.name.replace(/_/g, " "), Object.keys(d).length ? json(d) : "", "info"];
@@ -323,9 +339,18 @@ export async function turnView(main, ctx, id) {
   }
   await draw();
   let timer = null;
+  let growing = "";
   return {
     onEvent(event) {
       if (event.data.turn_id !== id) return;
+      if (event.name === "generation.delta") { // the reply as it is written, no refetch
+        growing += event.data.delta || "";
+        const reply = [...main.querySelectorAll("section.text-block")]
+          .find((block) => block.querySelector("h2")?.textContent.startsWith("Reply"));
+        if (reply) fill(reply, h("h2", { text: "Reply (being written)" }),
+          h("p", { class: "message", "data-growing": "", text: growing }));
+        return;
+      }
       clearTimeout(timer);
       timer = setTimeout(() => {
         const open = main.querySelector("details.raw")?.open;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,12 +42,14 @@ class OutboxStore:
 
     async def record_reply(self, turn_ids: list[str], session_id: str, user_text: str | None,
                            result: AgentResult, outbound: OutboundMessage,
-                           lease: timedelta) -> OutboxEntry:
+                           lease: timedelta,
+                           notes: Sequence[tuple[str, dict[str, Any]]] = ()) -> OutboxEntry:
         """Transcript (user message, activity, reply), turn fields and the outbox row, at once.
 
         Either all of it is written or none, so a crash leaves the turn waiting for its agent
         or waiting for its delivery, never in between. `turn_ids` are the turns this reply
-        answers (several after a pause); the last one carries the outbox row.
+        answers (several after a pause); the last one carries the outbox row. `notes` are
+        timeline events of the last turn gathered while the agent ran (its working indicator).
         """
         now = self.clock.now()
         turn_id = turn_ids[-1]
@@ -77,6 +80,8 @@ class OutboxStore:
                       **({"model": result.model} if result.model else {}),
                       **({"together_with": turn_ids} if len(turn_ids) > 1 else {})}
             connection.execute(sql.ADD_EVENTS, [
+                {"turn_id": turn_id, "at": now, "name": name, "detail": note}
+                for name, note in notes] + [
                 {"turn_id": answered, "at": now, "name": "agent_replied", "detail": detail}
                 for answered in turn_ids])
             return self._add(db, turn_id, outbound, session_id=session_id,
@@ -146,8 +151,10 @@ class OutboxStore:
             return load(OutboxEntry, row) if row is not None else None
 
     async def delivered(self, row: OutboxEntry, provider_message_id: str,
-                        detail: dict[str, Any]) -> None:
-        """The attempt succeeded: the row is done, its turns delivered, the account healthy."""
+                        detail: dict[str, Any],
+                        notes: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
+        """The attempt succeeded: the row is done, its turns delivered, the account healthy.
+        `notes` are more timeline events of the row's turn (how its live message ended)."""
         now = self.clock.now()
 
         def work(db: Any) -> Any:
@@ -161,7 +168,9 @@ class OutboxStore:
             connection.execute(sql.ADD_EVENTS, [
                 {"turn_id": turn_id, "at": now, "name": "delivered",
                  "detail": {"attempt": row.attempts, "provider_message_id": provider_message_id,
-                            **detail}} for turn_id in turns])
+                            **detail}} for turn_id in turns] + [
+                {"turn_id": row.turn_id, "at": now, "name": name, "detail": extra}
+                for name, extra in notes])
 
         return await self.db.run_tx(work)
 
@@ -217,6 +226,19 @@ class OutboxStore:
                 db.add(TurnEvent(turn_id=turn, at=now, name="delivery_retried",
                                  detail={"by": actor}))
             return row.id
+
+        return await self.db.run_tx(work)
+
+    async def postpone(self, row: OutboxEntry, until: datetime, detail: dict[str, Any]) -> None:
+        """Pacing holds the reply longer than a lease: due again at `until`, the attempt given
+        back (a paced message waits; it does not use up its attempts), a `paced` event."""
+        now = self.clock.now()
+
+        def work(db: Any) -> Any:
+            db.exec(update(Outbox).where(col(Outbox.id) == row.id).values(
+                claimed_until=None, next_attempt_at=until, attempts=Outbox.attempts - 1))
+            db.add(TurnEvent(turn_id=row.turn_id, at=now, name="paced",
+                             detail={**detail, "until": until.isoformat()}))
 
         return await self.db.run_tx(work)
 

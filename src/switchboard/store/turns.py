@@ -157,6 +157,16 @@ class TurnStore:
 
         await self.db.run_tx(work)
 
+    async def note(self, turn_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Append timeline events to a turn, in order, in one transaction."""
+        now = self.clock.now()
+
+        def work(db: Session) -> None:
+            for name, detail in events:
+                db.add(TurnEvent(turn_id=turn_id, at=now, name=name, detail=detail))
+
+        await self.db.run_tx(work)
+
     async def get(self, turn_id: str) -> TurnRecord | None:
         async with self.db.tx() as db:
             row = await db.get(Turn, turn_id)
@@ -188,6 +198,18 @@ class TurnStore:
                                     .order_by(col(TurnEvent.id)))).all()
         return TurnStory(load(TurnRecord, turn),
                          tuple(load(TimelineEvent, event) for event in events))
+
+    async def live_started(self, turn_id: str) -> dict[str, Any] | None:
+        """What the turn's live message was when it started (`stream.started`), so a process
+        taking the turn over goes on with that message instead of starting another."""
+        async with self.db.tx() as db:
+            detail = (await db.exec(
+                select(TurnEvent.detail).where(TurnEvent.turn_id == turn_id,
+                                               TurnEvent.name == "stream.started")
+                .order_by(col(TurnEvent.id).desc()).limit(1))).first()
+        if not isinstance(detail, dict) or not detail.get("message_id"):
+            return None
+        return {"mode": detail.get("mode"), "id": detail.get("message_id")}
 
     async def bindings_replied_in_thread(self, account: str, conversation: str,
                                          thread: str) -> frozenset[str]:
