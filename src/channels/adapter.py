@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from channels.interactions import AnswerAttempt, Verdict
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 
 
@@ -111,6 +112,11 @@ class Services(Protocol):
 
     async def command(self, message: InboundMessage, command: str, args: str = "", *,
                       invoked_as: str = "/") -> str: ...
+
+    async def answer_interaction(self, attempt: AnswerAttempt) -> Verdict:
+        """A person's answer to an interaction at the provider (a button clicked): recorded,
+        accepted when it is the first allowed one; the verdict says what to show them."""
+        ...
 
     async def get_cursor(self, account: str, name: str) -> str | None: ...
 

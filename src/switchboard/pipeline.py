@@ -26,6 +26,7 @@ from switchboard.config import Config
 from switchboard.controls import CHAT_COMMANDS, SessionControls
 from switchboard.delivery import Delivery
 from switchboard.errors import AgentError
+from switchboard.interactions import InteractionDesk, parse_request
 from switchboard.metrics import Metrics
 from switchboard.store import Opened, OutboxEntry, ScopeRequest, SessionRecord, Store, TurnRecord
 from switchboard.views import session_json, transcript_json
@@ -62,6 +63,8 @@ class Pipeline:
         self.queue = TurnQueue(self.handle, config.delivery.workers, tasks)
         self.scope_lock = ScopeLocks()
         self.agent_slots = asyncio.Semaphore(config.delivery.agent_concurrency)
+        self.interactions = InteractionDesk(store, events, delivery.adapters, tasks,
+                                            self.queue.enqueue)
 
     # --- the acknowledged part: dedupe and record ------------------------------------------
 
@@ -96,6 +99,9 @@ class Pipeline:
         if message.provider == API:  # typed into a session: no bindings to match
             await self.answer_in_session(turn_id, message, message.conversation)
             return
+        if message.extra.get("interaction_session"):  # an interaction's answer or expiry
+            await self.answer_in_session(turn_id, message, message.extra["interaction_session"])
+            return
         decision = await self.route(turn_id, message)
         if isinstance(decision, NoMatch):
             return
@@ -112,6 +118,8 @@ class Pipeline:
                 await self.hold(turn_id, message, opened.session_id)
                 return
             assert opened.session is not None
+            if opened.state == "waiting":  # the message may be the answer the agent waits for
+                message = await self.interactions.take_reply(turn_id, message, opened.session)
             outbox = await self.answer([turn_id], message,
                                        Route(route.binding, opened.agent, route.key),
                                        opened.session)
@@ -240,9 +248,16 @@ class Pipeline:
                                                     "session_id": session_id})
             return None
         self.metrics.agent.labels(route.agent).observe(result.duration_ms / 1000)
+        out, opening = self.reply_to(message, result.reply), None
+        if result.interaction is not None:  # the reply asks people something (interactions.py)
+            request = parse_request(result.interaction, f"agent {route.agent}")
+            prompt, out = self.interactions.prompt_for(request, result.reply, out)
+            opening = self.interactions.opening(request, prompt, turn_id, session, out)
         outbox = await self.store.outbox.record_reply(
             turn_ids, session_id, None if already_in_transcript else message.text, result,
-            self.reply_to(message, result.reply), lease=self.delivery.lease)
+            out, lease=self.delivery.lease, also=opening)
+        if opening is not None:
+            self.interactions.requested(opening)
         self.events.publish("session.message.created", {"session_id": session_id,
                                                         "turn_id": turn_id, "role": "agent",
                                                         "text": result.reply})
@@ -277,7 +292,9 @@ def turn_view(turn_id: str, message: InboundMessage) -> dict[str, Any]:
     return {"id": turn_id, "provider": message.provider, "account": message.account,
             "event_id": message.event_id, "conversation": message.conversation,
             "kind": message.kind, "thread": message.thread, "sender": message.sender,
-            "sender_name": message.sender_name, "text": message.text}
+            "sender_name": message.sender_name, "text": message.text,
+            **({"interaction": message.extra["interaction"]}
+               if message.extra.get("interaction") else {})}
 
 
 def message_from_turn(turn: TurnRecord) -> InboundMessage:

@@ -60,6 +60,7 @@ class Runtime:
     rejections_flush: float = 1.0  # seconds between writes of the rejection counters
     rejections_summary: float = 10.0  # seconds between log lines summing them up
     operators_refresh: float = 1.0  # seconds between reads of the operators in the database
+    interactions_sweep: float = 1.0  # seconds between expiries of interactions (within 5 s)
     providers: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
 
     def __post_init__(self) -> None:
@@ -113,6 +114,7 @@ class Runtime:
         self._background.append(asyncio.create_task(self.operators.follow()))
         await self.accounts.start()
         self._background.append(asyncio.create_task(self._sweep_outbox()))
+        self._background.append(asyncio.create_task(self._sweep_interactions()))
         self._rejections = asyncio.create_task(self._write_rejections())
         self.scheduler = AsyncIOScheduler()
         self.scheduler.add_job(self.sweep_sessions, "interval", seconds=self.session_sweep,
@@ -180,6 +182,15 @@ class Runtime:
                 await self.recovery.release_due()
             except Exception:
                 log.exception("outbox sweep failed")
+
+    async def _sweep_interactions(self) -> None:
+        """Expire interactions nobody answered in time; the agent hears of each."""
+        while True:
+            await asyncio.sleep(self.interactions_sweep)
+            try:
+                await self.pipeline.interactions.sweep()
+            except Exception:
+                log.exception("interaction sweep failed")
 
     async def stop(self) -> None:
         if getattr(self, "scheduler", None) is not None:

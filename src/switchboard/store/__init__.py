@@ -10,6 +10,7 @@
     store.tokens    operators kept in the database (hashes of their tokens)
     store.audit     what operators did, by name
     store.workers   this process's heartbeat, for recovery by the others
+    store.interactions  agents' requests to people and every answer attempt
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from switchboard.redact import Redactor
 from switchboard.store.accounts import AccountStore, CursorStore
 from switchboard.store.database import Database, create_engine
 from switchboard.store.inboxes import InboxStore
+from switchboard.store.interactions import InteractionStore
 from switchboard.store.live import LiveEventStore
 from switchboard.store.operators import AuditLog, TokenStore, token_hash
 from switchboard.store.outbox import AgentResult, OutboxStore
@@ -64,6 +66,7 @@ class Store:
         self.tokens = TokenStore(self.db)
         self.audit = AuditLog(self.db)
         self.workers = WorkerStore(self.db, worker)
+        self.interactions = InteractionStore(self.db, worker)
 
     def close(self) -> None:
         """Stop the database threads; the caller disposes of the engine."""
