@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from switchboard import db
+from switchboard.cli_interactions import add_interaction_commands
 from switchboard.cli_operators import add_operator_commands
 from switchboard.cli_providers import add_provider_commands
 from switchboard.config import Config, load_config
@@ -335,6 +336,7 @@ add_provider_commands(app, PROVIDERS, lambda path: _load(path, strict_env=False)
                       ConfigOption)
 add_operator_commands(app, _with_store, lambda path: _load(path, strict_env=False), console,
                       err, ConfigOption)
+add_interaction_commands(app, _with_store, console, err)
 
 
 inbox_app = typer.Typer(help="Email inboxes of agents.", no_args_is_help=True)

@@ -19,7 +19,7 @@ from channels.interactions import AnswerAttempt, Prompt, PromptMessage, Settles,
 from channels.messages import InboundMessage, OutboundMessage
 from channels.units import parse_duration
 from sessions.events import EventHub
-from switchboard.errors import ActionRefused, AgentError
+from switchboard.errors import ActionRefused, AgentError, NotFound
 from switchboard.models import new_id
 from switchboard.store import SessionRecord, Store, iso
 from switchboard.store.interactions import Attempt, Decided, InteractionRecord
@@ -105,7 +105,7 @@ def may_answer(record: InteractionRecord, by_id: str) -> bool:
 
 def judge(record: InteractionRecord, attempt: Attempt) -> str | None:
     """Why this attempt may not answer the (pending) interaction, or None."""
-    if attempt.via != CONSOLE and not may_answer(record, attempt.by_id):
+    if attempt.by_provider is not None and not may_answer(record, attempt.by_id):
         return f"only {', '.join(record.responders) or 'an operator'} can answer this"
     if record.kind == "input":
         return None if attempt.text and attempt.text.strip() else "the answer needs some text"
@@ -188,6 +188,24 @@ class Opening:
 
     def __call__(self, db: Any) -> None:
         self.moved = self.store.interactions.open_in(db, self.values, self.now)
+
+
+async def offline_answer(store: Store, interaction_id: str, operator: str, given: str,
+                         via: str = "cli") -> Decided:
+    """An operator's answer written straight into the database (the CLI): `given` is an
+    option (id, number, label) or an input's text. A running `serve` hands its turn to the
+    agent; ActionRefused when it is not taken."""
+    record = await store.interactions.get(interaction_id)
+    if record is None:
+        raise NotFound(f"no interaction {interaction_id}")
+    attempt = Attempt(via=via, by_provider=None, by_id=operator, by_name=operator,
+                      option=None if record.kind == "input" else given,
+                      text=given if record.kind == "input" else None)
+    decided = await store.interactions.answer(interaction_id, attempt, judge,
+                                              answer_view(attempt), decision_text)
+    if not decided.accepted:
+        raise ActionRefused(f"interaction {interaction_id}: {refusal_text(decided)}")
+    return decided
 
 
 class InteractionDesk:

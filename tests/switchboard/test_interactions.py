@@ -3,6 +3,7 @@ answers (once), the agent hears it on the next turn of the same session; expiry;
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -161,3 +162,28 @@ def test_an_operator_limited_to_other_agents_sees_and_answers_none(serve, agent)
                       token=token).status_code == 403
     assert server.api("POST", f"/api/interactions/{item['id']}/answer", token=token,
                       json={"option": "approve"}).status_code == 403
+
+
+def test_the_cli_lists_shows_and_answers_once(serve, agent, database_url, monkeypatch):
+    from typer.testing import CliRunner
+
+    from switchboard.cli import app
+
+    server = serve(config(agent.url))
+    session, _ = ask(server)
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", database_url)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["interactions", "list", "--state", "pending", "--json"])
+    assert listed.exit_code == 0, listed.output
+    item = json.loads(listed.output)["interactions"][0]
+    assert item["session_id"] == session["id"]
+    answered = runner.invoke(app, ["interactions", "answer", item["id"], "approve"])
+    assert answered.exit_code == 0 and "answered: approve" in answered.output
+    twice = runner.invoke(app, ["interactions", "answer", item["id"], "reject"])
+    assert twice.exit_code == 1 and "already answered by @cli" in twice.output
+    shown = runner.invoke(app, ["interactions", "show", item["id"]])
+    assert "May I refund order 1182?" in shown.output and "accepted" in shown.output
+    assert "1. Approve (approve)" in shown.output
+    # the running serve takes the answer up and hands it to the agent
+    assert wait_for(lambda: [r for r in agent.requests if r["turn"].get("interaction")],
+                    timeout=10)
