@@ -178,6 +178,11 @@ class TelegramAccount:
         """Close the HTTP clients."""
         await self._bot.shutdown()
 
+    @property
+    def bot(self) -> Bot:
+        """PTB's Bot, for the calls of `channels.telegram.interactions`."""
+        return self._bot
+
     # -- webhook side ---------------------------------------------------------------------
 
     def verify(self, headers: Mapping[str, str]) -> None:
