@@ -272,7 +272,9 @@ class InteractionDesk:
                                                decided.interaction.answer or {}))
         answer = decided.interaction.answer or {}
         by = answer.get("by") or {}
-        repeated = (by.get("id") == attempt.by_id and by.get("provider") == attempt.provider)
+        chosen = resolve(attempt.choice or "", decided.interaction.options)
+        repeated = (by.get("id") == attempt.by_id and by.get("provider") == attempt.provider
+                    and answer.get("option") == chosen)  # the same click again
         return Verdict(False, refusal_text(decided), repeated=repeated)
 
     async def answer_as_operator(self, interaction_id: str, operator: str,

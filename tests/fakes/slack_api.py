@@ -20,6 +20,8 @@ class FakeSlackAPI:
         self.bot_id = bot_id
         self.team = team
         self.posts: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []  # chat.update calls
+        self.ephemerals: list[dict[str, Any]] = []  # chat.postEphemeral calls
         self.auth_calls = 0
         self._failures: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
@@ -101,6 +103,31 @@ class FakeSlackAPI:
                                               "user": self.bot_user_id, "bot_id": self.bot_id,
                                               "ts": ts}})
 
+    async def _update(self, request: web.Request) -> web.Response:
+        """chat.update: Slack answers the channel, ts and text of the updated message."""
+        params = await self._params(request)
+        if not params.get("channel") or not params.get("ts"):
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        with self._lock:
+            known = any(p["ts"] == params["ts"] for p in self.posts)
+            if known:
+                self.updates.append(params)
+        if not known:
+            return web.json_response({"ok": False, "error": "message_not_found"})
+        return web.json_response({"ok": True, "channel": params["channel"], "ts": params["ts"],
+                                  "text": params.get("text", ""),
+                                  "message": {"type": "message", "text": params.get("text"),
+                                              "user": self.bot_user_id, "bot_id": self.bot_id}})
+
+    async def _post_ephemeral(self, request: web.Request) -> web.Response:
+        """chat.postEphemeral: only `user` sees it; Slack answers a message_ts."""
+        params = await self._params(request)
+        if not params.get("channel") or not params.get("user"):
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        with self._lock:
+            self.ephemerals.append(params)
+        return web.json_response({"ok": True, "message_ts": f"{time.time():.6f}"})
+
     # --- Socket Mode -------------------------------------------------------------------------
 
     async def _connections_open(self, request: web.Request) -> web.Response:
@@ -142,6 +169,8 @@ class FakeSlackAPI:
         app = web.Application()
         app.router.add_post("/api/auth.test", self._auth_test)
         app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_post("/api/chat.update", self._update)
+        app.router.add_post("/api/chat.postEphemeral", self._post_ephemeral)
         app.router.add_post("/api/apps.connections.open", self._connections_open)
         app.router.add_get("/link", self._link)
         app.router.add_route("*", "/api/{method}", self._unknown)
