@@ -5,6 +5,7 @@ import { fill, h } from "./dom.js";
 import { operatorsView } from "./operators.js";
 import { sessionView, sessionsView } from "./sessions.js";
 import { turnView, turnsView } from "./turns.js";
+import { waitingView } from "./interactions.js";
 
 const ROLES = ["viewer", "operator", "admin"];
 const main = document.getElementById("main");
@@ -62,6 +63,7 @@ const VIEWS = {
   sessions: (parts) => (parts[1] ? (el, ctx) => sessionView(el, ctx, parts[1]) : sessionsView),
   bindings: () => bindingsView,
   operators: () => operatorsView,
+  waiting: () => waitingView,
 };
 
 async function render() {

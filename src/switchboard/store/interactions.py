@@ -115,6 +115,10 @@ class InteractionStore:
         if session is not None and session.state in ("live", "idle"):
             moved.append(transition(db, session, "waiting", cause="interaction",
                                     actor=values["agent"], now=now))
+        db.add(TurnEvent(turn_id=values["turn_id"], at=now, name="interaction_requested",
+                         detail={"interaction_id": values["id"], "kind": values["kind"],
+                                 "prompt": values["prompt"],
+                                 "responders": values["responders"]}))
         db.add(SessionMessage(session_id=values["session_id"], at=now, role="interaction",
                               text=values["prompt"], turn_id=values["turn_id"],
                               data={"interaction_id": values["id"], "kind": values["kind"],
