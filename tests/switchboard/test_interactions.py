@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import OPERATOR, VIEWER
+from conftest import OPERATOR, VIEWER, sse_events
 from fakes.agents import ScriptedAgent, asks_approval
 
 
@@ -136,6 +136,14 @@ def test_an_expiry_reaches_the_agent_within_seconds(serve):
         assert set(view) == {"id", "kind", "expired", "at"} and view["expired"] is True
         expired = server.api("GET", "/api/interactions", params={"state": "expired"}).json()
         assert [i["session_id"] for i in expired["interactions"]] == [session["id"]]
+        seen_events = []
+        for event in sse_events(server.url + "/api/events", VIEWER, last_event_id="0"):
+            if event["event"].startswith("interaction."):
+                seen_events.append((event["event"], event["data"]["session_id"]))
+            if event["event"] == "interaction.expired":
+                break
+        assert seen_events == [("interaction.requested", session["id"]),
+                               ("interaction.expired", session["id"])]
 
 
 def test_ending_a_session_expires_its_interactions_and_idle_does_not_end_it(serve, agent):

@@ -123,3 +123,25 @@ def test_an_approval_by_button_in_slack(serve, fake_slack, agent):
     story = server.api("GET", f"/api/interactions/{item['id']}").json()
     assert [a["accepted"] for a in story["attempts"]].count(True) == 1
     assert len(story["attempts"]) == 3
+
+
+def test_an_input_is_answered_in_the_thread(serve, fake_slack):
+    def script(body: dict[str, Any]) -> dict[str, Any]:
+        got = body["turn"].get("interaction")
+        if got is None:
+            return {"interaction": {"kind": "input", "prompt": "Which account number?"}}
+        return {"reply": f"Thanks, {got['text']} ({got['by']['name'] or got['by']['id']})"}
+
+    with ScriptedAgent(script) as agent:
+        server = serve(config(fake_slack.api_url, agent.url))
+        server.slack_event("slack-acme", slack_message("help me", ts="1700000000.000200"))
+        prompt = wait_for(lambda: [p for p in fake_slack.posts if p.get("blocks")])
+        assert prompt and "Reply in this thread" in json.dumps(prompt[0]["blocks"])
+        assert not any(b["type"] == "actions" for b in prompt[0]["blocks"])
+        server.slack_event("slack-acme", slack_message(
+            "AC-7781", ts="1700000000.000300", thread_ts="1700000000.000200"))
+        seen = wait_for(lambda: [r for r in agent.requests if r["turn"].get("interaction")])
+        assert seen and seen[0]["turn"]["interaction"]["text"] == "AC-7781"
+        assert wait_for(lambda: any(p["text"].startswith("Thanks, AC-7781")
+                                    for p in fake_slack.posts))
+        assert wait_for(lambda: fake_slack.updates)  # the hint gives way to the answer
