@@ -264,8 +264,8 @@ class InteractionDesk:
                          by_id=attempt.by_id, by_name=attempt.by_name or attempt.by_id,
                          option=attempt.choice, text=attempt.text)
         record = await self.store.interactions.get(attempt.interaction_id)
-        if record is None:
-            return Verdict(False, "this request is no longer known here")
+        if record is None or record.account != attempt.account:
+            return Verdict(False, "this request is not known here")
         decided = await self.decide(attempt.interaction_id, stored)
         if decided.accepted:
             return Verdict(True, decision_text(decided.interaction,

@@ -33,7 +33,7 @@ def post(server: Any, body: dict[str, Any]) -> Any:
                             headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
 
 
-def config(base_url: str, agent_url: str) -> str:
+def config(base_url: str, agent_url: str, mode: str = "webhook") -> str:
     return f"""
 agents:
   helpdesk: {{handler: http, url: "{agent_url}/turn"}}
@@ -43,6 +43,8 @@ accounts:
     token: "123:ABC"
     webhook_secret: {SECRET}
     base_url: {base_url}
+    mode: {mode}
+    poll_timeout: 1
 bindings:
   - agent: helpdesk
     account: tg
@@ -58,10 +60,10 @@ def wait_for(check: Any, timeout: float = 6.0) -> Any:
         time.sleep(0.05)
 
 
-def click(server: Any, prompt: dict[str, Any], data: str, user_id: int = 7,
-          username: str = "alice") -> Any:
+def callback_update(prompt: dict[str, Any], data: str, user_id: int = 7,
+                    username: str = "alice") -> dict[str, Any]:
     """A callback_query update as Telegram sends it for a button of `prompt` (a sent Message)."""
-    body = {"update_id": next(_ids), "callback_query": {
+    return {"update_id": next(_ids), "callback_query": {
         "id": f"{next(_ids)}0000000042", "chat_instance": "-5822949452012396066",
         "from": {"id": user_id, "is_bot": False, "first_name": username.title(),
                  "username": username, "language_code": "en"},
@@ -71,7 +73,11 @@ def click(server: Any, prompt: dict[str, Any], data: str, user_id: int = 7,
                              "username": "switchboard_bot"},
                     "text": prompt["text"], "reply_markup": prompt["reply_markup"]},
         "data": data}}
-    response = post(server, body)
+
+
+def click(server: Any, prompt: dict[str, Any], data: str, user_id: int = 7,
+          username: str = "alice") -> Any:
+    response = post(server, callback_update(prompt, data, user_id, username))
     assert response.status_code == 200, response.text
     return response
 
@@ -147,3 +153,24 @@ def test_an_input_takes_the_next_message_of_the_responder(serve, fake_telegram):
         assert wait_for(lambda: any(c["text"] == "Thanks, account AC-7781"
                                     for c in fake_telegram.calls("sendMessage")))
         assert json.dumps(server.api("GET", "/api/interactions").json()).count("answered") >= 1
+
+
+def test_a_click_read_by_long_polling_and_a_malformed_one(serve, fake_telegram, agent):
+    server = serve(config(fake_telegram.base_url, agent.url, mode="polling"))
+    fake_telegram.push_update(update(message("refund order 1182 please")))
+    sent = wait_for(lambda: [c for c in fake_telegram.calls("sendMessage")
+                             if "reply_markup" in c])
+    assert sent, fake_telegram.calls("sendMessage")
+    data = sent[0]["reply_markup"]["inline_keyboard"][1][0]["callback_data"]
+    prompt = {"message_id": 2, "text": sent[0]["text"], "reply_markup": sent[0]["reply_markup"]}
+    broken = callback_update(prompt, data)
+    del broken["callback_query"]["from"]  # not one Telegram sends: skipped, nothing decided
+    fake_telegram.push_update(broken)
+    fake_telegram.push_update(callback_update(prompt, data))
+    seen = wait_for(lambda: [r for r in agent.requests if r["turn"].get("interaction")])
+    assert seen and seen[0]["turn"]["interaction"]["option"] == "reject"
+    assert wait_for(lambda: fake_telegram.calls("answerCallbackQuery"))[0]["text"].startswith(
+        "Rejected by @alice")
+    item = server.api("GET", "/api/interactions").json()["interactions"][0]
+    attempts = server.api("GET", f"/api/interactions/{item['id']}").json()["attempts"]
+    assert [a["accepted"] for a in attempts] == [True]
