@@ -192,6 +192,8 @@ def test_the_cli_lists_shows_and_answers_once(serve, agent, database_url, monkey
     shown = runner.invoke(app, ["interactions", "show", item["id"]])
     assert "May I refund order 1182?" in shown.output and "accepted" in shown.output
     assert "1. Approve (approve)" in shown.output
-    # the running serve takes the answer up and hands it to the agent
+    # the running serve takes the answer up (as it recovers any turn nobody works on, here
+    # at once rather than at its next heartbeat) and hands it to the agent
+    server.call(server.runtime.recovery.recover())
     assert wait_for(lambda: [r for r in agent.requests if r["turn"].get("interaction")],
                     timeout=10)
