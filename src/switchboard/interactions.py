@@ -10,6 +10,7 @@ buttons with the decision, and queues the turn that hands the answer back to the
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ KINDS = ("approval", "choice", "input")
 APPROVAL_OPTIONS = ({"id": "approve", "label": "Approve"}, {"id": "reject", "label": "Reject"})
 CONSOLE = "console"
 PAST = {"approve": "Approved", "reject": "Rejected"}
+RETRY_BASE, RETRY_CAP = 1.0, 60.0  # seconds between attempts to hand a failed answer again
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ class InteractionDesk:
         self.adapters = adapters
         self.tasks = tasks
         self.enqueue = enqueue
+        self.retry_base = RETRY_BASE
+        self._retries: dict[str, tuple[float, float]] = {}  # turn: (next attempt, delay)
 
     # --- asking ------------------------------------------------------------------------------
 
@@ -329,7 +333,22 @@ class InteractionDesk:
         for record in await self.store.interactions.expire_ended():
             self._announce(record)
             self.tasks.spawn(self.settle(record))
+        await self.retry_unheard()
         return len(done)
+
+    async def retry_unheard(self) -> None:
+        """Hand answers the agent failed to take to it again, backing off to RETRY_CAP."""
+        now = time.monotonic()
+        failed = await self.store.interactions.unheard()
+        self._retries = {t: v for t, v in self._retries.items() if t in failed}
+        for turn_id in failed:
+            due, delay = self._retries.get(turn_id, (0.0, self.retry_base / 2))
+            if now < due:
+                continue
+            delay = min(delay * 2, RETRY_CAP)
+            self._retries[turn_id] = (now + delay, delay)
+            if await self.store.interactions.hand_again(turn_id):
+                self.enqueue(turn_id)
 
     # --- after a decision --------------------------------------------------------------------
 

@@ -197,3 +197,29 @@ def test_the_cli_lists_shows_and_answers_once(serve, agent, database_url, monkey
     server.call(server.runtime.recovery.recover())
     assert wait_for(lambda: [r for r in agent.requests if r["turn"].get("interaction")],
                     timeout=10)
+
+
+def test_an_answer_the_agent_failed_to_take_is_handed_again_when_it_is_back(serve):
+    down = {"now": False}
+
+    def script(body: dict[str, Any]) -> dict[str, Any]:
+        if body["turn"].get("interaction") and down["now"]:
+            return {"no": "reply"}  # not an answer the platform takes: the turn fails
+        return asks_approval()(body)
+
+    with ScriptedAgent(script) as agent:
+        server = serve(config(agent.url))
+        ask(server)
+        item = server.api("GET", "/api/interactions").json()["interactions"][0]
+        down["now"] = True
+        answered = server.api("POST", f"/api/interactions/{item['id']}/answer",
+                              json={"option": "approve"}).json()
+        failed = server.wait_turn(answered["answer_turn_id"],
+                                  lambda t: t["status"] == "failed")
+        assert failed["status"] == "failed"
+        down["now"] = False
+        turn = server.wait_turn(answered["answer_turn_id"],
+                                lambda t: t["status"] == "delivered", timeout=8)
+        assert turn["status"] == "delivered" and turn["reply_text"] == "Decision: approve"
+        assert "retried" in [e["name"] for e in turn["events"]]
+        assert len([r for r in agent.requests if r["turn"].get("interaction")]) >= 2

@@ -266,6 +266,30 @@ class InteractionStore:
                                   by_name=attempt.by_name, option=attempt.option,
                                   text=attempt.text, accepted=accepted, reason=reason))
 
+    async def unheard(self) -> list[str]:
+        """Turns carrying an answer (or an expiry) whose agent failed to take it: they are
+        tried again until it does (an agent down for a while still hears the answer)."""
+        async with self.db.tx() as db:
+            rows = await db.exec(select(Turn.id).join(
+                Interaction, col(Interaction.answer_turn_id) == Turn.id).where(
+                Turn.status == "failed", col(Turn.delivery_status).is_(None),
+                col(Interaction.state).in_(("answered", "expired"))).limit(100))
+            return list(rows.all())
+
+    async def hand_again(self, turn_id: str) -> bool:
+        """Make a failed answer turn pending again for this process (once, of all processes)."""
+        now = self.clock.now()
+        async with self.db.tx() as db:
+            result = await db.exec(update(Turn).where(
+                col(Turn.id) == turn_id, Turn.status == "failed",
+                col(Turn.delivery_status).is_(None)).values(
+                status="pending", error=None, owner=self.worker))
+            if result.rowcount != 1:
+                return False
+            db.add(TurnEvent(turn_id=turn_id, at=now, name="retried", detail={
+                "reason": "the agent has not taken the interaction's answer yet"}))
+            return True
+
     # --- reading -----------------------------------------------------------------------------
 
     async def get(self, interaction_id: str) -> InteractionRecord | None:
