@@ -105,11 +105,13 @@ class Server:
     def __init__(self, config_path: Path, database_url: str,
                  providers: Mapping[str, Provider] = PROVIDERS) -> None:
         self.smtp_port = free_port()
-        self.runtime = Runtime(load_config(config_path, strict_env=False, providers=providers),
-                               database_url=database_url, sweep_interval=0.2,
-                               smtp_port=self.smtp_port, providers=providers)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.runtime = Runtime(load_config(config_path, strict_env=False, providers=providers),
+                               database_url=database_url, sweep_interval=0.2,
+                               smtp_port=self.smtp_port, providers=providers,
+                               listen_url=self.url,
+                               files_root=str(config_path.parent / "files"))
         # An open live-event stream is cut 2 s into a stop (`serve` waits 10 s); otherwise it
         # would hold the stop until the join in stop() gives up.
         self.server = uvicorn.Server(uvicorn.Config(
@@ -184,6 +186,17 @@ class Server:
                                        "Content-Type": "application/json", **(headers or {})})
 
 
+def wait_until(probe: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll `probe` until it returns something true, and return that (AssertionError when
+    `timeout` seconds pass first)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if found := probe():
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"nothing came within {timeout:g}s")
+
+
 def slack_signature(body: bytes, secret: str = SIGNING_SECRET,
                     timestamp: int | None = None) -> dict[str, str]:
     ts = str(timestamp if timestamp is not None else int(time.time()))
@@ -205,6 +218,24 @@ def slack_message(text: str, *, channel: str = "C0SUPPORT", user: str = "U0ALICE
 def fake_slack() -> Iterator[FakeSlackAPI]:
     with FakeSlackAPI() as fake:
         yield fake
+
+
+@pytest.fixture
+def file_agent() -> Iterator[Any]:
+    """An http agent that downloads the turn's files by their links and answers with files."""
+    from fakes.agents import FileAgent
+
+    with FileAgent() as agent:
+        yield agent
+
+
+@pytest.fixture
+def mail_relay() -> Iterator[tuple[Any, int]]:
+    """The outbound SMTP relay (`fakes.mail.Relay`) and its port."""
+    from fakes.mail import running_relay
+
+    with running_relay() as running:
+        yield running
 
 
 @pytest.fixture

@@ -15,13 +15,14 @@ docs/providers.md shows how to write one.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from channels.files import FileLimits, FileStore, OutboundFile
 from channels.interactions import AnswerAttempt, Verdict
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 
@@ -48,6 +49,7 @@ class AccountSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: str
+    files: FileLimits = FileLimits()  # which of a message's files are fetched (`files`)
     secret_keys: ClassVar[frozenset[str]] = frozenset()
 
     def disabled_reason(self) -> str | None:
@@ -105,7 +107,10 @@ class Services(Protocol):
     slash command), for the usage line. The rest are small durable lookups and reports: a
     cursor (a polling offset, an IMAP position), the account's current problem, a rejected
     request, a live event, and where a provider's own server (an SMTP listener) may listen.
+    `files` keeps and reads file bytes (`channels.files`).
     """
+
+    files: FileStore
 
     async def record(self, message: InboundMessage,
                      extra: Mapping[str, Any] | None = None) -> Recorded: ...
@@ -165,6 +170,23 @@ class AccountAdapter(Protocol):
     def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage: ...
 
     async def deliver(self, out: OutboundMessage) -> DeliveryReceipt: ...
+
+
+class FileAdapter(Protocol):
+    """What an adapter declaring `Capability.FILES` adds (see `channels.files`).
+
+    `open_file` streams one inbound file named by the `ref` the adapter put on the message,
+    raising `FileFetchError`; `deliver_file` sends one of the agent's files where `out` goes,
+    returning the provider's file id or raising `DeliveryError`. An adapter whose files travel
+    inside the reply itself (a mail's attachments) sets `files_in_reply` and reads them from
+    `out.extra["files"]` in `deliver` instead.
+    """
+
+    files_in_reply: bool
+
+    def open_file(self, ref: Mapping[str, Any]) -> AsyncIterator[bytes]: ...
+
+    async def deliver_file(self, out: OutboundMessage, file: OutboundFile) -> DeliveryReceipt: ...
 
 
 def reply_in_thread(message: InboundMessage, text: str, *, quote: bool = True,
@@ -270,6 +292,8 @@ class Provider:
     the OpenAPI schema. `refusal_headers` go with every refusal of those requests (Slack stops
     retrying on `X-Slack-No-Retry`). `listen(adapters, section, services)` builds the
     `Listener` shared by the running accounts, given the settings of `section`.
+    `command_group` is the CLI group of its `commands` (`switchboard inbox test`), its name
+    when not set.
     """
 
     name: str
@@ -283,6 +307,7 @@ class Provider:
     section: ConfigSection | None = None
     listen: ListenerFactory | None = None
     secret_patterns: tuple[SecretPattern, ...] = ()
+    command_group: str | None = None
 
     def has(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -302,6 +327,7 @@ __all__ = [
     "CommandOption",
     "ConfigIssue",
     "ConfigSection",
+    "FileAdapter",
     "Listener",
     "Provider",
     "Recorded",

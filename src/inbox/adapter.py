@@ -1,29 +1,36 @@
 """One email account running: its mail into turns, its replies out as threaded mail.
 
 `receive` is called by the SMTP listener (`inbox.listener`) for each accepted mail to one of
-this account's inboxes; `deliver` composes the reply and hands it to the relay or the maildir.
-Nothing here talks to a database: inboxes and threads come through `MailDirectory`.
+this account's inboxes, and by the mailbox reader (`inbox.mailbox`, `mode: imap`) for each
+message in the mailbox; `deliver` composes the reply and hands it to the relay or the maildir
+(and files it in the mailbox's Sent folder). Nothing here talks to a database: inboxes and
+threads come through `MailDirectory`, the mailbox's position through `Services`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import logging
 import os
 from collections.abc import Mapping
+from email import policy
 from email.errors import MessageError
 from typing import Any
 
 from channels.adapter import Services, WebhookResult, reply_in_thread
 from channels.errors import DeliveryError, RejectedRequest
+from channels.files import as_chunks, inbound_file, skip_reason
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from inbox.auth import check_sender, reply_address
 from inbox.automatic import auto_reply_reason
 from inbox.dns import txt_lookup
+from inbox.errors import MailboxError
+from inbox.mailbox import MailboxReader
 from inbox.outbound import compose_reply, reply_message_id, send_via_relay, write_to_maildir
-from inbox.parse import ParsedEmail, to_inbound
+from inbox.parse import ParsedEmail, attached_files, parse_email, to_inbound
 from inbox.provider import PROVIDER, Inbox, MailDirectory
 from inbox.settings import EmailSettings
 
@@ -34,6 +41,7 @@ class EmailAdapter:
     """One email account: its inbound mail into turns, its replies out by mail."""
 
     capabilities = PROVIDER.capabilities
+    files_in_reply = True  # the agent's files are attachments of the reply mail
 
     def __init__(self, name: str, settings: EmailSettings, services: Services,
                  directory: MailDirectory) -> None:
@@ -43,25 +51,55 @@ class EmailAdapter:
         self.directory = directory
         # where `sender_auth: dkim` fetches keys: the account's dns_resolver, else the system's
         self.key_lookup = txt_lookup(settings.dns_resolver, settings.dns_timeout.total_seconds())
+        self.reader: MailboxReader | None = None
+        self._reading: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Addresses the config declares (`inboxes:`) exist from the start; one an operator
-        revoked stays revoked."""
-        for local, agent in self.settings.inboxes.items():
-            address = f"{local}@{self.settings.domain}".lower()
+        """Addresses the config declares (`inboxes:`, or a mailbox's `agent:`) exist from the
+        start; one an operator revoked stays revoked. A mailbox is read from now on."""
+        settings = self.settings
+        declared = {f"{local}@{settings.domain}".lower(): agent
+                    for local, agent in settings.inboxes.items()} if settings.domain else {}
+        if settings.mode == "imap" and settings.agent:
+            declared[settings.mailbox_address] = settings.agent
+        for address, agent in declared.items():
             found = await self.directory.declare_inbox(address, agent, self.name)
             if found is None or found.agent != agent:
                 log.warning("inbox %s from the config is revoked or belongs to another "
                             "agent; left as it is", address)
+        if settings.mode == "imap":
+            self.reader = MailboxReader(self.name, settings, self.services, self.receive_mail)
+            self._reading = asyncio.create_task(self.reader.run(), name=f"mailbox-{self.name}")
 
     async def stop(self) -> None:
-        """Nothing to stop: the SMTP server is the listener's."""
+        """Stop reading the mailbox (the SMTP server is the listener's)."""
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reading
+            self._reading = None
+
+    def health(self) -> dict[str, Any]:
+        """A mailbox's connection as `/api/accounts` shows it; nothing for SMTP inboxes."""
+        return self.reader.health() if self.reader is not None else {}
 
     async def webhook(self, action: str, headers: Mapping[str, str],
                       body: bytes) -> WebhookResult:
         raise RejectedRequest("malformed", "email arrives by SMTP, not by webhook")
 
     # --- inbound ---------------------------------------------------------------------------
+
+    async def receive_mail(self, raw: bytes) -> str:
+        """One message found in the mailbox, to the mailbox's inbox: the SMTP path from the
+        parse on. `MalformedEmail` for bytes that are no email."""
+        parsed = await asyncio.to_thread(parse_email, raw)
+        own = await self.directory.all_inbox_addresses()
+        address = self.settings.mailbox_address
+        inbox = await self.directory.active_inbox(address, [self.name])
+        if inbox is None:
+            raise MailboxError("inbox", f"{address} is no live inbox of account {self.name}: "
+                               "set agent: on the account, or provision the address")
+        return await self.receive(inbox, parsed, raw, mailbox_sender(parsed), own)
 
     async def receive(self, inbox: Inbox, parsed: ParsedEmail, raw: bytes, envelope_sender: str,
                       own: set[str]) -> str:
@@ -74,7 +112,7 @@ class EmailAdapter:
         own_id = parsed.message_id or message.event_id
         root = await self.directory.thread_root(
             self.name, [parsed.in_reply_to, *reversed(parsed.references)]) or own_id
-        ours = reply_message_id(inbox.address, own_id, settings.domain)
+        ours = reply_message_id(inbox.address, own_id, settings.mail_domain)
         if reason is None:  # both now: a reply to our answer must find the thread however
             await self.directory.remember_thread(self.name, parsed.message_id, root)
             await self.directory.remember_thread(self.name, ours, root)
@@ -89,9 +127,13 @@ class EmailAdapter:
                  **raw_payload(raw)},
             extra={**message.extra, "inbox_agent": inbox.agent,
                    "text_from_html": parsed.text_from_html,
-                   "reply_extra": {**reply_extra(parsed, inbox.address, settings.domain),
+                   "reply_extra": {**reply_extra(parsed, inbox.address, settings.mail_domain),
                                    "to": answer, "ignored": passed_over, "reply_id": ours}},
         )
+        if reason is None:
+            files = await self.keep_attachments(raw)
+            if files:
+                message = dataclasses.replace(message, extra={**message.extra, "files": files})
         recorded = await self.services.record(message)
         self.services.publish("email.received", {
             "turn_id": recorded.turn_id, "account": self.name, "from": parsed.from_addr,
@@ -99,6 +141,23 @@ class EmailAdapter:
             **({"ignored": reason} if reason else {}),
             **({"duplicate_of": recorded.duplicate_of} if recorded.duplicate_of else {})})
         return recorded.turn_id
+
+    async def keep_attachments(self, raw: bytes) -> list[dict[str, Any]]:
+        """Attachments and inline images into the file store before the turn is recorded
+        (their bytes came with the mail); those over the account's limits are listed unkept,
+        so the turn says why."""
+        entries: list[dict[str, Any]] = []
+        for index, part in enumerate(attached_files(raw)):
+            size = len(part.content)
+            entry = inbound_file(part.name, part.content_type, size)
+            if part.content_id:
+                entry["content_id"] = part.content_id
+            if skip_reason(self.settings.files, part.name, part.content_type, size,
+                           index) is None:
+                blob = await self.services.files.put(as_chunks(part.content))
+                entry["sha256"] = blob.sha256
+            entries.append(entry)
+        return entries
 
     async def ignore_reason(self, parsed: ParsedEmail, raw: bytes, envelope_sender: str,
                             own: set[str]) -> str | None:
@@ -133,19 +192,23 @@ class EmailAdapter:
             msg = compose_reply(
                 inbox_address=extra.get("inbox") or out.conversation, to=to,
                 subject=extra.get("subject") or "", message_id=extra.get("message_id") or "",
-                reply_text=out.text, domain=extra.get("domain") or self.settings.domain,
+                reply_text=out.text, domain=extra.get("domain") or self.settings.mail_domain,
                 references=extra.get("references") or [], own_id=extra.get("reply_id"))
         except (ValueError, MessageError) as error:  # the same on every attempt: permanent
             raise DeliveryError(f"the reply cannot be composed: {error}",
                                 permanent=True) from error
+        attached = await self.attach(msg, extra.get("files") or [])
         ours = str(msg["Message-ID"])
-        said = {"to": to, **({"ignored": extra["ignored"]} if extra.get("ignored") else {})}
+        said = {"to": to, **({"ignored": extra["ignored"]} if extra.get("ignored") else {}),
+                **({"files": attached} if attached else {})}
         settings = self.settings
         if settings.relay_host:
             await send_via_relay(msg, settings.relay_host, settings.relay_port,
                                  starttls=settings.relay_starttls,
                                  username=settings.relay_username,
                                  password=settings.relay_password)
+            if self.reader is not None and settings.file_sent:  # seen among the sent mail
+                said.update(await self.reader.file_sent(msg.as_bytes(policy=policy.SMTP)))
             return DeliveryReceipt(ours, {"relay": f"{settings.relay_host}:{settings.relay_port}",
                                           **said})
         folder = os.path.abspath(settings.maildir)
@@ -160,11 +223,34 @@ class EmailAdapter:
         return DeliveryReceipt(ours, {"maildir": path, **said})
 
 
+    async def attach(self, msg: Any, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The agent's files as MIME attachments of the reply (a mail holds them whole)."""
+        attached = []
+        for file in files:
+            chunks = [chunk async for chunk in self.services.files.read(str(file["sha256"]))]
+            maintype, _, subtype = str(file.get("type") or "").partition("/")
+            if not maintype or not subtype:
+                maintype, subtype = "application", "octet-stream"
+            msg.add_attachment(b"".join(chunks), maintype=maintype, subtype=subtype,
+                               filename=str(file.get("name") or "file"))
+            attached.append({"file_id": file.get("id"), "name": file.get("name")})
+        return attached
+
+
 def reply_extra(parsed: ParsedEmail, inbox_address: str, domain: str) -> dict[str, Any]:
     """What `EmailAdapter.deliver` needs to compose the threaded reply, kept with the turn."""
     return {"subject": parsed.subject, "message_id": parsed.message_id,
             "references": list(parsed.references), "sender": parsed.from_addr,
             "inbox": inbox_address, "domain": domain}
+
+
+def mailbox_sender(parsed: ParsedEmail) -> str:
+    """The envelope sender of mail found in a mailbox: its Return-Path, written by the
+    delivering MTA ("" for the null sender of bounces), else From."""
+    return_path = parsed.loop_headers.get("return-path")
+    if return_path is None:
+        return parsed.from_addr
+    return return_path.strip().strip("<>").strip().lower()
 
 
 def raw_payload(raw: bytes) -> dict[str, str]:
@@ -178,4 +264,4 @@ def raw_payload(raw: bytes) -> dict[str, str]:
     return {"raw_base64": base64.b64encode(raw).decode("ascii")}
 
 
-__all__ = ["EmailAdapter", "raw_payload", "reply_extra"]
+__all__ = ["EmailAdapter", "mailbox_sender", "raw_payload", "reply_extra"]

@@ -21,4 +21,14 @@ class KeyUnavailable(SwitchboardError):
     """A DKIM key lookup got no answer now (timeout, SERVFAIL, no resolver): retry later."""
 
 
-__all__ = ["KeyUnavailable", "MalformedEmail", "SenderCheckDeferred"]
+class MailboxError(SwitchboardError):
+    """An IMAP mailbox cannot be read or written now. `stage` says where it failed: `dns`,
+    `connect`, `tls`, `token` (oauth2_token_command), `login`, `folder`, `connection` (lost
+    or timed out), `inbox` (the address is no live inbox)."""
+
+    def __init__(self, stage: str, words: str) -> None:
+        super().__init__(words)
+        self.stage = stage
+
+
+__all__ = ["KeyUnavailable", "MailboxError", "MalformedEmail", "SenderCheckDeferred"]

@@ -243,6 +243,42 @@ def _attachments(msg: EmailMessage) -> Iterator[Attachment]:
         )
 
 
+@dataclass(frozen=True)
+class AttachedFile:
+    """An attachment or inline image with its decoded bytes (`content_id` for `cid:` ones)."""
+
+    name: str
+    content_type: str
+    content: bytes
+    content_id: str = ""
+
+
+def attached_files(raw: bytes) -> list[AttachedFile]:
+    """The decoded attachments and inline images of a message (every leaf that is not its
+    text or HTML body), each named: an unnamed inline image gets `image-N.<subtype>`."""
+    try:
+        msg = email.message_from_bytes(bytes(raw), policy=POLICY)
+        bodies = {id(msg.get_body(preferencelist=(kind,))) for kind in ("plain", "html")}
+        found: list[AttachedFile] = []
+        for part in _leaves(msg):
+            if id(part) in bodies or part.get_content_maintype() == "multipart":
+                continue
+            content = part.get_payload(decode=True)
+            if not isinstance(content, bytes):
+                content = part.as_bytes() if part.get_content_type() == "message/rfc822" else b""
+            kind = header_text(part.get_content_type())
+            cid = header_text(str(part.get("content-id", ""))).strip().strip("<>")
+            name = header_text(part.get_filename() or "")
+            if not name:
+                name = f"{'image' if kind.startswith('image/') else 'part'}-{len(found) + 1}" \
+                    f".{part.get_content_subtype() or 'bin'}"
+            found.append(AttachedFile(name, kind, content, cid))
+        return found
+    except Exception as exc:  # hostile MIME: the text still reaches the agent
+        log.info("ignoring unreadable attachments: %r", exc)
+        return []
+
+
 def _report_type(msg: EmailMessage) -> str:
     """The kind of a report (RFC 6522 multipart/report, or one of its parts sent bare)."""
     if msg.get_content_type() == "multipart/report":

@@ -15,12 +15,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from channels.adapter import (
     AccountAdapter,
+    AccountCommand,
     Capability,
     ConfigSection,
     Listener,
     Provider,
     Services,
 )
+from inbox.commands import test_mailbox
 from inbox.settings import EmailSettings, SmtpSettings, capacity_issues
 
 
@@ -78,7 +80,10 @@ def _listen(adapters: Mapping[str, Any], smtp: SmtpSettings | None,
             services: Services) -> Listener:
     from inbox.listener import SmtpListener
 
-    return SmtpListener(adapters, smtp or SmtpSettings(), services, directory_of(services))
+    # a mailbox read over IMAP gets its mail there, not through this SMTP server
+    inboxes = {name: adapter for name, adapter in adapters.items()
+               if adapter.settings.mode == "smtp"}
+    return SmtpListener(inboxes, smtp or SmtpSettings(), services, directory_of(services))
 
 
 PROVIDER = Provider(
@@ -86,7 +91,12 @@ PROVIDER = Provider(
     settings=EmailSettings,
     open=_open,
     capabilities=frozenset({Capability.THREADS, Capability.FILES}),
-    description="Email: inboxes on a domain, one SMTP server for all of them",
+    description="Email: inboxes on a domain, one SMTP server for all of them; or an existing "
+                "mailbox over IMAP",
+    commands={"test": AccountCommand(
+        test_mailbox, "Connect to the account's mailbox (mode: imap): its folder's size, the "
+        "server's capabilities, or exactly what fails.")},
+    command_group="inbox",
     section=ConfigSection("smtp", SmtpSettings, capacity_issues),
     listen=_listen,
 )

@@ -1,5 +1,9 @@
 """The email provider's part of bindings.yaml: each email account (`provider: email`), and the
-`smtp:` section of the one SMTP server `serve` runs for all of them."""
+`smtp:` section of the one SMTP server `serve` runs for all of them.
+
+An account either has inboxes on its own domain, reached through `serve`'s SMTP server
+(`mode: smtp`, the default), or reads one existing mailbox over IMAP (`mode: imap`: the
+`imap_*` keys, `username`, `password` or `oauth2_token_command`, `address`, `folder` …)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from channels.adapter import AccountSettings, ConfigIssue
 from channels.units import Size, Timeout, parse_size
@@ -33,8 +37,64 @@ class EmailSettings(AccountSettings):
     dns_timeout: Timeout = timedelta(seconds=5)
     # local part -> agent, provisioned when serve starts
     inboxes: dict[str, str] = Field(default_factory=dict)
+    mode: Literal["smtp", "imap"] = "smtp"
+    # --- mode: imap, an existing mailbox ---
+    imap_host: str | None = None
+    imap_port: int | None = Field(default=None, ge=1, le=65535)  # 993 (tls), else 143
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    username: str | None = None
+    password: str | None = None
+    oauth2_token_command: str | None = None  # prints a fresh XOAUTH2 access token
+    address: str | None = None  # the agent's inbox address; default: username
+    agent: str | None = None  # whose inbox the mailbox is (else provision the address)
+    folder: str = "INBOX"
+    processed_folder: str | None = None  # recorded mail is moved here (created if missing)
+    sent_folder: str | None = None  # default: the folder flagged \Sent
+    file_sent: bool = True  # APPEND answers to Sent (off: the submission server files them)
+    poll_interval: Timeout = timedelta(seconds=60)  # without IDLE
+    idle_interval: Timeout = timedelta(minutes=25)  # IDLE is renewed (RFC 2177: < 29 min)
+    imap_timeout: Timeout = timedelta(seconds=30)  # one IMAP command
+    reconnect_min: Timeout = timedelta(seconds=1)  # backoff after a lost connection
+    reconnect_max: Timeout = timedelta(minutes=5)
+    use_idle: bool = True  # false: poll even when the server offers IDLE
 
-    secret_keys: ClassVar[frozenset[str]] = frozenset({"relay_password"})
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"relay_password", "password"})
+
+    @model_validator(mode="after")
+    def _mailbox(self) -> EmailSettings:
+        if self.mode != "imap":
+            return self
+        if not self.imap_host:
+            raise ValueError("mode: imap needs imap_host (the mailbox's IMAP server)")
+        if self.imap_security == "none" and not is_loopback(self.imap_host):
+            raise ValueError(f"imap_security: none sends the password in clear; it is only "
+                             f"allowed to a loopback host, not {self.imap_host}: use tls or "
+                             "starttls")
+        if self.password and self.oauth2_token_command:
+            raise ValueError("set password or oauth2_token_command, not both")
+        if self.processed_folder is not None and self.processed_folder == self.folder:
+            raise ValueError("processed_folder must differ from folder")
+        if not self.mailbox_address:
+            raise ValueError("mode: imap needs address (the agent's inbox address) when "
+                             "username is not an email address")
+        return self
+
+    @property
+    def mailbox_address(self) -> str:
+        """The mailbox's address, the agent's inbox address (lowercased), or ""."""
+        for value in (self.address, self.username):
+            if value and "@" in value.strip("@"):
+                return value.strip().lower()
+        return ""
+
+    @property
+    def mail_domain(self) -> str:
+        """The domain of reply Message-IDs: `domain`, else the mailbox address's."""
+        return self.domain or self.mailbox_address.rpartition("@")[2]
+
+    @property
+    def mailbox_port(self) -> int:
+        return self.imap_port or (993 if self.imap_security == "tls" else 143)
 
     @field_validator("dns_resolver")
     @classmethod
@@ -46,7 +106,25 @@ class EmailSettings(AccountSettings):
         return value
 
     def disabled_reason(self) -> str | None:
+        if self.mode == "imap":
+            if not self.username:
+                return "username is not set"
+            if not (self.password or self.oauth2_token_command):
+                return "password (or oauth2_token_command) is not set"
+            return None
         return None if self.domain else "domain is not set"
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or an address in 127.0.0.0/8 or ::1."""
+    import ipaddress
+
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class SmtpSettings(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -81,12 +82,17 @@ def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
             raise AgentError(f"agent at {agent.url} answered JSON without a string 'reply'")
         activity = data.get("activity") or []
         context = data.get("context")
+        files = data.get("files") or []
+        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+            raise AgentError(f"agent at {agent.url} answered 'files' that is not a list of "
+                             "objects ({name, type, content_base64} or {name, type, url})")
         return AgentResult(
             reply=data["reply"],
             activity=tuple(a for a in activity if isinstance(a, dict)),
             context=context if isinstance(context, dict) else None,
             model=request.model,
             interaction=asks,
+            files=tuple(files),
         )
 
     return run
@@ -96,11 +102,11 @@ def openai_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
     """Streams a chat completion from an OpenAI-compatible `/v1/chat/completions`."""
 
     async def run(request: AgentRequest) -> AgentResult:
-        messages: list[dict[str, str]] = []
+        messages: list[dict[str, Any]] = []
         if agent.system_prompt:
             messages.append({"role": "system", "content": agent.system_prompt})
         messages += _history(request.transcript)
-        messages.append({"role": "user", "content": request.turn["text"]})
+        messages.append({"role": "user", "content": await user_content(request.turn, client)})
         base = str(agent.base_url).rstrip("/")
         url = base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
         key = agent.api_key or os.environ.get("OPENAI_API_KEY", "")
@@ -127,6 +133,49 @@ def openai_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
         return AgentResult(reply="".join(parts), model=request.model)
 
     return run
+
+
+async def user_content(turn: dict[str, Any], client: httpx.AsyncClient) -> Any:
+    """The user's message for a chat completion: its text, then its images as image parts
+    (data URLs) and small text files inline; what cannot be passed is said in words."""
+    files, skipped = turn.get("files") or [], turn.get("files_skipped") or []
+    if not files and not skipped:
+        return turn["text"]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": turn["text"]}]
+    notes = [f"{s['name']} was not passed: {s['reason']}" for s in skipped]
+    for file in files:
+        kind, size = str(file.get("type") or ""), file.get("size") or 0
+        inline = (kind.startswith("image/") and size <= INLINE_IMAGE_BYTES) or \
+            (_is_text(kind) and size <= INLINE_TEXT_BYTES)
+        if not inline:
+            notes.append(f"{file['name']} ({kind}, {size} bytes) was not passed: only images "
+                         "and small text files can be")
+            continue
+        try:
+            response = await client.get(file["url"], timeout=30)
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            notes.append(f"{file['name']} was not passed: it could not be read ({error!r})")
+            continue
+        if kind.startswith("image/"):
+            data = base64.b64encode(response.content).decode("ascii")
+            parts.append({"type": "image_url",
+                          "image_url": {"url": f"data:{kind};base64,{data}"}})
+        else:
+            text = response.content.decode("utf-8", errors="replace")
+            parts.append({"type": "text", "text": f"File {file['name']}:\n{text}"})
+    if notes:
+        parts.append({"type": "text", "text": "\n".join(notes)})
+    return parts
+
+
+INLINE_IMAGE_BYTES = 5 * 2**20
+INLINE_TEXT_BYTES = 64 * 2**10
+
+
+def _is_text(kind: str) -> bool:
+    return kind.startswith("text/") or kind in {"application/json", "application/xml",
+                                                "application/x-yaml", "application/csv"}
 
 
 def _sse_delta(line: str) -> str:
@@ -162,4 +211,4 @@ async def run_timed(handler: Handler, request: AgentRequest) -> AgentResult:
     elapsed = int((time.perf_counter() - started) * 1000)
     return AgentResult(reply=storable_text(result.reply), activity=result.activity,
                        context=result.context, duration_ms=elapsed, model=result.model,
-                       interaction=result.interaction)
+                       files=result.files, interaction=result.interaction)

@@ -17,6 +17,7 @@ from switchboard.api_sessions import api_message
 from switchboard.config import Config
 from switchboard.controls import SessionControls
 from switchboard.errors import NoSuchAgent, NoSuchTurn
+from switchboard.files import FileService, file_json
 from switchboard.operators import Needs, Operator
 from switchboard.pipeline import Pipeline
 from switchboard.scoping import EventScope, own_session, scoped_filters
@@ -53,7 +54,7 @@ class MessageBody(BaseModel):
 
 def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionControls,
                hub: EventHub, pipeline: Pipeline, account_list: AccountList,
-               registry: Mapping[str, Provider]) -> APIRouter:
+               registry: Mapping[str, Provider], files: FileService) -> APIRouter:
     """The operator API. Domain errors raised here (no such session, a refused action, a bad
     cursor) are answered by `http_errors`, with one status per kind."""
     viewer = Depends(needs("viewer"))
@@ -79,7 +80,8 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
         if story is None:
             raise NoSuchTurn(f"no turn {turn_id}")
         who.check(story.turn.agent, f"turn {turn_id}")
-        return turn_story_json(story)
+        turn_files = await store.files.of_turns([turn_id])
+        return {**turn_story_json(story), "files": [file_json(f, files) for f in turn_files]}
 
     @router.get("/sessions")
     async def list_sessions(
@@ -109,8 +111,10 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
     @router.get("/sessions/{session_id}")
     async def get_session(session_id: str, who: Viewer) -> dict[str, Any]:
         session = await own_session(store, who, session_id)
+        session_files = await store.files.of_session(session_id)
         return {**session_json(session),
-                "transcript": transcript_json(await store.sessions.transcript(session_id))}
+                "transcript": transcript_json(await store.sessions.transcript(session_id)),
+                "files": [file_json(f, files) for f in session_files]}
 
     operator = needs("operator")
     admin = needs("admin")

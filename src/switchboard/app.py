@@ -18,6 +18,7 @@ from switchboard.api_interactions import interaction_routes
 from switchboard.api_operators import operator_routes
 from switchboard.audit import OperatorAudit
 from switchboard.console import console_routes
+from switchboard.file_routes import file_routes
 from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
@@ -46,17 +47,18 @@ def create_app(runtime: Runtime) -> ASGIApp:
     needs = operator_auth(runtime.operator)
     app.include_router(webhook_routes(webhooks))
     accounts = AccountList(runtime.config, runtime.account_errors, runtime.store.accounts,
-                           runtime.providers)
+                           runtime.providers, runtime.adapters)
     app.include_router(api_routes(store=runtime.store, config=runtime.config, needs=needs,
                                   controls=runtime.controls, hub=runtime.events,
                                   pipeline=runtime.pipeline, account_list=accounts,
-                                  registry=runtime.providers))
+                                  registry=runtime.providers, files=runtime.files))
     app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
     app.include_router(interaction_routes(runtime.store, runtime.pipeline.interactions, needs))
     app.include_router(console_routes(store=runtime.store, config=runtime.config, needs=needs,
                                       hub=runtime.events, account_list=accounts))
     app.include_router(operator_routes(runtime.store, runtime.operators,
                                        runtime.config.operators, runtime.config.agents, needs))
+    app.include_router(file_routes(store=runtime.store, files=runtime.files, needs=needs))
     app.add_middleware(OperatorAudit, store=runtime.store)
 
     @app.get("/healthz", tags=["health"])
@@ -74,6 +76,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
                                 + (" or an operator token" if runtime.config.metrics_operators
                                    else ""), headers={"WWW-Authenticate": "Bearer"})
         runtime.metrics.outbox_depth.set(await runtime.store.outbox.depth())
+        runtime.metrics.files_bytes.set(await runtime.store.files.bytes_stored())
         return PlainTextResponse(runtime.metrics.render(),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 

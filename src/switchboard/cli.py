@@ -109,7 +109,9 @@ def serve(
     for name, reason in settings.disabled.items():
         err.print(f"[yellow]account {name} is disabled:[/yellow] {reason}", highlight=False)
     db.upgrade()
-    runtime = Runtime(settings, smtp_port=smtp_port, smtp_host=host, freeze_gc=True)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    runtime = Runtime(settings, smtp_port=smtp_port, smtp_host=host, freeze_gc=True,
+                      listen_url=f"http://{shown}:{port}")
     uvicorn.run(create_app(runtime), host=host, port=port, log_level=log_level,
                 access_log=log_level == "debug", timeout_graceful_shutdown=10)
 
@@ -169,7 +171,10 @@ def turns_show(turn_id: str, as_json: JsonOption = False) -> None:
     if story is None:
         err.print(f"no turn {turn_id}")
         raise typer.Exit(1)
-    turn = turn_story_json(story)
+    from switchboard.files import file_json
+
+    turn = {**turn_story_json(story), "files": [
+        file_json(f) for f in _with_store(lambda s: s.files.of_turns([turn_id]))]}
     if as_json:
         _print_json(turn)
         return
@@ -185,6 +190,12 @@ def turns_show(turn_id: str, as_json: JsonOption = False) -> None:
     for event in turn["events"]:
         timeline.add_row(event["at"], event["name"], json.dumps(event.get("detail", {})))
     console.print(timeline)
+    if turn["files"]:
+        files = Table("name", "type", "size", "direction", "status", "reason", title="files")
+        for file in turn["files"]:
+            files.add_row(*(str(file.get(k) or "") for k in ("name", "type", "size",
+                                                             "direction", "status", "reason")))
+        console.print(files)
 
 
 @sessions_app.command("list")
@@ -332,8 +343,6 @@ def accounts(config: ConfigOption = "bindings.yaml", as_json: JsonOption = False
     console.print(table)
 
 
-add_provider_commands(app, PROVIDERS, lambda path: _load(path, strict_env=False), console, err,
-                      ConfigOption)
 add_operator_commands(app, _with_store, lambda path: _load(path, strict_env=False), console,
                       err, ConfigOption)
 add_interaction_commands(app, _with_store, console, err)
@@ -341,6 +350,8 @@ add_interaction_commands(app, _with_store, console, err)
 
 inbox_app = typer.Typer(help="Email inboxes of agents.", no_args_is_help=True)
 app.add_typer(inbox_app, name="inbox")
+add_provider_commands(app, PROVIDERS, lambda path: _load(path, strict_env=False), console, err,
+                      ConfigOption, groups={"inbox": inbox_app})
 
 
 @inbox_app.command("provision")

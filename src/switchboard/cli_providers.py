@@ -19,16 +19,23 @@ from switchboard.config import Config
 
 def add_provider_commands(app: typer.Typer, providers: Mapping[str, Provider],
                           load: Callable[[str], Config], out: Console, err: Console,
-                          config_option: Any) -> None:
-    """`switchboard <provider> <command>` for every command of every provider."""
+                          config_option: Any,
+                          groups: Mapping[str, typer.Typer] | None = None) -> None:
+    """`switchboard <group> <command>` for every command of every provider; the group is the
+    provider's `command_group` (one of `groups` that exist already, or a new one) or name."""
+    made: dict[str, typer.Typer] = {}
     for provider in providers.values():
         if not provider.commands:
             continue
-        group = typer.Typer(help=f"Set-up of {provider.name} accounts.", no_args_is_help=True)
-        for name, command in provider.commands.items():
-            group.command(name)(_account_command(provider, command, load, out, err,
-                                                 config_option))
-        app.add_typer(group, name=provider.name)
+        name = provider.command_group or provider.name
+        group = (groups or {}).get(name) or made.get(name)
+        if group is None:
+            group = made[name] = typer.Typer(help=f"Set-up of {provider.name} accounts.",
+                                             no_args_is_help=True)
+            app.add_typer(group, name=name)
+        for command_name, command in provider.commands.items():
+            group.command(command_name)(_account_command(provider, command, load, out, err,
+                                                         config_option))
 
 
 def _account_command(provider: Provider, command: AccountCommand, load: Callable[[str], Config],

@@ -12,7 +12,14 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
 from channels.adapter import AccountSettings, Provider
 from channels.rules import Binding
@@ -82,6 +89,20 @@ class DeliveryConfig(_Strict):
     worker_timeout: Duration = timedelta(seconds=15)  # silence after which a process is dead
 
 
+class FilesConfig(_Strict):
+    """`files:`: where file bytes are kept and how long download links and files live
+    (limits are per account, `accounts.NAME.files`). docs/files.md."""
+
+    dir: str | None = None  # default: `files` beside the SQLite database, else ./files
+    url_ttl: Timeout = timedelta(hours=1)
+    url_secret: str = ""  # signs download links; default: generated once, kept in the database
+    retention: Duration = None  # e.g. 90d: older files are removed by the sweep
+    fetch_attempts: int = Field(default=4, ge=1)
+    fetch_backoff: Timeout = timedelta(seconds=1)
+    fetch_timeout: Timeout = timedelta(seconds=60)  # one download (provider or agent URL)
+    sweep_interval: Timeout = timedelta(hours=1)
+
+
 class _DocumentBase(_Strict):
     """The application's sections; `accounts` and the providers' own sections are added from
     the registry by `_document_model`."""
@@ -93,6 +114,16 @@ class _DocumentBase(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     metrics_token: str = ""  # when set, /metrics needs `Authorization: Bearer <it>`
     metrics_operators: bool = False  # /metrics also (or only) takes any operator's token
+    files: FilesConfig = FilesConfig()
+    public_url: str = ""  # where people and agents reach this server (download links)
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an absolute http(s) URL; write it as "
+                             "https://switchboard.example.com")
+        return value.rstrip("/")
 
 
 _MODELS: dict[tuple[int, ...], type[_DocumentBase]] = {}
@@ -131,11 +162,13 @@ class Config:
     sections: Mapping[str, BaseModel] = field(default_factory=lambda: MappingProxyType({}))
     metrics_token: str = ""
     metrics_operators: bool = False
+    files: FilesConfig = field(default_factory=FilesConfig)
+    public_url: str = ""
 
     def secrets(self) -> set[str]:
         """Every secret value in the config: each account's `secret_keys`, and the
         application's own (`APP_SECRET_KEYS`)."""
-        found: set[str] = {self.metrics_token}
+        found: set[str] = {self.metrics_token, self.files.url_secret}
         for account in self.accounts.values():
             found |= account.secrets()
         for model in (*self.agents.values(), *self.operators):
@@ -395,11 +428,26 @@ def load_config(path: str | Path, *, strict_env: bool = True,
                                    for p in providers.values() if p.section is not None}),
         metrics_token=doc.metrics_token,
         metrics_operators=doc.metrics_operators,
+        files=doc.files,
+        public_url=doc.public_url,
     )
 
 
 __all__ = [
-    "APP_SECRET_KEYS", "AgentConfig", "BindingConfig", "Config", "ConfigError", "DeliveryConfig",
-    "Duration", "OperatorConfig", "Problem", "SessionPolicy", "Size", "Timeout", "load_config",
-    "parse_duration", "parse_size",
+    "APP_SECRET_KEYS",
+    "AgentConfig",
+    "BindingConfig",
+    "Config",
+    "ConfigError",
+    "DeliveryConfig",
+    "Duration",
+    "FilesConfig",
+    "OperatorConfig",
+    "Problem",
+    "SessionPolicy",
+    "Size",
+    "Timeout",
+    "load_config",
+    "parse_duration",
+    "parse_size",
 ]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sessions import ActionRefused, SessionNotFound, StateChange, TransitionRefused
@@ -29,17 +29,20 @@ class SessionControls:
 
     def __init__(self, store: Store, events: EventHub, *, origin: str,
                  agents: Mapping[str, AgentRules],
-                 on_resumed: Callable[[str], None] | None = None, audited: bool = False) -> None:
+                 on_resumed: Callable[[str], None] | None = None, audited: bool = False,
+                 forget_blobs: Callable[[set[str]], Awaitable[None]] | None = None) -> None:
         """`origin` names this process in shared events; `on_resumed(session_id)` answers
         the turns held while it was paused (without it, a running `serve`'s sweep does).
         `audited`: write the operator actions into the audit log here (the CLI's; the API's
-        are written by `switchboard.audit`, for every route at once)."""
+        are written by `switchboard.audit`, for every route at once). `forget_blobs` removes
+        file blobs a deleted session alone referenced."""
         self.audited = audited
         self.store = store
         self.events = events
         self.origin = origin
         self.agents = agents
         self.on_resumed = on_resumed
+        self.forget_blobs = forget_blobs
 
     async def _announce(self, name: str, data: dict[str, Any]) -> None:
         self.events.publish(name, data)
@@ -96,6 +99,9 @@ class SessionControls:
 
     async def delete(self, session_id: str, actor: str) -> str:
         await self.store.sessions.delete(session_id, actor)
+        unreferenced = await self.store.files.forget_session(session_id)
+        if self.forget_blobs is not None:
+            await self.forget_blobs(unreferenced)
         await self._announce("session.deleted", {"session_id": session_id, "actor": actor})
         return f"session {session_id} is deleted (recorded in the audit log)"
 

@@ -59,7 +59,7 @@ async def provision(store: Store, config: Config, agent: str, account: str | Non
     if account not in choices:
         raise InboxRefused(f"no email account named {account!r}; email accounts are: "
                            f"{', '.join(choices) or 'none'}")
-    domain = choices[account].domain.strip().lower()
+    domain = choices[account].mail_domain.strip().lower()  # a mailbox: its address's domain
     if not domain:
         raise InboxRefused(f"email account {account} has no domain; set accounts.{account}.domain")
     if local_part is not None:

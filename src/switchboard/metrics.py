@@ -31,6 +31,15 @@ class Metrics:
         self.outbox_depth = Gauge("switchboard_outbox_depth",
                                   "Replies waiting for delivery (pending or retrying)",
                                   registry=r)
+        self.files = Counter("switchboard_files", "Files by provider, direction (in, out) "
+                             "and outcome (stored, skipped, failed, delivered)",
+                             ["provider", "direction", "outcome"], registry=r)
+        self.file_failures = Counter("switchboard_file_transfer_failures",
+                                     "Failed file downloads and uploads (each attempt)",
+                                     ["provider", "direction"], registry=r)
+        self.files_bytes = Gauge("switchboard_files_stored_bytes",
+                                 "Bytes of the distinct files kept in the file store",
+                                 registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -325,3 +325,38 @@ class InteractionAttempt(SQLModel, table=True):
     text: str | None = Field(default=None, sa_column=Column(Text))
     accepted: bool = False
     reason: str | None = None
+class StoredFile(SQLModel, table=True):
+    """A file of a turn: one a person sent (`in`) or one the agent made (`out`). Its bytes are
+    a blob of the file store named by `sha256` (shared by every row with the same bytes);
+    a skipped or failed file has none. Outbound rows are delivered like the outbox: leased per
+    attempt (`claimed_until`), retried at `next_attempt_at`."""
+
+    __tablename__ = "files"
+    __table_args__ = (
+        Index("ix_files_turn", "turn_id"),
+        Index("ix_files_session", "session_id"),
+        Index("ix_files_sha256", "sha256"),
+        Index("ix_files_created", "created_at"),
+        Index("ix_files_due", "direction", "status", "next_attempt_at"),
+    )
+
+    id: str = Field(primary_key=True)
+    turn_id: str
+    session_id: str | None = None
+    provider: str
+    account: str
+    direction: str  # in | out
+    position: int = 0  # order within the turn's files
+    name: str
+    type: str
+    size: int | None = Field(default=None, sa_column=Column(BigInteger))
+    sha256: str | None = None
+    # in: pending, stored, skipped, failed; out: pending, with_reply, retrying, delivered, failed
+    status: str = "pending"
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    ref: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    attempts: int = 0
+    next_attempt_at: datetime | None = _when(nullable=True)
+    claimed_until: datetime | None = _when(nullable=True)
+    provider_file_id: str | None = None
+    created_at: datetime = _when(nullable=False)

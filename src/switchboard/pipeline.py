@@ -26,9 +26,19 @@ from switchboard.config import Config
 from switchboard.controls import CHAT_COMMANDS, SessionControls
 from switchboard.delivery import Delivery
 from switchboard.errors import AgentError
+from switchboard.file_delivery import FileDelivery
+from switchboard.file_flow import FileFlow
 from switchboard.interactions import InteractionDesk, parse_request
 from switchboard.metrics import Metrics
-from switchboard.store import Opened, OutboxEntry, ScopeRequest, SessionRecord, Store, TurnRecord
+from switchboard.store import (
+    AgentResult,
+    Opened,
+    OutboxEntry,
+    ScopeRequest,
+    SessionRecord,
+    Store,
+    TurnRecord,
+)
 from switchboard.views import session_json, transcript_json
 from switchboard.work import ScopeLocks, Tasks, TurnQueue
 
@@ -51,8 +61,11 @@ class Pipeline:
 
     def __init__(self, config: Config, store: Store, handlers: dict[str, Handler],
                  events: EventHub, controls: SessionControls, delivery: Delivery, tasks: Tasks,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, files: FileFlow | None = None,
+                 file_delivery: FileDelivery | None = None) -> None:
         self.config = config
+        self.files = files
+        self.file_delivery = file_delivery
         self.store = store
         self.handlers = handlers
         self.events = events
@@ -123,8 +136,7 @@ class Pipeline:
             outbox = await self.answer([turn_id], message,
                                        Route(route.binding, opened.agent, route.key),
                                        opened.session)
-            if outbox is not None:
-                await self.delivery.deliver_claimed(outbox)
+            await self.deliver_reply(outbox)
 
     async def route(self, turn_id: str, message: InboundMessage) -> Match | NoMatch:
         """Match the bindings; an ignored turn is recorded here, a match with its session."""
@@ -204,8 +216,7 @@ class Pipeline:
         async with self.scope_lock(route.agent, route.key):
             await self.store.sessions.touch(session_id, None)
             outbox = await self.answer([turn_id], message, route, session)
-            if outbox is not None:
-                await self.delivery.deliver_claimed(outbox)
+            await self.deliver_reply(outbox)
 
     async def answer_held(self, held: list[TurnRecord], binding: Binding,
                           session: SessionRecord) -> None:
@@ -215,8 +226,7 @@ class Pipeline:
         async with self.scope_lock(binding.agent, route.key):
             outbox = await self.answer([t.id for t in held], message_from_turn(held[-1]), route,
                                        session, already_in_transcript=True)
-        if outbox is not None:
-            await self.delivery.deliver_claimed(outbox)
+        await self.deliver_reply(outbox)
 
     async def answer(self, turn_ids: list[str], message: InboundMessage, route: Route,
                      session: SessionRecord, already_in_transcript: bool = False
@@ -232,8 +242,13 @@ class Pipeline:
         if getattr(handler, "wants_transcript", True):
             transcript = transcript_json(await self.store.sessions.transcript(session_id,
                                                                               limit=50))
+        turn = turn_view(turn_id, message)
+        if self.files is not None:  # settled before the agent runs: fetched or given up
+            settled = await self.files.settle(turn_ids, message, session_id)
+            if settled.files or settled.skipped:
+                turn |= {"files": settled.files, "files_skipped": settled.skipped}
         request = AgentRequest(
-            turn=turn_view(turn_id, message), session=session_json(session),
+            turn=turn, session=session_json(session),
             transcript=transcript, model=model,
             on_delta=lambda delta: self._delta(session_id, turn_id, delta))
         try:
@@ -249,6 +264,8 @@ class Pipeline:
             return None
         self.metrics.agent.labels(route.agent).observe(result.duration_ms / 1000)
         out, opening = self.reply_to(message, result.reply), None
+        if result.files and self.files is not None:
+            out = await self.keep_agent_files(turn_id, session_id, result, out)
         if result.interaction is not None:  # the reply asks people something (interactions.py)
             request = parse_request(result.interaction, f"agent {route.agent}")
             prompt, out = self.interactions.prompt_for(request, result.reply, out)
@@ -262,6 +279,30 @@ class Pipeline:
                                                         "turn_id": turn_id, "role": "agent",
                                                         "text": result.reply})
         return outbox
+
+    async def keep_agent_files(self, turn_id: str, session_id: str, result: AgentResult,
+                               outbound: OutboundMessage) -> OutboundMessage:
+        """Keep the agent's files; an adapter that carries files inside the reply (a mail)
+        finds them in the reply's `extra["files"]`, the others get each delivered after it."""
+        assert self.files is not None
+        adapter = self.delivery.adapters.get(outbound.account)
+        in_reply = bool(getattr(adapter, "files_in_reply", False))
+        kept = await self.files.keep_agent_files(turn_id, session_id, result.files, outbound,
+                                                 in_reply=in_reply)
+        attached = [{"id": f.id, "name": f.name, "type": f.type, "size": f.size,
+                     "sha256": f.sha256} for f in kept if f.status == "with_reply"]
+        if not attached:
+            return outbound
+        return replace(outbound, extra={**outbound.extra, "files": attached})
+
+    async def deliver_reply(self, outbox: OutboxEntry | None) -> None:
+        """Deliver the reply, then the agent's files (each on its own: a failing file never
+        holds the text back)."""
+        if outbox is None:
+            return
+        await self.delivery.deliver_claimed(outbox)
+        if self.file_delivery is not None:
+            await self.file_delivery.deliver_turn(outbox.turn_id)
 
     def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
         """Where a reply goes is the account's adapter's to say (a thread, a quote, a mail

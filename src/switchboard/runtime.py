@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,9 @@ from switchboard.controls import SessionControls
 from switchboard.db import database_url as configured_database_url
 from switchboard.delivery import Delivery
 from switchboard.feed import EventFeed
+from switchboard.file_delivery import FileDelivery
+from switchboard.file_flow import FileFlow
+from switchboard.files import DirectoryBlobs, FileService, files_dir
 from switchboard.metrics import Metrics
 from switchboard.models import new_id
 from switchboard.operators import Operator, Operators
@@ -62,6 +66,8 @@ class Runtime:
     operators_refresh: float = 1.0  # seconds between reads of the operators in the database
     interactions_sweep: float = 1.0  # seconds between expiries of interactions (within 5 s)
     providers: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
+    listen_url: str | None = None  # where `serve` listens: download links when no public_url
+    files_root: str | None = None  # where blobs go when `files.dir` is not set (tests)
 
     def __post_init__(self) -> None:
         self.redact = Redactor.from_config(self.config,
@@ -80,13 +86,27 @@ class Runtime:
         self.metrics = Metrics()
         self.controls = SessionControls(
             self.store, self.events, origin=self.worker_id, agents=self.config.agents,
-            on_resumed=lambda session_id: self.recovery.resume_held(session_id))
+            on_resumed=lambda session_id: self.recovery.resume_held(session_id),
+            forget_blobs=lambda shas: self.files.forget(shas))
         self.tasks = Tasks()
         self.delivery = Delivery(self.store, self.adapters, self.config.delivery,
                                  self.config.disabled, self.events, self.metrics, self.tasks)
+        root = files_dir(self.config.files, self.database_url or configured_database_url())
+        if self.files_root and not self.config.files.dir:
+            root = Path(self.files_root)
+        self.files = FileService(
+            self.store, DirectoryBlobs(root),
+            self.config.files,
+            self.config.public_url or self.listen_url or "http://127.0.0.1:8080")
+        self.file_flow = FileFlow(self.config, self.store, self.files, self.adapters,
+                                  self.metrics, self.http)
+        self.file_delivery = FileDelivery(self.store, self.files, self.adapters,
+                                          self.config.delivery, self.metrics, self.tasks,
+                                          self.delivery.backoff)
         self.pipeline = Pipeline(self.config, self.store,
                                  build_handlers(self.config.agents, self.http), self.events,
-                                 self.controls, self.delivery, self.tasks, self.metrics)
+                                 self.controls, self.delivery, self.tasks, self.metrics,
+                                 files=self.file_flow, file_delivery=self.file_delivery)
         self.recovery = Recovery(self.store, self.pipeline, self.config.bindings, self.tasks)
         self.feed = EventFeed(self.store, self.events, origin=self.worker_id)
         listen = {"smtp": (self.smtp_host, self.smtp_port)} if self.smtp_port is not None \
@@ -94,7 +114,8 @@ class Runtime:
         self.services = AppServices(config=self.config, store=self.store,
                                     pipeline=self.pipeline, controls=self.controls,
                                     events=self.events, metrics=self.metrics,
-                                    account_errors=self.account_errors, listen=listen)
+                                    account_errors=self.account_errors, listen=listen,
+                                    files=self.files)
         self.accounts = RunningAccounts(self.config, self.providers, self.services,
                                         self.adapters)
         self.operators = Operators(self.store, self.operators_refresh)
@@ -112,9 +133,12 @@ class Runtime:
         await self.store.workers.register()
         await self.operators.load(self.config)
         self._background.append(asyncio.create_task(self.operators.follow()))
+        await self.files.start()
         await self.accounts.start()
         self._background.append(asyncio.create_task(self._sweep_outbox()))
         self._background.append(asyncio.create_task(self._sweep_interactions()))
+
+        self._background.append(asyncio.create_task(self._sweep_files()))
         self._rejections = asyncio.create_task(self._write_rejections())
         self.scheduler = AsyncIOScheduler()
         self.scheduler.add_job(self.sweep_sessions, "interval", seconds=self.session_sweep,
@@ -191,6 +215,33 @@ class Runtime:
                 await self.pipeline.interactions.sweep()
             except Exception:
                 log.exception("interaction sweep failed")
+
+    async def _sweep_files(self) -> None:
+        """Deliver the agent's files that are due (retries, leases a dead process left) every
+        sweep interval; remove files past `files.retention` every `files.sweep_interval`."""
+        loop = asyncio.get_running_loop()
+        retained = loop.time()
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.file_delivery.deliver_due()
+                if loop.time() - retained >= self.config.files.sweep_interval.total_seconds():
+                    retained = loop.time()
+                    await self.sweep_files()
+            except Exception:
+                log.exception("file sweep failed")
+
+    async def sweep_files(self) -> int:
+        """Remove files older than `files.retention` (rows, then blobs nothing references);
+        sets the stored-bytes gauge."""
+        removed = 0
+        if self.config.files.retention:
+            cutoff = self.clock.now() - self.config.files.retention
+            unreferenced = await self.store.files.forget_older(cutoff)
+            await self.files.forget(unreferenced)
+            removed = len(unreferenced)
+        self.metrics.files_bytes.set(await self.store.files.bytes_stored())
+        return removed
 
     async def stop(self) -> None:
         if getattr(self, "scheduler", None) is not None:

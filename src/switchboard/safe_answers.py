@@ -41,7 +41,9 @@ class SafeAnswers:
                 headers = MutableHeaders(raw=message["headers"])
                 headers.setdefault("x-content-type-options", "nosniff")
                 kind = headers.get("content-type", "")
-                if kind.startswith("application/json"):
+                # a download is a person's or an agent's file, streamed as it is, not our JSON
+                download = headers.get("content-disposition", "").startswith("attachment")
+                if kind.startswith("application/json") and not download:
                     headers.setdefault("cache-control", "no-store")
                     held = message
                     return

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from channels.adapter import Recorded
+from channels.files import FileStore
 from channels.interactions import AnswerAttempt, Verdict
 from channels.messages import InboundMessage
 from channels.rules import NoMatch, match
@@ -30,7 +31,8 @@ class AppServices:
     def __init__(self, *, config: Config, store: Store, pipeline: Pipeline,
                  controls: SessionControls, events: EventHub, metrics: Metrics,
                  account_errors: AccountErrors,
-                 listen: Mapping[str, tuple[str, int]] | None = None) -> None:
+                 listen: Mapping[str, tuple[str, int]] | None = None,
+                 files: FileStore | None = None) -> None:
         self.config = config
         self.store = store
         self.pipeline = pipeline
@@ -39,6 +41,8 @@ class AppServices:
         self.metrics = metrics
         self.account_errors = account_errors
         self.listen = dict(listen or {})
+        if files is not None:
+            self.files = files  # `Services.files`: adapters keep and read file bytes here
 
     # --- Services ----------------------------------------------------------------------------
 

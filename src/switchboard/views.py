@@ -77,9 +77,11 @@ def audit_json(entries: Iterable[AuditRecord]) -> list[dict[str, Any]]:
 
 
 def account_rows(config: Config, errors: Mapping[str, str], health: Mapping[str, AccountHealth],
-                 providers: Mapping[str, Provider] | None = None) -> list[dict[str, Any]]:
+                 providers: Mapping[str, Provider] | None = None,
+                 adapters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Each configured account with its health (and its provider's capabilities, when the
-    registry is given), for the API and `switchboard accounts`."""
+    registry is given; and what a running adapter says of its connection, `connected` …,
+    when it has a `health()`), for the API and `switchboard accounts`."""
     rows = []
     for name, settings in config.accounts.items():
         seen = health.get(name) or AccountHealth(name)
@@ -96,8 +98,16 @@ def account_rows(config: Config, errors: Mapping[str, str], health: Mapping[str,
             "last_error": seen.last_error, "last_error_at": iso(seen.last_error_at),
             "rejected": dict(seen.rejected),
             **({"capabilities": capability_names(provider.capabilities)} if provider else {}),
+            **_live(adapters, name),
         })
     return rows
+
+
+def _live(adapters: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """What a running adapter says of its own connection (a mailbox read over IMAP)."""
+    adapter = (adapters or {}).get(name)
+    said = getattr(adapter, "health", None)
+    return dict(said()) if callable(said) else {}
 
 
 class AccountHealthSource(Protocol):
@@ -106,16 +116,18 @@ class AccountHealthSource(Protocol):
 
 class AccountList:
     """The accounts with their health, as the API, the console and the CLI list them: what a
-    router needs of the running accounts, without the runtime."""
+    router needs of the running accounts, without the runtime (`adapters`: the running ones,
+    for what they say of their own connection)."""
 
     def __init__(self, config: Config, errors: Mapping[str, str], health: AccountHealthSource,
-                 providers: Mapping[str, Provider]) -> None:
+                 providers: Mapping[str, Provider],
+                 adapters: Mapping[str, Any] | None = None) -> None:
         self._config, self._errors, self._health = config, errors, health
-        self._providers = providers
+        self._providers, self._adapters = providers, adapters
 
     async def rows(self) -> list[dict[str, Any]]:
         return account_rows(self._config, self._errors, await self._health.health(),
-                            self._providers)
+                            self._providers, self._adapters)
 
 
 def provider_rows(providers: Mapping[str, Provider]) -> list[dict[str, Any]]:

@@ -139,7 +139,6 @@ def test_emoji_before_mention_uses_utf16_offsets(account: TelegramAccount) -> No
     ("update", "reason"),
     [
         (message(sticker={"file_id": "s"}), "a message with no text (sticker)"),
-        (message(photo=[{"file_id": "p"}]), "a message with no text (photo)"),
         (message(new_chat_members=[USER]), "a service message (new_chat_members)"),
         ({"update_id": 1, "edited_message": message("fixed typo")["message"]}, "an edited message"),
         ({"update_id": 1, "channel_post": CHANNEL_POST}, "a channel post"),
@@ -153,6 +152,13 @@ def test_updates_that_are_recorded_but_not_answered(
     msg = account.to_inbound(update)
     assert msg.ignore_reason is not None and msg.ignore_reason.startswith(reason)
     assert msg.event_id == str(update["update_id"])
+
+
+def test_a_photo_without_a_caption_is_answered_a_sticker_is_not(account: TelegramAccount
+                                                                ) -> None:
+    """A screenshot dropped into the chat reaches the agent (issue 16); a sticker is no file."""
+    assert account.to_inbound(message(photo=[{"file_id": "p"}])).ignore_reason is None
+    assert account.to_inbound(message(sticker={"file_id": "s"})).ignore_reason is not None
 
 
 def test_verify_checks_the_secret_header(account: TelegramAccount) -> None:

@@ -150,3 +150,36 @@ def asks_approval(prompt: str = "May I refund order 1182?", **more: Any) -> Any:
             return {"reply": "No answer came; I did not refund."}
         return {"reply": f"Decision: {answer.get('option') or answer.get('text')}"}
     return script
+class FileAgent(_ThreadedServer):
+    """An http agent that downloads every file of the turn through its signed `url` (as an
+    agent would) and answers with the files in `answer_files` (the agent-side JSON)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.downloads: dict[str, bytes] = {}  # file name -> bytes fetched by its url
+        self.statuses: dict[str, int] = {}
+        self.answer_files: list[dict[str, Any]] = []
+        self.extra: dict[str, bytes] = {}  # path -> bytes served at GET /blob/<path>
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/turn", self._turn)
+        app.router.add_get("/blob/{name}", self._blob)
+
+    async def _blob(self, request: web.Request) -> web.StreamResponse:
+        data = self.extra.get(request.match_info["name"])
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _turn(self, request: web.Request) -> web.StreamResponse:
+        import aiohttp
+
+        body = await request.json()
+        self.requests.append(body)
+        async with aiohttp.ClientSession() as session:
+            for file in body["turn"].get("files", []):
+                async with session.get(file["url"]) as response:
+                    self.statuses[file["name"]] = response.status
+                    self.downloads[file["name"]] = await response.read()
+        return web.json_response({"reply": f"got {len(self.downloads)} files",
+                                  "files": self.answer_files})

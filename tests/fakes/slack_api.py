@@ -35,6 +35,14 @@ class FakeSlackAPI:
         self._ts = 0
         self._sockets: list[web.WebSocketResponse] = []
         self.socket_acks: list[dict[str, Any]] = []
+        self.bot_token = "xoxb-test"  # url_private answers only this bearer token
+        self.private_files: dict[str, bytes] = {}  # url path -> bytes
+        self.file_requests: list[dict[str, str]] = []  # each url_private GET: path, auth
+        self.download_failures = 0  # the next url_private GETs answer 503
+        self.download_delay = 0.0  # seconds before a url_private GET answers
+        self.pending_uploads: dict[str, dict[str, Any]] = {}  # file_id -> upload ticket
+        self.uploads: list[dict[str, Any]] = []  # completed uploads: bytes, channel, thread
+        self.upload_failures = 0  # the next POSTs to an upload URL answer 500
 
     @property
     def api_url(self) -> str:
@@ -66,10 +74,12 @@ class FakeSlackAPI:
     # --- server ------------------------------------------------------------------------------
 
     async def _params(self, request: web.Request) -> dict[str, Any]:
+        """Arguments as Slack takes them: a JSON body, a form, or the query string."""
         body = await request.read()
+        query = dict(request.query)
         if request.content_type == "application/json":
-            return json.loads(body or b"{}")
-        return {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            return {**query, **json.loads(body or b"{}")}
+        return {**query, **{k: v[0] for k, v in parse_qs(body.decode()).items()}}
 
     async def _auth_test(self, request: web.Request) -> web.Response:
         self.auth_calls += 1
@@ -128,6 +138,88 @@ class FakeSlackAPI:
             self.ephemerals.append(params)
         return web.json_response({"ok": True, "message_ts": f"{time.time():.6f}"})
 
+    # --- files ------------------------------------------------------------------------------
+
+    def add_file(self, data: bytes, name: str, mimetype: str,
+                 url_host: str | None = None) -> dict[str, Any]:
+        """A file a person shared, as Slack lists it on the message event (`files`)."""
+        with self._lock:
+            self._ts += 1
+            file_id = f"F0{self._ts:08d}"
+        path = f"/files-pri/{self.team}-{file_id}/{name}"
+        download = f"/files-pri/{self.team}-{file_id}/download/{name}"
+        self.private_files[path] = self.private_files[download] = data
+        base = url_host or f"http://127.0.0.1:{self.port}"
+        return {"id": file_id, "created": int(time.time()), "name": name, "title": name,
+                "mimetype": mimetype, "filetype": name.rpartition(".")[2], "size": len(data),
+                "mode": "hosted", "is_external": False, "url_private": base + path,
+                "url_private_download": base + download}
+
+    async def _private_file(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        if self.download_delay:
+            await asyncio.sleep(self.download_delay)
+        with self._lock:
+            self.file_requests.append({"path": request.path, "auth": auth})
+            if self.download_failures > 0:
+                self.download_failures -= 1
+                return web.Response(status=503, text="service unavailable")
+        if auth != f"Bearer {self.bot_token}":
+            # Slack's quirk: a missing or wrong token gets its sign-in page, with 200
+            return web.Response(text="<html><body>Sign in to Slack</body></html>",
+                                content_type="text/html")
+        data = self.private_files.get(request.path)
+        if data is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _get_upload_url(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        if not params.get("filename") or not str(params.get("length", "")).isdigit():
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        with self._lock:
+            self._ts += 1
+            file_id = f"F1{self._ts:08d}"
+            self.pending_uploads[file_id] = {"filename": params["filename"],
+                                             "length": int(params["length"]), "data": None}
+        return web.json_response({"ok": True, "file_id": file_id,
+                                  "upload_url": f"http://127.0.0.1:{self.port}/upload/v1/"
+                                                f"{file_id}"})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        data = await request.read()
+        with self._lock:
+            if self.upload_failures > 0:
+                self.upload_failures -= 1
+                return web.Response(status=500, text="upload failed")
+            ticket = self.pending_uploads.get(file_id)
+            if ticket is None:
+                return web.Response(status=404, text="Not Found")
+            ticket["data"] = data
+            ticket["auth"] = request.headers.get("Authorization", "")  # of the upload itself
+        return web.Response(text=f"OK - {len(data)}")
+
+    async def _complete_upload(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        try:
+            files = json.loads(params.get("files") or "[]")
+        except ValueError:
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        done = []
+        with self._lock:
+            for item in files:
+                ticket = self.pending_uploads.pop(item.get("id"), None)
+                if ticket is None or ticket["data"] is None:
+                    return web.json_response({"ok": False, "error": "file_not_found"})
+                if len(ticket["data"]) != ticket["length"]:
+                    return web.json_response({"ok": False, "error": "file_upload_size_mismatch"})
+                self.uploads.append({**ticket, "id": item["id"], "title": item.get("title"),
+                                     "channel": params.get("channel_id"),
+                                     "thread_ts": params.get("thread_ts")})
+                done.append({"id": item["id"], "title": item.get("title")})
+        return web.json_response({"ok": True, "files": done})
+
     # --- Socket Mode -------------------------------------------------------------------------
 
     async def _connections_open(self, request: web.Request) -> web.Response:
@@ -166,7 +258,11 @@ class FakeSlackAPI:
         return web.json_response({"ok": False, "error": "unknown_method"})
 
     async def _serve(self, ready: threading.Event) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_get("/files-pri/{path:.+}", self._private_file)
+        app.router.add_post("/api/files.getUploadURLExternal", self._get_upload_url)
+        app.router.add_post("/api/files.completeUploadExternal", self._complete_upload)
+        app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_post("/api/auth.test", self._auth_test)
         app.router.add_post("/api/chat.postMessage", self._post_message)
         app.router.add_post("/api/chat.update", self._update)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import threading
 import time
 from collections import defaultdict, deque
@@ -46,6 +47,10 @@ class FakeTelegramAPI:
         self._runner: web.AppRunner | None = None
         self._wakeup: asyncio.Event | None = None
         self._closing = False
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
+        self.uploads: list[dict[str, Any]] = []  # what sendDocument / sendPhoto carried
+        self.downloads: list[str] = []  # file paths fetched from /file/bot<token>/...
+        self.download_failures = 0  # the next downloads answer 502
 
     # -- test controls --------------------------------------------------------------------
 
@@ -136,8 +141,69 @@ class FakeTelegramAPI:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def add_file(self, data: bytes, name: str = "file.bin") -> str:
+        """A file on Telegram's servers, as a person's message would carry it; its file_id."""
+        with self._lock:
+            file_id = f"BQACAgIAAx{len(self.files):04d}{secrets.token_hex(6)}"
+            self.files[file_id] = (f"documents/file_{len(self.files)}_{name}", data)
+        return file_id
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """`/file/bot<token>/<file_path>`: the bytes of a file getFile pointed at."""
+        if self.token is not None and request.match_info["token"] != self.token:
+            return web.Response(status=401, text="Unauthorized")
+        path = request.match_info["path"]
+        with self._lock:
+            self.downloads.append(path)
+            if self.download_failures > 0:
+                self.download_failures -= 1
+                return web.Response(status=502, text="Bad Gateway")
+            found = next((data for p, data in self.files.values() if p == path), None)
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=found, content_type="application/octet-stream")
+
+    async def _api_getfile(self, params: dict[str, Any]) -> dict[str, Any]:
+        file_id = str(params.get("file_id") or "")
+        with self._lock:
+            found = self.files.get(file_id)
+        if found is None:
+            return _error(400, "Bad Request: invalid file_id")
+        if len(found[1]) > 20 * 10**6:
+            return _error(400, "Bad Request: file is too big")
+        return _ok({"file_id": file_id, "file_unique_id": file_id[-8:],
+                    "file_size": len(found[1]), "file_path": found[0]})
+
+    async def _upload(self, request: web.Request, method: str, field: str,
+                      params: dict[str, Any]) -> dict[str, Any]:
+        """sendDocument / sendPhoto: multipart/form-data with the file in `field`."""
+        form = await request.post()
+        part = form.get(field)
+        if not isinstance(part, web.FileField):
+            return _error(400, f"Bad Request: there is no {field} in the request")
+        data = part.file.read()
+        with self._lock:
+            message_id, self._next_message_id = self._next_message_id, self._next_message_id + 1
+            file_id = f"AgACAgIAAx{message_id:04d}{secrets.token_hex(6)}"
+            self.uploads.append({"method": method, "filename": part.filename,
+                                 "content_type": part.content_type, "data": data, **params})
+        message: dict[str, Any] = {"message_id": message_id, "from": self._bot_user(),
+                                   "chat": {"id": params.get("chat_id"), "type": "private"},
+                                   "date": int(time.time())}
+        if "message_thread_id" in params:
+            message |= {"message_thread_id": params["message_thread_id"], "is_topic_message": True}
+        if field == "photo":
+            message["photo"] = [{"file_id": file_id, "file_unique_id": file_id[-8:],
+                                 "width": 90, "height": 90, "file_size": len(data)}]
+        else:
+            message["document"] = {"file_id": file_id, "file_unique_id": file_id[-8:],
+                                   "file_name": part.filename, "file_size": len(data),
+                                   "mime_type": part.content_type}
+        return _ok(message)
+
     async def _serve(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         self._wakeup = asyncio.Event()
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
@@ -166,6 +232,9 @@ class FakeTelegramAPI:
             return _page(failure["page"], request.path)
         if failure is not None:
             return _answer(failure)
+        if method in ("senddocument", "sendphoto"):
+            field = "photo" if method == "sendphoto" else "document"
+            return _answer(await self._upload(request, method, field, params))
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
             return _answer({"ok": False, "error_code": 404, "description": "Not Found"})

@@ -382,3 +382,53 @@ agents:
         expect(entries.nth(1)).to_contain_text("Approved by @ops at")
         expect(page.locator("li[data-role=agent]").last).to_contain_text("Decision: approve")
         shot(page, "session-with-an-interaction")
+
+
+def _png(width: int = 24, height: int = 16) -> bytes:
+    """A real PNG (a blue block), so the thumbnail has something to show."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"\x20\x60\xd0" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                               0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_files_show_as_cards_with_thumbnails_and_downloads(serve: Any, fake_slack: Any,
+                                                          page: Any) -> None:
+    import base64
+
+    from playwright.sync_api import expect
+
+    from fakes.agents import FileAgent
+
+    with FileAgent() as agent:
+        agent.answer_files = [{"name": "summary.csv", "type": "text/csv",
+                               "content_base64": base64.b64encode(b"a,b\n1,2\n").decode()}]
+        server = serve(slack_config(fake_slack.api_url).replace(
+            "triager: {handler: echo, model: small}",
+            f'triager: {{handler: http, url: "{agent.url}/turn"}}'))
+        shared = fake_slack.add_file(_png(), "screenshot.png", "image/png")
+        event = slack_message("see attached", channel="D0ALICE", channel_type="im",
+                              subtype="file_share", files=[shared])
+        turn = server.wait_turn(server.slack_event("slack-acme", event).json()["turn_id"])
+        assert turn["status"] == "delivered"
+        sign_in(page, server, VIEWER)
+        page.goto(server.url + f"/#/turns/{turn['id']}")
+        cards = page.locator(".file-card")
+        expect(cards).to_have_count(2)
+        thumb = page.locator("img.thumb")
+        expect(thumb).to_have_attribute("alt", "screenshot.png")
+        page.wait_for_function("document.querySelector('img.thumb').naturalWidth === 24")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download summary.csv").click()
+        assert Path(download.value.path()).read_bytes() == b"a,b\n1,2\n"
+        shot(page, "console-turn-files")
+        page.goto(server.url + f"/#/sessions/{turn['session_id']}")
+        expect(page.locator(".file-card")).to_have_count(2)
+        shot(page, "console-session-files")

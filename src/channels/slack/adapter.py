@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from channels.adapter import Answer, Services, Turns, WebhookResult
 from channels.errors import RejectedRequest
+from channels.files import OutboundFile
 from channels.interactions import Prompt, PromptMessage
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.slack import PROVIDER, interactions
@@ -141,3 +142,15 @@ class SlackAdapter:
         if prompt is not None:  # an interaction: Block Kit buttons (channels.slack.interactions)
             return DeliveryReceipt(await interactions.send_prompt(self.client, out, prompt))
         return DeliveryReceipt(await self.client.deliver(out))
+
+    # --- files (channels.adapter.FileAdapter) ----------------------------------------------
+
+    files_in_reply = False
+
+    def open_file(self, ref: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """url_private with the bot token (files:read), after the acknowledgement."""
+        return self.client.files.open(ref)
+
+    async def deliver_file(self, out: OutboundMessage, file: OutboundFile) -> DeliveryReceipt:
+        """Uploaded into the reply's thread (files:write)."""
+        return DeliveryReceipt(await self.client.files.upload(out, file))

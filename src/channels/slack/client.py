@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from channels.errors import DeliveryError, RejectedRequest
 from channels.messages import ConversationKind, InboundMessage, OutboundMessage
 from channels.payload import load_json, parse, storable
+from channels.slack.files import SlackFiles, message_files
 from channels.slack.payload import MESSAGE_EVENTS, SlackEnvelope, SlackEvent
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class SlackAccount:
         self.app_token = app_token
         self._signing_secret = signing_secret.encode()
         self.client = AsyncWebClient(token=bot_token, base_url=api_url, timeout=10)
+        self.files = SlackFiles(self.client, api_url)
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self._socket: Any = None
@@ -149,6 +151,11 @@ class SlackAccount:
         thread = event.thread_ts if event.thread_ts and event.thread_ts != ts else None
         mention = bool(self.bot_user_id and f"<@{self.bot_user_id}>" in text)
         kind = _kind(channel, event.channel_type)
+        extra: dict[str, Any] = {"team": envelope.team_id, "event_type": event.type}
+        raw_event = payload.get("event")
+        files = message_files(raw_event) if isinstance(raw_event, dict) else []
+        if files:
+            extra["files"] = files
         return InboundMessage(
             provider="slack", account=self.name, event_id=envelope.event_id,
             conversation=channel, kind=kind, sender=event.user or event.bot_id or "",
@@ -156,7 +163,7 @@ class SlackAccount:
             mentioned=event.type == "app_mention" or mention, starts_thread=kind != "dm",
             ignore_reason=self._ignore_reason(event),
             raw={k: v for k, v in payload.items() if k != "token"},  # the legacy verification token
-            extra={"team": envelope.team_id, "event_type": event.type},
+            extra=extra,
         )
 
     def _ignore_reason(self, event: SlackEvent) -> str | None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from channels.adapter import Answer, Services, Turns, WebhookResult
 from channels.errors import RejectedRequest, StartFailed
+from channels.files import OutboundFile
 from channels.interactions import Prompt, PromptMessage
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 from channels.telegram import PROVIDER, interactions
@@ -148,6 +149,18 @@ class TelegramAdapter:
         if prompt is not None:  # an interaction: its buttons (channels.telegram.interactions)
             return DeliveryReceipt(await interactions.send_prompt(self.client, out, prompt))
         return DeliveryReceipt(await self.client.deliver(out))
+
+    # --- files (channels.adapter.FileAdapter) ----------------------------------------------
+
+    files_in_reply = False
+
+    def open_file(self, ref: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """getFile, then the download (streamed)."""
+        return self.client.files.open(ref)
+
+    async def deliver_file(self, out: OutboundMessage, file: OutboundFile) -> DeliveryReceipt:
+        """sendPhoto or sendDocument, in the reply's topic."""
+        return DeliveryReceipt(await self.client.files.send(out, file))
 
 
 async def _close_quietly(client: TelegramAccount) -> None:

@@ -20,6 +20,7 @@ from telegram.request import HTTPXRequest
 from channels.errors import DeliveryError, RejectedRequest
 from channels.messages import ConversationKind, InboundMessage, OutboundMessage
 from channels.payload import load_json, parse
+from channels.telegram.files import TelegramFiles, message_files
 from channels.telegram.payload import (
     CONTENT_KEYS,
     SERVICE_KEYS,
@@ -168,6 +169,8 @@ class TelegramAccount:
             ),
         )
 
+        self.files = TelegramFiles(self._bot)
+
     async def start(self) -> None:
         """Open the HTTP clients and learn who the bot is (getMe)."""
         await self._bot.initialize()
@@ -176,6 +179,7 @@ class TelegramAccount:
 
     async def close(self) -> None:
         """Close the HTTP clients."""
+        await self.files.close()
         await self._bot.shutdown()
 
     @property
@@ -234,6 +238,9 @@ class TelegramAccount:
         thread = message.message_thread_id if message.is_topic_message else None
 
         extra: dict[str, Any] = {"is_topic": message.is_topic_message, "chat_type": chat.type}
+        files = message_files(payload) if update_type == "message" else []
+        if files:
+            extra["files"] = files
         command = self._command(message, private=kind == "dm")
         if command is not None and update_type == "message":
             extra["command"] = command
@@ -249,13 +256,14 @@ class TelegramAccount:
             thread=str(thread) if thread is not None else None,
             mentioned=kind == "dm" or self._addresses_bot(message),
             sender_name=_display_name(user),
-            ignore_reason=self._ignore_reason(update_type, message, user),
+            ignore_reason=self._ignore_reason(update_type, message, user, bool(files)),
             raw=update,
             extra=extra,
         )
 
     def _ignore_reason(
-        self, update_type: str, message: TelegramMessage, user: TelegramUser
+        self, update_type: str, message: TelegramMessage, user: TelegramUser,
+        has_files: bool = False,
     ) -> str | None:
         if update_type in ("channel_post", "edited_channel_post"):
             return "a channel post; posts in channels are not answered"
@@ -265,7 +273,7 @@ class TelegramAccount:
             return f"an update of type {update_type[:64]}, which is not answered"
         if user.is_bot:
             return "a message from a bot; bots are not answered"
-        if message.text or message.caption:
+        if message.text or message.caption or has_files:
             return None
         service = message.first_key(SERVICE_KEYS)
         if service:

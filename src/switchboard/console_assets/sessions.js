@@ -1,4 +1,5 @@
 // Sessions: the filtered list, and one session's transcript with the actions the role allows.
+import { fileCards } from "./files.js";
 import { withQuery } from "./api.js";
 import { badge, cell, fields, fill, h, input, json, ms, select, table, when } from "./dom.js";
 
@@ -232,7 +233,8 @@ export async function sessionView(main, ctx, id) {
       h("section", { "aria-labelledby": "transcript-h" },
         h("h2", { id: "transcript-h", text: "Transcript" }),
         s.transcript.length ? h("ol", { class: "transcript" }, s.transcript.map(entryItem))
-          : h("p", { class: "muted", text: "No messages yet." })));
+          : h("p", { class: "muted", text: "No messages yet." })),
+      fileCards(s.files));
     for (const li of main.querySelectorAll(".transcript li")) {
       const details = li.querySelector("details");
       if (details && opened.has(li.dataset.entry)) details.open = true;

@@ -1,4 +1,5 @@
 // The turns table (live, filtered, shareable) and one turn's story.
+import { fileCards } from "./files.js";
 import { withQuery } from "./api.js";
 import { badge, cell, fields, fill, h, input, json, ms, select, table, when } from "./dom.js";
 
@@ -182,6 +183,27 @@ function describe(event, turn) {
       return [`Chat command /${d.command}`, d.answer, "info"];
     case "recovered":
       return ["Taken over after a restart", d.from_worker ? `from ${d.from_worker}` : "", "warn"];
+    case "file_received":
+      return [`File ${d.name} received`, `${d.type}; to fetch from ${turn.provider}`, "info"];
+    case "file_stored":
+      return [`File ${d.name} stored`, `${d.type}, ${d.size} bytes`, "ok"];
+    case "file_skipped":
+      return [`File ${d.name} skipped`, d.reason, "warn"];
+    case "file_fetch_retry":
+      return [`Fetching ${d.name} failed (attempt ${d.attempt}); will retry`, d.error, "warn"];
+    case "file_fetch_failed":
+      return [`File ${d.name} could not be fetched`, d.reason, "bad"];
+    case "file_from_agent":
+      return [`The agent made ${d.name}`, d.reason || `${d.type}, ${d.size} bytes`,
+        d.reason ? "bad" : "info"];
+    case "file_delivered":
+      return [`File ${d.name} delivered (attempt ${d.attempt})`,
+        d.with_reply ? "attached to the reply" : `${turn.provider} file ${d.provider_file_id}`,
+        "ok"];
+    case "file_delivery_retry":
+      return [`File ${d.name} attempt ${d.attempt} failed; will retry`, d.error, "warn"];
+    case "file_delivery_failed":
+      return [`File ${d.name} could not be delivered`, d.error, "bad"];
     default:
       if (SESSION_EVENTS[event.name]) return [SESSION_EVENTS[event.name], null, "info"];
       return [event.name.replace(/_/g, " "), Object.keys(d).length ? json(d) : "", "info"];
@@ -239,6 +261,7 @@ export async function turnView(main, ctx, id) {
           href: `#/turns/${encodeURIComponent(turn.duplicate_of)}`, text: turn.duplicate_of })
           : null],
       ]),
+      fileCards(turn.files),
       h("section", { "aria-labelledby": "timeline-h" },
         h("h2", { id: "timeline-h", text: "Timeline" }), timeline(turn)),
       h("div", { class: "two" }, textBlock("Inbound text", turn.text),

@@ -11,6 +11,7 @@
     store.audit     what operators did, by name
     store.workers   this process's heartbeat, for recovery by the others
     store.interactions  agents' requests to people and every answer attempt
+    store.files     files of turns (their bytes are the file store's) and their deliveries
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from switchboard.clock import Clock
 from switchboard.redact import Redactor
 from switchboard.store.accounts import AccountStore, CursorStore
 from switchboard.store.database import Database, create_engine
+from switchboard.store.files import FileRecord, FileRows, NewFile
 from switchboard.store.inboxes import InboxStore
 from switchboard.store.interactions import InteractionStore
 from switchboard.store.live import LiveEventStore
@@ -67,6 +69,7 @@ class Store:
         self.audit = AuditLog(self.db)
         self.workers = WorkerStore(self.db, worker)
         self.interactions = InteractionStore(self.db, worker)
+        self.files = FileRows(self.db)
 
     def close(self) -> None:
         """Stop the database threads; the caller disposes of the engine."""
@@ -74,7 +77,8 @@ class Store:
 
 
 __all__ = [
-    "AccountHealth", "AgentResult", "AuditRecord", "Inbox", "Opened", "OutboxEntry", "Page",
-    "ScopeRequest", "SessionRecord", "SharedEvent", "Store", "StoredOperator", "TimelineEvent",
-    "TranscriptEntry", "TurnRecord", "TurnStory", "aware", "create_engine", "iso", "token_hash",
+    "AccountHealth", "AgentResult", "AuditRecord", "FileRecord", "Inbox", "NewFile", "Opened",
+    "OutboxEntry", "Page", "ScopeRequest", "SessionRecord", "SharedEvent", "Store",
+    "StoredOperator", "TimelineEvent", "TranscriptEntry", "TurnRecord", "TurnStory", "aware",
+    "create_engine", "iso", "token_hash",
 ]

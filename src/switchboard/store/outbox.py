@@ -29,6 +29,7 @@ class AgentResult:
     duration_ms: int = 0
     model: str | None = None
     interaction: dict[str, Any] | None = None  # what the agent asks people (interactions.py)
+    files: tuple[dict[str, Any], ...] = ()  # the agent's files: {name, type, content_base64|url}
 
 
 class OutboxStore:

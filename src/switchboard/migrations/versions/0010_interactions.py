@@ -1,7 +1,7 @@
 """interactions: an agent's structured requests to people, and every answer attempt
 
 Revision ID: 0010_interactions
-Revises: 0006_operators
+Revises: 0009_files
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0010_interactions"
-down_revision = "0006_operators"
+down_revision = "0009_files"
 branch_labels = None
 depends_on = None
 
