@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from channels.files import FileLimits, FileStore, OutboundFile
 from channels.guards import DmPolicy, LoopGuard, RateLimit
+from channels.interactions import AnswerAttempt, Verdict
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
 
 
@@ -122,6 +123,11 @@ class Services(Protocol):
 
     async def command(self, message: InboundMessage, command: str, args: str = "", *,
                       invoked_as: str = "/") -> str: ...
+
+    async def answer_interaction(self, attempt: AnswerAttempt) -> Verdict:
+        """A person's answer to an interaction at the provider (a button clicked): recorded,
+        accepted when it is the first allowed one; the verdict says what to show them."""
+        ...
 
     async def get_cursor(self, account: str, name: str) -> str | None: ...
 

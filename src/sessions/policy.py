@@ -52,7 +52,8 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     *(Rule(state, "ended", "max_duration", "started_at") for state in OPEN_STATES),
     # idle after one idle_timeout without activity, ended after a second one; paused sessions
-    # wait for their operator (only max_duration ends them)
+    # wait for their operator and waiting ones for their interaction's answer or expiry
+    # (only max_duration ends them)
     Rule("idle", "ended", "idle_timeout", "last_activity_at", 2),
     Rule("live", "ended", "idle_timeout", "last_activity_at", 2),
     Rule("live", "idle", "idle_timeout", "last_activity_at", 1),

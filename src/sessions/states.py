@@ -8,18 +8,20 @@ from typing import Any, Literal
 
 from sessions.errors import TransitionRefused
 
-State = Literal["live", "idle", "paused", "ended"]
-STATES: tuple[State, ...] = ("live", "idle", "paused", "ended")
+State = Literal["live", "idle", "paused", "waiting", "ended"]
+STATES: tuple[State, ...] = ("live", "idle", "paused", "waiting", "ended")
 
-# from-state -> the states it may move to.
+# from-state -> the states it may move to. `waiting`: the agent asked people something (an
+# interaction) and waits for the answer; it goes live again when the answer or the expiry comes.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "live": frozenset({"idle", "paused", "ended"}),
-    "idle": frozenset({"live", "paused", "ended"}),
+    "live": frozenset({"idle", "paused", "waiting", "ended"}),
+    "idle": frozenset({"live", "paused", "waiting", "ended"}),
     "paused": frozenset({"live", "ended"}),
+    "waiting": frozenset({"live", "paused", "ended"}),
     "ended": frozenset({"live"}),  # reopened within keep_alive
 }
 
-OPEN_STATES: tuple[State, ...] = ("live", "idle", "paused")
+OPEN_STATES: tuple[State, ...] = ("live", "idle", "paused", "waiting")
 
 
 def check_transition(current: str, target: str) -> None:
@@ -39,7 +41,7 @@ class StateChange:
     session_id: str
     before: str
     target: str
-    cause: str  # operator, user, transferred, keep_alive, idle_timeout, max_duration
+    cause: str  # operator, user, transferred, keep_alive, idle_timeout, max_duration, interaction
     actor: str  # who: an operator's name, the person in the chat, `policy`, `cli`
 
     def event(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from channels.errors import RejectedRequest
 from channels.payload import storable, storable_text
 from switchboard.config import AgentConfig
 from switchboard.errors import AgentError
+from switchboard.interactions import parse_request
 from switchboard.store import AgentResult
 
 
@@ -52,9 +53,10 @@ STREAMED = ("text/event-stream", "application/x-ndjson", "application/jsonl")
 
 
 def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
-    """POSTs the turn to the agent's `url`; expects {"reply", "activity"?, "context"?}, or a
-    stream of it: NDJSON lines (or `text/event-stream` `data:` lines) of {"delta": "…"}, then
-    the final object (its `reply` may be left out: the deltas joined are the reply)."""
+    """POSTs the turn to the agent's `url`; expects {"reply", "activity"?, "context"?,
+    "interaction"?} (`reply` may be left out beside an interaction), or a stream of it: NDJSON
+    lines (or `text/event-stream` `data:` lines) of {"delta": "…"}, then the final object (its
+    `reply` may be left out: the deltas joined are the reply)."""
 
     async def run(request: AgentRequest) -> AgentResult:
         body = {"turn": request.turn, "session": request.session,
@@ -77,6 +79,10 @@ def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
             data = storable(data, f"answer of the agent at {agent.url}")
         except RejectedRequest as error:
             raise AgentError(str(error)) from None
+        asks = data.get("interaction") if isinstance(data, dict) else None
+        if isinstance(data, dict) and asks is not None:  # an interaction may stand alone
+            parse_request(asks, f"agent at {agent.url}")
+            data = {**data, "reply": data.get("reply") or ""}
         if not isinstance(data, dict) or not isinstance(data.get("reply"), str):
             raise AgentError(f"agent at {agent.url} answered JSON without a string 'reply'")
         activity = data.get("activity") or []
@@ -90,6 +96,7 @@ def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
             activity=tuple(a for a in activity if isinstance(a, dict)),
             context=context if isinstance(context, dict) else None,
             model=request.model,
+            interaction=asks,
             files=tuple(files),
         )
 
@@ -252,4 +259,4 @@ async def run_timed(handler: Handler, request: AgentRequest) -> AgentResult:
     elapsed = int((time.perf_counter() - started) * 1000)
     return AgentResult(reply=storable_text(result.reply), activity=result.activity,
                        context=result.context, duration_ms=elapsed, model=result.model,
-                       files=result.files)
+                       files=result.files, interaction=result.interaction)

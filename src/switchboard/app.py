@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from switchboard import __version__
 from switchboard.api import api_routes
+from switchboard.api_interactions import interaction_routes
 from switchboard.api_operators import operator_routes
 from switchboard.api_pairing import pairing_routes
 from switchboard.audit import OperatorAudit
@@ -57,6 +58,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
                                   tasks=runtime.tasks, account_list=accounts,
                                   registry=runtime.providers, files=runtime.files))
     app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
+    app.include_router(interaction_routes(runtime.store, runtime.pipeline.interactions, needs))
     app.include_router(console_routes(store=runtime.store, config=runtime.config, needs=needs,
                                       hub=runtime.events, account_list=accounts))
     app.include_router(operator_routes(runtime.store, runtime.operators,

@@ -25,6 +25,7 @@ from switchboard.cli_common import (
     with_store,
 )
 from switchboard.cli_inbox import inbox_app
+from switchboard.cli_interactions import add_interaction_commands
 from switchboard.cli_operators import add_operator_commands
 from switchboard.cli_pairing import pairing_app
 from switchboard.cli_providers import add_provider_commands
@@ -162,6 +163,8 @@ def accounts(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
 
 add_operator_commands(app)
+# the database found as serve finds it, without --config (cli_common.target)
+add_interaction_commands(app, lambda work: with_store(target(None), work), console, err)
 add_provider_commands(app, PROVIDERS, lambda path: load(path or DEFAULT_CONFIG), console, err,
                       ConfigOption, groups={"inbox": inbox_app})
 

@@ -271,6 +271,61 @@ class SharedEvent(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
+class Interaction(SQLModel, table=True):
+    """A structured request of an agent to people (an approval, a choice, an answer), waiting
+    in its session until the first allowed answer or its expiry (see `switchboard.interactions`).
+    `turn_id` is the turn whose reply carried the prompt (its delivered message is the prompt's
+    message at the provider); `answer` is what the agent was handed."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        Index("ix_interactions_state_created", "state", "created_at"),
+        Index("ix_interactions_session", "session_id", "state"),
+        Index("ix_interactions_expires", "state", "expires_at"),
+    )
+
+    id: str = Field(primary_key=True)
+    session_id: str
+    agent: str
+    turn_id: str
+    kind: str
+    prompt: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    options: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    responders: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    state: str = "pending"  # pending | answered | expired
+    provider: str = ""
+    account: str = ""
+    conversation: str = ""
+    thread: str | None = None
+    created_at: datetime = _when(nullable=False)
+    expires_at: datetime | None = _when(nullable=True)
+    closed_at: datetime | None = _when(nullable=True)
+    answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    answer_turn_id: str | None = None
+
+
+class InteractionAttempt(SQLModel, table=True):
+    """Every attempt to answer an interaction, accepted or refused, by whom and from where. At
+    most one per interaction is accepted (the first answer wins, enforced by this index)."""
+
+    __tablename__ = "interaction_attempts"
+    __table_args__ = (
+        Index("ix_interaction_attempts_interaction", "interaction_id", "id"),
+        Index("uq_interaction_attempts_accepted", "interaction_id", unique=True,
+              sqlite_where=text("accepted"), postgresql_where=text("accepted")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    interaction_id: str
+    at: datetime = _when(nullable=False)
+    via: str
+    by_provider: str | None = None
+    by_id: str = ""
+    by_name: str = ""
+    option: str | None = None
+    text: str | None = Field(default=None, sa_column=Column(Text))
+    accepted: bool = False
+    reason: str | None = None
 class StoredFile(SQLModel, table=True):
     """A file of a turn: one a person sent (`in`) or one the agent made (`out`). Its bytes are
     a blob of the file store named by `sha256` (shared by every row with the same bytes);

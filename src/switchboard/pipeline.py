@@ -36,6 +36,7 @@ from switchboard.delivery import Delivery
 from switchboard.errors import AgentError
 from switchboard.file_delivery import FileDelivery
 from switchboard.file_flow import FileFlow
+from switchboard.interactions import InteractionDesk, parse_request
 from switchboard.live import LiveTurn, live_turn
 from switchboard.metrics import Metrics
 from switchboard.store import (
@@ -97,6 +98,8 @@ class Pipeline:
         self.arrivals = Line()  # per conversation: routing in arrival order
         self.admission = Admission(config.accounts, store, self.reply_to)
         self.agent_slots = asyncio.Semaphore(config.delivery.agent_concurrency)
+        self.interactions = InteractionDesk(store, events, delivery.adapters, tasks,
+                                            self.queue.enqueue)
 
     # --- the acknowledged part: dedupe and record ------------------------------------------
 
@@ -134,6 +137,9 @@ class Pipeline:
         if message.provider == API:  # typed into a session: no bindings to match
             await self.answer_in_session(turn_id, message, message.conversation)
             return
+        if message.extra.get("interaction_session"):  # an interaction's answer or expiry
+            await self.answer_in_session(turn_id, message, message.extra["interaction_session"])
+            return
         # before the first await: the place in line is the turn's place in the queue
         async with self.arrivals.take(f"{message.account}:{message.conversation}"):
             decision = await self.route(turn_id, message)
@@ -166,6 +172,9 @@ class Pipeline:
             assert opened.session is not None
             answering = Route(route.binding, opened.agent, route.key)
             turns = await self.gather(place, answering, opened.session.id)
+            if opened.state == "waiting":  # the message may be the answer the agent waits for
+                turns[0] = (turn_id, await self.interactions.take_reply(turn_id, message,
+                                                                        opened.session))
             together = None if len(turns) == 1 else "\n\n".join(
                 agent_text(m) for _, m in turns)
             answered = await self.answer([t for t, _ in turns], turns[-1][1], answering,
@@ -354,15 +363,22 @@ class Pipeline:
                                                     "session_id": session_id})
             return Answered(None)
         self.metrics.agent.labels(route.agent).observe(result.duration_ms / 1000)
-        out = self.reply_to(message, result.reply)
+        out, opening = self.reply_to(message, result.reply), None
         if result.files and self.files is not None:
             out = await self.keep_agent_files(turn_id, session_id, result, out)
+        if result.interaction is not None:  # the reply asks people something (interactions.py)
+            request = parse_request(result.interaction, f"agent {route.agent}")
+            prompt, out = self.interactions.prompt_for(request, result.reply, out)
+            opening = self.interactions.opening(request, prompt, turn_id, session, out)
         shown = await live.settle() if live is not None else None
         if shown is not None:  # the final delivery finishes the message shown so far
             out = replace(out, extra={**out.extra, LIVE_KEY: shown})
         outbox = await self.store.outbox.record_reply(
             turn_ids, session_id, None if already_in_transcript else message.text, result,
-            out, lease=self.delivery.lease, notes=live.notes if live is not None else ())
+            out, lease=self.delivery.lease, notes=live.notes if live is not None else (),
+            also=opening)
+        if opening is not None:
+            self.interactions.requested(opening)
         self.events.publish("session.message.created", {"session_id": session_id,
                                                         "turn_id": turn_id, "role": "agent",
                                                         "text": result.reply})
@@ -434,7 +450,9 @@ def turn_view(turn_id: str, message: InboundMessage, text: str | None = None
             "event_id": message.event_id, "conversation": message.conversation,
             "kind": message.kind, "thread": message.thread, "sender": message.sender,
             "sender_name": message.sender_name,
-            "text": agent_text(message) if text is None else text}
+            "text": agent_text(message) if text is None else text,
+            **({"interaction": message.extra["interaction"]}
+               if message.extra.get("interaction") else {})}
 
 
 def agent_text(message: InboundMessage) -> str:

@@ -64,6 +64,7 @@ class Runtime:
     rejections_flush: float = 1.0  # seconds between writes of the rejection counters
     rejections_summary: float = 10.0  # seconds between log lines summing them up
     operators_refresh: float = 1.0  # seconds between reads of the operators in the database
+    interactions_sweep: float = 1.0  # seconds between expiries of interactions (within 5 s)
     providers: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
     listen_url: str | None = None  # where `serve` listens: download links when no public_url
     files_root: str | None = None  # where blobs go when `files.dir` is not set (tests)
@@ -136,6 +137,8 @@ class Runtime:
         await self.files.start()
         await self.accounts.start()
         self._background.append(asyncio.create_task(self._sweep_outbox()))
+        self._background.append(asyncio.create_task(self._sweep_interactions()))
+
         self._background.append(asyncio.create_task(self._sweep_files()))
         self._rejections = asyncio.create_task(self._write_rejections())
         self.scheduler = AsyncIOScheduler()
@@ -204,6 +207,15 @@ class Runtime:
                 await self.recovery.release_due()
             except Exception:
                 log.exception("outbox sweep failed")
+
+    async def _sweep_interactions(self) -> None:
+        """Expire interactions nobody answered in time; the agent hears of each."""
+        while True:
+            await asyncio.sleep(self.interactions_sweep)
+            try:
+                await self.pipeline.interactions.sweep()
+            except Exception:
+                log.exception("interaction sweep failed")
 
     async def _sweep_files(self) -> None:
         """Deliver the agent's files that are due (retries, leases a dead process left) every

@@ -10,6 +10,7 @@ from typing import Any
 
 from channels.adapter import Recorded
 from channels.files import FileStore
+from channels.interactions import AnswerAttempt, Verdict
 from channels.messages import InboundMessage
 from channels.rules import NoMatch, match
 from inbox.provider import Inbox
@@ -76,6 +77,10 @@ class AppServices:
                                                 user=message.sender, prefix=thread_scope,
                                                 args=args, transfer_to=binding.transfer_to,
                                                 invoked_as=invoked_as)
+
+    async def answer_interaction(self, attempt: AnswerAttempt) -> Verdict:
+        """A person's click on an interaction's button: recorded, and what to tell them."""
+        return await self.pipeline.interactions.answer(attempt)
 
     async def get_cursor(self, account: str, name: str) -> str | None:
         return await self.store.cursors.get(account, name)

@@ -166,6 +166,33 @@ class FakeOpenAI(_ThreadedServer):
         return response
 
 
+class ScriptedAgent(_ThreadedServer):
+    """An http agent whose answer is `script(request_body)`: an interaction, a reply..."""
+
+    def __init__(self, script: Any = None) -> None:
+        super().__init__()
+        self.script = script or (lambda body: {"reply": f"ok: {body['turn']['text']}"})
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/turn", self._turn)
+
+    async def _turn(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        return web.json_response(self.script(body))
+
+
+def asks_approval(prompt: str = "May I refund order 1182?", **more: Any) -> Any:
+    """A script: asks an approval for the first message, and says what it got for the answer."""
+    def script(body: dict[str, Any]) -> dict[str, Any]:
+        answer = body["turn"].get("interaction")
+        if answer is None:
+            return {"reply": "Let me check.", "interaction": {"kind": "approval",
+                                                              "prompt": prompt, **more}}
+        if answer.get("expired"):
+            return {"reply": "No answer came; I did not refund."}
+        return {"reply": f"Decision: {answer.get('option') or answer.get('text')}"}
+    return script
 class FileAgent(_ThreadedServer):
     """An http agent that downloads every file of the turn through its signed `url` (as an
     agent would) and answers with the files in `answer_files` (the agent-side JSON)."""

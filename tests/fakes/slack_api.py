@@ -29,6 +29,8 @@ class FakeSlackAPI:
         self.bot_id = bot_id
         self.team = team
         self.posts: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []  # chat.update calls
+        self.ephemerals: list[dict[str, Any]] = []  # chat.postEphemeral calls
         self.auth_calls = 0
         self._failures: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
@@ -151,6 +153,15 @@ class FakeSlackAPI:
                                   "message": {"type": "message", "text": params.get("text"),
                                               "user": self.bot_user_id, "bot_id": self.bot_id,
                                               "ts": ts}})
+
+    async def _post_ephemeral(self, request: web.Request) -> web.Response:
+        """chat.postEphemeral: only `user` sees it; Slack answers a message_ts."""
+        params = await self._params(request)
+        if not params.get("channel") or not params.get("user"):
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        with self._lock:
+            self.ephemerals.append(params)
+        return web.json_response({"ok": True, "message_ts": f"{time.time():.6f}"})
 
     # --- files ------------------------------------------------------------------------------
 
@@ -357,7 +368,10 @@ class FakeSlackAPI:
         if message["streaming"]:
             return {"ok": False, "error": "cant_update_message"}
         message["text"] = p.get("text") or ""
-        return {"ok": True, "channel": p["channel"], "ts": p["ts"], "text": message["text"]}
+        self.updates.append(p)
+        return {"ok": True, "channel": p["channel"], "ts": p["ts"], "text": message["text"],
+                "message": {"type": "message", "text": message["text"],
+                            "user": self.bot_user_id, "bot_id": self.bot_id}}
 
     async def _replies(self, request: web.Request) -> web.Response:
         """conversations.replies: the bot's messages in a thread (newer than `oldest`)."""
@@ -381,6 +395,7 @@ class FakeSlackAPI:
         app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_post("/api/auth.test", self._auth_test)
         app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_post("/api/chat.postEphemeral", self._post_ephemeral)
         app.router.add_post("/api/apps.connections.open", self._connections_open)
         for method in ("assistant.threads.setStatus", "reactions.add", "reactions.remove",
                        "chat.startStream", "chat.appendStream", "chat.stopStream",

@@ -332,9 +332,35 @@ class FakeTelegramAPI:
             "date": int(time.time()),
             "text": text,
         }
+        if isinstance(params.get("reply_markup"), dict) and \
+                "inline_keyboard" in params["reply_markup"]:
+            message["reply_markup"] = params["reply_markup"]
         if "message_thread_id" in params:
             message |= {"message_thread_id": params["message_thread_id"], "is_topic_message": True}
         return _ok(message)
+
+    async def _api_answercallbackquery(self, params: dict[str, Any]) -> dict[str, Any]:
+        """answerCallbackQuery: True; Telegram refuses a missing or over-long text."""
+        if "callback_query_id" not in params:
+            return _error(400, "Bad Request: query_id_invalid")
+        if len(str(params.get("text") or "")) > 200:
+            return _error(400, "Bad Request: MESSAGE_TOO_LONG")
+        return _ok(True)
+
+    async def _api_editmessagereplymarkup(self, params: dict[str, Any]) -> dict[str, Any]:
+        """editMessageReplyMarkup: the edited Message (without `reply_markup` once removed)."""
+        if "chat_id" not in params or "message_id" not in params:
+            return _error(400, "Bad Request: message identifier is not specified")
+        message = self._edited(params)
+        if params.get("reply_markup"):
+            message["reply_markup"] = params["reply_markup"]
+        return _ok(message)
+
+    def _edited(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = params["chat_id"] if isinstance(params["chat_id"], int) else -1001000000000
+        return {"message_id": params["message_id"], "from": self._bot_user(),
+                "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+                "date": int(time.time()), "edit_date": int(time.time()), "text": ""}
 
     async def _api_getupdates(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.webhook.get("url"):

@@ -66,7 +66,8 @@ def ended_by_words(state: str, started: datetime, last: datetime, policy: Policy
     waits for its operator."""
     if policy.max_duration and NOW - started >= policy.max_duration:
         return "max_duration"
-    if policy.idle_timeout and state != "paused" and NOW - last >= 2 * policy.idle_timeout:
+    if (policy.idle_timeout and state not in ("paused", "waiting")
+            and NOW - last >= 2 * policy.idle_timeout):
         return "idle_timeout"
     return None
 

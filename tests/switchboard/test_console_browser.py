@@ -465,6 +465,41 @@ def test_admin_adds_an_operator_limited_to_an_agent_and_revokes_it(
     assert server.api("GET", "/api/me", token=secret).status_code == 401
 
 
+def test_waiting_for_people_lists_a_request_and_an_operator_answers_it(
+        serve: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    from fakes.agents import ScriptedAgent, asks_approval
+
+    with ScriptedAgent(asks_approval(responders=["U0ANN"])) as agent:
+        server = serve(f"""
+agents:
+  helpdesk: {{handler: http, url: "{agent.url}/turn"}}
+""")
+        session = server.api("POST", "/api/agents/helpdesk/sessions", json={}).json()
+        server.api("POST", f"/api/sessions/{session['id']}/messages",
+                   json={"text": "refund 1182"})
+        sign_in(page, server, OPERATOR)
+        page.get_by_role("link", name="Waiting for people").click()
+        expect(page.get_by_role("heading", name="Waiting for people")).to_be_visible()
+        row = page.locator("tr[data-interaction]")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("May I refund order 1182?")
+        expect(row).to_contain_text("U0ANN")
+        expect(row).to_contain_text(session["id"])
+        shot(page, "waiting-for-people")
+        row.get_by_role("button", name="Approve").click()
+        expect(page.locator("#notice")).to_contain_text("approve")
+        expect(page.get_by_text("Nobody is waited for.")).to_be_visible()
+        page.goto(f"{server.url}/#/sessions/{session['id']}")
+        entries = page.locator("li[data-role=interaction]")
+        expect(entries).to_have_count(2)
+        expect(entries.first).to_contain_text("Approve / Reject")
+        expect(entries.nth(1)).to_contain_text("Approved by @ops at")
+        expect(page.locator("li[data-role=agent]").last).to_contain_text("Decision: approve")
+        shot(page, "session-with-an-interaction")
+
+
 def _png(width: int = 24, height: int = 16) -> bytes:
     """A real PNG (a blue block), so the thumbnail has something to show."""
     import struct

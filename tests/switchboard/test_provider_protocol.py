@@ -108,7 +108,7 @@ def test_providers_and_accounts_say_what_each_provider_can_do(serve, fake_slack)
     assert by_name["slack"]["capabilities"] == everything
     assert by_name["telegram"]["capabilities"] == everything
     assert by_name["email"]["capabilities"] == ["files", "threads"]
-    assert by_name["slack"]["webhook_actions"] == ["events", "commands"]
+    assert by_name["slack"]["webhook_actions"] == ["events", "commands", "interactions"]
     assert by_name["telegram"]["webhook_actions"] == ["webhook"]
     assert by_name["email"]["webhook_actions"] == [] == by_name["api"]["webhook_actions"]
     [account] = server.api("GET", "/api/accounts", token=VIEWER).json()["accounts"]

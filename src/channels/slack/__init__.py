@@ -17,7 +17,9 @@ PROVIDER = Provider(
     capabilities=frozenset(Capability),  # threads, edit, stream, typing, files, buttons
     webhook_actions={"events": "Slack Events API",
                      "commands": "Slack slash command (/agent new, end, pause, resume, agents, "
-                                 "transfer)"},
+                                 "transfer)",
+                     "interactions": "Slack interactivity: clicks on interaction buttons "
+                                     "(block_actions)"},
     description="Slack apps: Events API over HTTP or Socket Mode",
     # Slack retries an event three times unless an error answer says not to
     refusal_headers={"X-Slack-No-Retry": "1"},

@@ -7,16 +7,19 @@ command for the application to run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from channels.adapter import Answer, Services, Turns, WebhookResult
 from channels.errors import RejectedRequest
 from channels.files import OutboundFile
+from channels.interactions import Prompt, PromptMessage
 from channels.live import LIVE_KEY
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
-from channels.slack import PROVIDER
+from channels.slack import PROVIDER, interactions
 from channels.slack import live as slack_live
 from channels.slack.client import SlackAccount, delivery_error
 from channels.slack.settings import SlackSettings
@@ -38,6 +41,7 @@ class SlackAdapter:
                                    api_url=settings.api_url, app_token=settings.app_token,
                                    allow_bots=settings.allow_bots)
         self.pace = slack_live.PACE.configured(settings.pacing)
+        self._pending: set[asyncio.Task[None]] = set()  # ephemeral notices on their way
 
     async def start(self) -> None:
         """auth.test (retried on the first event when Slack is unreachable now), then Socket
@@ -60,6 +64,8 @@ class SlackAdapter:
             return await self._events(headers, body)
         if action == "commands":
             return await self._slash_command(headers, body)
+        if action == "interactions":
+            return await self._interactivity(headers, body)
         raise RejectedRequest("malformed", f"Slack has no webhook action {action!r}")
 
     async def _events(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
@@ -112,6 +118,23 @@ class SlackAdapter:
         return await self.services.command(probe, action, "".join(args),
                                            invoked_as=f"{expected} ")
 
+    async def _interactivity(self, headers: Mapping[str, str], body: bytes) -> Answer:
+        """`block_actions` from the Interactivity request URL: a click on an interaction's
+        button, decided at once; a refused one is told to the person alone, after the
+        acknowledgement (Slack wants it within 3 s)."""
+        self.client.verify(headers, body)
+        payload = self.client.parse_body(body, "application/x-www-form-urlencoded")
+        if payload.get("type") != "block_actions":
+            return Answer({"ok": True, "ignored": f"payload type {payload.get('type')}"})
+        for attempt in interactions.attempts(payload, self.name):
+            verdict = await self.services.answer_interaction(attempt)
+            if not verdict.accepted and not verdict.repeated:
+                interactions.tell(self.client, payload, verdict.message, self._pending)
+        return Answer({})
+
+    async def settle(self, message: PromptMessage, text: str) -> None:
+        await interactions.settle(self.client, message, text)
+
     def reply_to(self, message: InboundMessage, text: str) -> OutboundMessage:
         """In the message's thread; a message in a channel opens one under itself."""
         return OutboundMessage(provider=message.provider, account=message.account,
@@ -119,9 +142,17 @@ class SlackAdapter:
                                thread=message.reply_thread)
 
     async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
+        prompt = Prompt.from_extra(out.extra)
         if isinstance(out.extra.get(LIVE_KEY), dict):  # finish the message shown live
-            return await slack_live.finish(self.client.live_client, out, self.client.deliver,
-                                           delivery_error)
+            finished = await slack_live.finish(self.client.live_client, out, self.client.deliver,
+                                               delivery_error)
+            if prompt is None:
+                return finished
+            # the reply is the message just finished; then the prompt with its buttons
+            ts = await interactions.send_prompt(self.client, out, replace(prompt, reply=""))
+            return DeliveryReceipt(ts, finished.detail)
+        if prompt is not None:  # an interaction: Block Kit buttons (channels.slack.interactions)
+            return DeliveryReceipt(await interactions.send_prompt(self.client, out, prompt))
         return DeliveryReceipt(await self.client.deliver(out))
 
     # --- files (channels.adapter.FileAdapter) ----------------------------------------------

@@ -11,14 +11,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
-from channels.adapter import Services, Turns
+from channels.adapter import Answer, Services, Turns, WebhookResult
 from channels.errors import RejectedRequest, StartFailed
 from channels.files import OutboundFile
+from channels.interactions import Prompt, PromptMessage
 from channels.live import LIVE_KEY
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
-from channels.telegram import PROVIDER
+from channels.telegram import PROVIDER, interactions
 from channels.telegram import live as telegram_live
 from channels.telegram.client import TelegramAccount
 from channels.telegram.settings import TelegramSettings
@@ -78,13 +80,28 @@ class TelegramAdapter:
             await self._client.close()
             self._client = None
 
-    async def webhook(self, action: str, headers: Mapping[str, str], body: bytes) -> Turns:
-        """The secret token header first, then the update; RejectedRequest for the rest."""
+    async def webhook(self, action: str, headers: Mapping[str, str],
+                      body: bytes) -> WebhookResult:
+        """The secret token header first, then the update; RejectedRequest for the rest. A
+        click on an interaction's button is answered, not recorded as a turn."""
         if action != "webhook":
             raise RejectedRequest("malformed", f"Telegram has no webhook action {action!r}")
         client = self.client
         client.verify(headers)
-        return Turns((client.to_inbound(client.parse_body(body)),))
+        update = client.parse_body(body)
+        if interactions.our_click(update):
+            await self._clicked(update)
+            return Answer({"ok": True})
+        return Turns((client.to_inbound(update),))
+
+    async def _clicked(self, update: dict[str, Any]) -> None:
+        """A button of an interaction: the application decides, the person sees a toast."""
+        query_id, attempt = interactions.attempt_of(update, self.name)
+        verdict = await self.services.answer_interaction(attempt)
+        await interactions.toast(self.client, query_id, verdict.message)
+
+    async def settle(self, message: PromptMessage, text: str) -> None:
+        await interactions.settle(self.client, message, text)
 
     async def _poll(self, timeout: int) -> None:
         """Long-poll getUpdates; each update is recorded before the offset moves past it."""
@@ -107,11 +124,16 @@ class TelegramAdapter:
             self.services.note_error(self.name, None)
             for update in updates:
                 try:
-                    message = client.to_inbound(update)
+                    if interactions.our_click(update):
+                        await self._clicked(update)
+                        message = None
+                    else:
+                        message = client.to_inbound(update)
                 except RejectedRequest as error:  # not one Telegram sends; asking again won't help
                     log.warning("telegram %s: skipped an update: %s", self.name, error)
                 else:
-                    await self.services.record(message)
+                    if message is not None:
+                        await self.services.record(message)
                 if isinstance(update_id := update.get("update_id"), int):
                     await self.services.set_cursor(self.name, CURSOR, str(update_id + 1))
 
@@ -127,8 +149,16 @@ class TelegramAdapter:
                                reply_to=message.message_id if message.kind != "dm" else None)
 
     async def deliver(self, out: OutboundMessage) -> DeliveryReceipt:
+        prompt = Prompt.from_extra(out.extra)
         if isinstance(out.extra.get(LIVE_KEY), dict):  # finish the message shown live
-            return await telegram_live.finish(self.client, out)
+            finished = await telegram_live.finish(self.client, out)
+            if prompt is None:
+                return finished
+            # the reply is the message just finished; then the prompt with its buttons
+            sent = await interactions.send_prompt(self.client, out, replace(prompt, reply=""))
+            return DeliveryReceipt(sent, finished.detail)
+        if prompt is not None:  # an interaction: its buttons (channels.telegram.interactions)
+            return DeliveryReceipt(await interactions.send_prompt(self.client, out, prompt))
         return DeliveryReceipt(await self.client.deliver(out))
 
     # --- files (channels.adapter.FileAdapter) ----------------------------------------------

@@ -175,6 +175,11 @@ class TelegramAccount:
         await self.files.close()
         await self._bot.shutdown()
 
+    @property
+    def bot(self) -> Bot:
+        """PTB's Bot, for the calls of `channels.telegram.interactions` and `.live`."""
+        return self._bot
+
     # -- webhook side ---------------------------------------------------------------------
 
     def verify(self, headers: Mapping[str, str]) -> None:
@@ -332,10 +337,6 @@ class TelegramAccount:
             first_id = first_id or str(sent.message_id)
         return first_id
 
-    @property
-    def bot(self) -> Bot:
-        """The PTB bot, for the live-reply calls (`channels.telegram.live`)."""
-        return self._bot
 
     async def get_updates(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
         """Long-poll getUpdates; returns the raw update dicts, the same shape as webhooks."""

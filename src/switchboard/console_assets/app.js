@@ -6,6 +6,7 @@ import { operatorsView } from "./operators.js";
 import { pairingView } from "./pairing.js";
 import { sessionView, sessionsView } from "./sessions.js";
 import { turnView, turnsView } from "./turns.js";
+import { waitingView } from "./interactions.js";
 
 const ROLES = ["viewer", "operator", "admin"];
 const main = document.getElementById("main");
@@ -64,6 +65,7 @@ const VIEWS = {
   bindings: () => bindingsView,
   operators: () => operatorsView,
   pairing: () => pairingView,
+  waiting: () => waitingView,
 };
 
 async function render() {

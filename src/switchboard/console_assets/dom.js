@@ -36,7 +36,7 @@ export function fill(el, ...children) {
 
 const SYMBOLS = {
   delivered: "✓", failed: "✕", ignored: "–", pending: "…", held: "‖", duplicate: "=",
-  live: "●", idle: "○", paused: "‖", ended: "■",
+  live: "●", idle: "○", paused: "‖", ended: "■", waiting: "⧗",
   connected: "✓", disabled: "–", failing: "✕", retrying: "↻", ok: "✓", error: "✕",
   matched: "✓", "no match": "✕", active: "✓", revoked: "–", "not delivered": "✕",
 };

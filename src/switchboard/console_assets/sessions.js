@@ -129,10 +129,14 @@ function entryItem(entry) {
     body = h("p", { class: "system", text: entry.text });
   } else if (entry.role === "activity") {
     body = activity(entry);
+  } else if (entry.role === "interaction" && d.options && d.options.length) {
+    body = h("p", { class: "message" }, entry.text, h("span", { class: "muted",
+      text: ` (${d.options.map((o) => o.label).join(" / ")})` }));
   } else {
     body = h("p", { class: "message", text: entry.text });
   }
-  const label = { user: "User", agent: "Agent", activity: "Activity", system: "System" };
+  const label = { user: "User", agent: "Agent", activity: "Activity", system: "System",
+    interaction: d.state ? "Answer" : "Asks people" };
   return h("li", { class: `entry role-${entry.role}`, "data-role": entry.role,
     "data-entry": entry.id },
     h("div", { class: "entry-head" }, h("strong", { text: label[entry.role] || entry.role }),

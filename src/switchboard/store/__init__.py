@@ -10,6 +10,7 @@
     store.tokens    operators kept in the database (hashes of their tokens)
     store.audit     what operators did, by name
     store.workers   this process's heartbeat, for recovery by the others
+    store.interactions  agents' requests to people and every answer attempt
     store.files     files of turns (their bytes are the file store's) and their deliveries
     store.counters  counts in windows (rate limits, loop guards), shared between processes
     store.pairings  senders paired with an account (dm_policy: pairing)
@@ -26,6 +27,7 @@ from switchboard.store.database import Database, create_engine
 from switchboard.store.files import FileRecord, FileRows, NewFile
 from switchboard.store.guards import Count, CounterStore, PairingRecord, PairingStore
 from switchboard.store.inboxes import InboxStore
+from switchboard.store.interactions import InteractionStore
 from switchboard.store.live import LiveEventStore
 from switchboard.store.operators import AuditLog, TokenStore, token_hash
 from switchboard.store.outbox import AgentResult, OutboxStore
@@ -69,6 +71,7 @@ class Store:
         self.tokens = TokenStore(self.db)
         self.audit = AuditLog(self.db)
         self.workers = WorkerStore(self.db, worker)
+        self.interactions = InteractionStore(self.db, worker)
         self.files = FileRows(self.db)
         self.counters = CounterStore(self.db)
         self.pairings = PairingStore(self.db)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ class AgentResult:
     context: dict[str, Any] | None = None
     duration_ms: int = 0
     model: str | None = None
+    interaction: dict[str, Any] | None = None  # what the agent asks people (interactions.py)
     files: tuple[dict[str, Any], ...] = ()  # the agent's files: {name, type, content_base64|url}
 
 
@@ -43,13 +44,16 @@ class OutboxStore:
     async def record_reply(self, turn_ids: list[str], session_id: str, user_text: str | None,
                            result: AgentResult, outbound: OutboundMessage,
                            lease: timedelta,
-                           notes: Sequence[tuple[str, dict[str, Any]]] = ()) -> OutboxEntry:
+                           notes: Sequence[tuple[str, dict[str, Any]]] = (),
+                           also: Callable[[Any], Any] | None = None) -> OutboxEntry:
         """Transcript (user message, activity, reply), turn fields and the outbox row, at once.
 
         Either all of it is written or none, so a crash leaves the turn waiting for its agent
         or waiting for its delivery, never in between. `turn_ids` are the turns this reply
         answers (several after a pause); the last one carries the outbox row. `notes` are
         timeline events of the last turn gathered while the agent ran (its working indicator).
+        `also` writes what else belongs to the reply in the same transaction (an interaction
+        it asks).
         """
         now = self.clock.now()
         turn_id = turn_ids[-1]
@@ -84,6 +88,8 @@ class OutboxStore:
                 for name, note in notes] + [
                 {"turn_id": answered, "at": now, "name": "agent_replied", "detail": detail}
                 for answered in turn_ids])
+            if also is not None:
+                also(db)
             return self._add(db, turn_id, outbound, session_id=session_id,
                              batch=turn_ids[:-1], lease=lease)
 

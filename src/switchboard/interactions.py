@@ -1,0 +1,388 @@
+"""Interactions: an agent asks people for an approval, a choice or an answer, and waits.
+
+The rules are plain functions (what an agent may ask, who may answer, which option a reply
+names, what the agent is handed); `InteractionDesk` does the I/O around them: it records the
+request with the agent's reply, takes answers from every place (a button at a provider, a
+reply, the console, the CLI), expires what nobody answered, tells the adapters to replace the
+buttons with the decision, and queues the turn that hands the answer back to the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from channels.interactions import AnswerAttempt, Prompt, PromptMessage, Settles, Verdict
+from channels.messages import InboundMessage, OutboundMessage
+from channels.units import parse_duration
+from sessions.events import EventHub
+from switchboard.errors import ActionRefused, AgentError, NotFound
+from switchboard.models import new_id
+from switchboard.store import SessionRecord, Store, iso
+from switchboard.store.interactions import Attempt, Decided, InteractionRecord
+from switchboard.work import Tasks
+
+log = logging.getLogger(__name__)
+KINDS = ("approval", "choice", "input")
+APPROVAL_OPTIONS = ({"id": "approve", "label": "Approve"}, {"id": "reject", "label": "Reject"})
+CONSOLE = "console"
+PAST = {"approve": "Approved", "reject": "Rejected"}
+RETRY_BASE, RETRY_CAP = 1.0, 60.0  # seconds between attempts to hand a failed answer again
+
+
+@dataclass(frozen=True)
+class Request:
+    """An interaction as an agent asked for it (validated)."""
+
+    kind: str
+    prompt: str
+    options: tuple[dict[str, str], ...]
+    responders: tuple[str, ...] | None
+    expires_in: timedelta | None
+
+
+def parse_request(data: Any, where: str) -> Request:
+    """The agent's `interaction` object, checked; AgentError saying what is wrong with it."""
+    def bad(problem: str) -> AgentError:
+        return AgentError(f"{where} answered an interaction that cannot be asked: {problem}")
+
+    if not isinstance(data, dict):
+        raise bad("'interaction' must be an object")
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise bad(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise bad("'prompt' must be a non-empty string")
+    raw = data.get("options")
+    if raw is None:
+        options = APPROVAL_OPTIONS if kind == "approval" else ()
+    elif not isinstance(raw, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("id"), str) and o["id"]
+            and isinstance(o.get("label", o["id"]), str) for o in raw):
+        raise bad("'options' must be a list of {\"id\": …, \"label\": …}")
+    else:
+        options = tuple({"id": o["id"][:64], "label": str(o.get("label") or o["id"])[:200]}
+                        for o in raw)
+    if kind == "choice" and not options:
+        raise bad("a choice needs options")
+    if kind == "input":
+        options = ()
+    if len({o["id"] for o in options}) != len(options) or len(options) > 20:
+        raise bad("options need distinct ids, at most 20 of them")
+    responders = data.get("responders")
+    if responders is not None and (not isinstance(responders, list)
+                                   or not all(isinstance(r, str) and r for r in responders)):
+        raise bad("'responders' must be a list of user ids")
+    try:
+        expires_in = parse_duration(data.get("expires_in"))
+    except ValueError as error:
+        raise bad(f"expires_in: {error}") from None
+    return Request(kind, prompt.strip(), options,
+                   tuple(responders) if responders is not None else None, expires_in)
+
+
+def resolve(choice: str, options: list[dict[str, Any]]) -> str | None:
+    """The option a choice names: its id, its number (`1`) or its label, in any case."""
+    choice = choice.strip().rstrip(".").strip()
+    for option in options:
+        if option["id"] == choice:
+            return str(option["id"])
+    if choice.isdigit() and 1 <= int(choice) <= len(options):
+        return str(options[int(choice) - 1]["id"])
+    folded = choice.casefold()
+    for option in options:
+        if str(option["label"]).casefold() == folded or str(option["id"]).casefold() == folded:
+            return str(option["id"])
+    return None
+
+
+def may_answer(record: InteractionRecord, by_id: str) -> bool:
+    return by_id.casefold() in {r.casefold() for r in record.responders}
+
+
+def judge(record: InteractionRecord, attempt: Attempt) -> str | None:
+    """Why this attempt may not answer the (pending) interaction, or None."""
+    if attempt.by_provider is not None and not may_answer(record, attempt.by_id):
+        return f"only {', '.join(record.responders) or 'an operator'} can answer this"
+    if record.kind == "input":
+        return None if attempt.text and attempt.text.strip() else "the answer needs some text"
+    if attempt.option is None or resolve(attempt.option, record.options) is None:
+        labels = ", ".join(f"{n}. {o['label']}" for n, o in enumerate(record.options, 1))
+        return f"{attempt.option!r} is not one of the options ({labels})"
+    return None
+
+
+def answer_view(attempt: Attempt) -> Callable[[InteractionRecord, datetime], dict[str, Any]]:
+    """What the agent gets in `turn.interaction` for an accepted attempt."""
+    def view(record: InteractionRecord, at: datetime) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": record.id, "kind": record.kind}
+        if record.kind == "input":
+            out["text"] = (attempt.text or "").strip()
+        else:
+            out["option"] = resolve(attempt.option or "", record.options)
+        out["by"] = ({"operator": attempt.by_name} if attempt.by_provider is None
+                     else {"provider": attempt.by_provider, "id": attempt.by_id,
+                           "name": attempt.by_name})
+        out["via"] = attempt.via
+        out["at"] = iso(at)
+        return out
+    return view
+
+
+def expiry_view(record: InteractionRecord, at: datetime) -> dict[str, Any]:
+    return {"id": record.id, "kind": record.kind, "expired": True, "at": iso(at)}
+
+
+def who(view: Mapping[str, Any]) -> str:
+    by = view.get("by") or {}
+    name = by.get("operator") or by.get("name") or by.get("id") or "someone"
+    return f"@{name}"
+
+
+def decision_text(record: InteractionRecord, view: Mapping[str, Any]) -> str:
+    """The decision in words, as it replaces the buttons: "Approved by @ann at 14:02"."""
+    at = str(view.get("at") or "")[11:16]
+    if view.get("expired"):
+        return f"Expired at {at} without an answer"
+    if record.kind == "input":
+        return f"Answered by {who(view)} at {at}: {view.get('text')}"
+    option = str(view.get("option"))
+    label = next((o["label"] for o in record.options if o["id"] == option), option)
+    if record.kind == "approval":
+        return f"{PAST.get(option, label)} by {who(view)} at {at}"
+    return f"{label}, chosen by {who(view)} at {at}"
+
+
+def refusal_text(decided: Decided) -> str:
+    record = decided.interaction
+    if record.state == "answered" and record.answer:
+        return f"already answered by {who(record.answer)}"
+    if record.state == "expired":
+        return "this request has expired"
+    return decided.reason or "this answer was not taken"
+
+
+def interaction_json(record: InteractionRecord) -> dict[str, Any]:
+    return {"id": record.id, "state": record.state, "kind": record.kind,
+            "prompt": record.prompt, "options": record.options,
+            "responders": record.responders, "agent": record.agent,
+            "session_id": record.session_id, "turn_id": record.turn_id,
+            "provider": record.provider, "account": record.account,
+            "conversation": record.conversation, "thread": record.thread,
+            "created_at": iso(record.created_at), "expires_at": iso(record.expires_at),
+            "closed_at": iso(record.closed_at), "answer": record.answer,
+            "answer_turn_id": record.answer_turn_id}
+
+
+@dataclass
+class Opening:
+    """An interaction to write inside the transaction that records the agent's reply."""
+
+    store: Store
+    now: datetime
+    values: dict[str, Any]
+    moved: list[Any] = field(default_factory=list)
+
+    def __call__(self, db: Any) -> None:
+        self.moved = self.store.interactions.open_in(db, self.values, self.now)
+
+
+async def offline_answer(store: Store, interaction_id: str, operator: str, given: str,
+                         via: str = "cli") -> Decided:
+    """An operator's answer written straight into the database (the CLI): `given` is an
+    option (id, number, label) or an input's text. A running `serve` hands its turn to the
+    agent; ActionRefused when it is not taken."""
+    record = await store.interactions.get(interaction_id)
+    if record is None:
+        raise NotFound(f"no interaction {interaction_id}")
+    attempt = Attempt(via=via, by_provider=None, by_id=operator, by_name=operator,
+                      option=None if record.kind == "input" else given,
+                      text=given if record.kind == "input" else None)
+    decided = await store.interactions.answer(interaction_id, attempt, judge,
+                                              answer_view(attempt), decision_text)
+    if not decided.accepted:
+        raise ActionRefused(f"interaction {interaction_id}: {refusal_text(decided)}")
+    return decided
+
+
+class InteractionDesk:
+    """Where every answer to an interaction arrives, and expiries are made."""
+
+    def __init__(self, store: Store, events: EventHub, adapters: Mapping[str, Any],
+                 tasks: Tasks, enqueue: Callable[[str], None]) -> None:
+        self.store = store
+        self.events = events
+        self.adapters = adapters
+        self.tasks = tasks
+        self.enqueue = enqueue
+        self.retry_base = RETRY_BASE
+        self._retries: dict[str, tuple[float, float]] = {}  # turn: (next attempt, delay)
+
+    # --- asking ------------------------------------------------------------------------------
+
+    def prompt_for(self, request: Request, reply: str, out: OutboundMessage
+                   ) -> tuple[Prompt, OutboundMessage]:
+        """The prompt and the outbound message carrying it: its text says it all in words
+        (numbered options), its extra lets a provider with buttons show them instead."""
+        prompt = Prompt.from_extra({"interaction": {
+            "id": new_id("int"), "kind": request.kind, "prompt": request.prompt,
+            "options": list(request.options), "reply": reply}})
+        assert prompt is not None
+        text = "\n\n".join(part for part in (reply.strip(), prompt.numbered()) if part)
+        return prompt, replace(out, text=text, extra={**out.extra, "interaction":
+                                                      prompt.as_extra()})
+
+    def opening(self, request: Request, prompt: Prompt, turn_id: str,
+                session: SessionRecord, out: OutboundMessage) -> Opening:
+        """What the reply's transaction also writes: the interaction and the session waiting."""
+        now = self.store.clock.now()
+        responders = request.responders if request.responders is not None \
+            else ((session.user_id,) if session.user_id else ())
+        return Opening(self.store, now, {
+            "id": prompt.id, "session_id": session.id, "agent": session.agent,
+            "turn_id": turn_id, "kind": request.kind, "prompt": request.prompt,
+            "options": list(request.options), "responders": list(responders),
+            "provider": out.provider, "account": out.account, "conversation": out.conversation,
+            "thread": out.thread,
+            "expires_at": now + request.expires_in if request.expires_in else None})
+
+    def requested(self, opening: Opening) -> None:
+        """After the reply's transaction committed: announce what `opening` wrote."""
+        for change in opening.moved:
+            self.events.publish("session.state_changed", change.event())
+        values = opening.values
+        self.events.publish("interaction.requested", {
+            "interaction_id": values["id"], "session_id": values["session_id"],
+            "agent": values["agent"], "kind": values["kind"], "prompt": values["prompt"]})
+
+    # --- answering ---------------------------------------------------------------------------
+
+    async def answer(self, attempt: AnswerAttempt) -> Verdict:
+        """A person's click at a provider (`Services.answer_interaction`)."""
+        stored = Attempt(via=attempt.provider, by_provider=attempt.provider,
+                         by_id=attempt.by_id, by_name=attempt.by_name or attempt.by_id,
+                         option=attempt.choice, text=attempt.text)
+        record = await self.store.interactions.get(attempt.interaction_id)
+        if record is None or record.account != attempt.account:
+            return Verdict(False, "this request is not known here")
+        decided = await self.decide(attempt.interaction_id, stored)
+        if decided.accepted:
+            return Verdict(True, decision_text(decided.interaction,
+                                               decided.interaction.answer or {}))
+        answer = decided.interaction.answer or {}
+        by = answer.get("by") or {}
+        chosen = resolve(attempt.choice or "", decided.interaction.options)
+        repeated = (by.get("id") == attempt.by_id and by.get("provider") == attempt.provider
+                    and answer.get("option") == chosen)  # the same click again
+        return Verdict(False, refusal_text(decided), repeated=repeated)
+
+    async def answer_as_operator(self, interaction_id: str, operator: str,
+                                 option: str | None, text: str | None,
+                                 via: str = CONSOLE) -> Decided:
+        """An operator's answer (console, API, CLI); ActionRefused when it is not taken."""
+        decided = await self.decide(interaction_id, Attempt(
+            via=via, by_provider=None, by_id=operator, by_name=operator, option=option,
+            text=text))
+        if not decided.accepted:
+            raise ActionRefused(f"interaction {interaction_id}: {refusal_text(decided)}")
+        return decided
+
+    async def decide(self, interaction_id: str, attempt: Attempt,
+                     turn_id: str | None = None) -> Decided:
+        decided = await self.store.interactions.answer(
+            interaction_id, attempt, judge, answer_view(attempt), decision_text,
+            turn_id=turn_id)
+        if decided.accepted:
+            self.after(decided, queue=turn_id is None)
+        return decided
+
+    async def take_reply(self, turn_id: str, message: InboundMessage,
+                         session: SessionRecord) -> InboundMessage:
+        """A message in a waiting session from someone who may answer: when it answers the
+        oldest pending interaction (an input's text, an option's number or label on its first
+        line), the message goes to the agent as that answer."""
+        for record in await self.store.interactions.listing(state="pending",
+                                                            session_id=session.id):
+            if not may_answer(record, message.sender):
+                continue
+            first = next((line for line in message.text.splitlines() if line.strip()), "")
+            if record.kind != "input" and resolve(first, record.options) is None:
+                continue
+            attempt = Attempt(via=message.provider, by_provider=message.provider,
+                              by_id=message.sender, by_name=message.sender_name or message.sender,
+                              option=first if record.kind != "input" else None,
+                              text=message.text if record.kind == "input" else None)
+            decided = await self.decide(record.id, attempt, turn_id=turn_id)
+            if decided.accepted:
+                return replace(message, extra={**message.extra,
+                                               "interaction": decided.interaction.answer})
+        return message
+
+    # --- expiring ----------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Expire what is due (the agent hears of it) and what ended sessions left pending."""
+        done = await self.store.interactions.expire_due(expiry_view)
+        for decided in done:
+            self.after(decided)
+        for record in await self.store.interactions.expire_ended():
+            self._announce(record)
+            self.tasks.spawn(self.settle(record))
+        await self.retry_unheard()
+        return len(done)
+
+    async def retry_unheard(self) -> None:
+        """Hand answers the agent failed to take to it again, backing off to RETRY_CAP."""
+        now = time.monotonic()
+        failed = await self.store.interactions.unheard()
+        self._retries = {t: v for t, v in self._retries.items() if t in failed}
+        for turn_id in failed:
+            due, delay = self._retries.get(turn_id, (0.0, self.retry_base / 2))
+            if now < due:
+                continue
+            delay = min(delay * 2, RETRY_CAP)
+            self._retries[turn_id] = (now + delay, delay)
+            if await self.store.interactions.hand_again(turn_id):
+                self.enqueue(turn_id)
+
+    # --- after a decision --------------------------------------------------------------------
+
+    def after(self, decided: Decided, queue: bool = True) -> None:
+        for change in decided.transitions:
+            self.events.publish("session.state_changed", change.event())
+        self._announce(decided.interaction)
+        if queue and decided.turn_id:
+            self.enqueue(decided.turn_id)
+        self.tasks.spawn(self.settle(decided.interaction))
+
+    def _announce(self, record: InteractionRecord) -> None:
+        name = "interaction.expired" if record.state == "expired" else "interaction.answered"
+        self.events.publish(name, {"interaction_id": record.id, "session_id": record.session_id,
+                                   "agent": record.agent, "answer": record.answer})
+
+    async def settle(self, record: InteractionRecord) -> None:
+        """Replace the prompt's buttons at its provider with the decision, where it can."""
+        adapter = self.adapters.get(record.account)
+        if not isinstance(adapter, Settles) or record.answer is None:
+            return
+        message_id = await self.store.interactions.prompt_message_id(record)
+        if not message_id:
+            return
+        prompt = Prompt.from_extra({"interaction": {**interaction_json(record),
+                                                    "reply": ""}})
+        text = f"{record.prompt}\n\n{decision_text(record, record.answer)}"
+        try:
+            await adapter.settle(PromptMessage(record.account, record.conversation, message_id,
+                                               record.thread, {"prompt": prompt}), text)
+        except Exception:  # the decision stands; only its display at the provider is stale
+            log.exception("interaction %s: showing the decision at %s failed", record.id,
+                          record.account)
+
+
+__all__ = ["InteractionDesk", "Request", "decision_text", "interaction_json", "judge",
+           "parse_request", "resolve"]
