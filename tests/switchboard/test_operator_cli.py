@@ -64,7 +64,7 @@ def test_unknown_filter_values_are_refused_with_the_allowed_ones(tmp_path, sqlit
     for args, allowed in ((("turns", "list", "--status", "bogus"),
                            "'pending', 'held', 'delivered', 'failed', 'ignored', 'duplicate'"),
                           (("sessions", "list", "--state", "bogus"),
-                           "'live', 'idle', 'paused', 'ended'"),
+                           "'live', 'idle', 'paused', 'waiting', 'ended'"),
                           (("turns", "list", "--provider", "pigeon"),
                            "'slack', 'telegram', 'email', 'api'")):
         result = cli(*args, env={"SWITCHBOARD_DATABASE_URL": sqlite_url})
