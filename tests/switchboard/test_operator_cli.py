@@ -82,7 +82,7 @@ def test_unknown_filter_values_are_refused_with_the_allowed_ones(tmp_path, sqlit
         sessions = server.api("GET", "/api/sessions", params={"state": "gone", "tag": "x"})
         assert sessions.status_code == 400
         assert sessions.json()["detail"] == (
-            "state: 'gone' is not one of live, idle, paused, ended; "
+            "state: 'gone' is not one of live, idle, paused, waiting, ended; "
             "tag: 'x' is not one of test, live")
         assert server.api("GET", "/api/turns", params={"status": "failed"}).status_code == 200
     finally:
