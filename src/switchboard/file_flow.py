@@ -70,12 +70,18 @@ class FileFlow:
                      session_id: str | None) -> TurnFiles:
         """Record, fetch (with retries) or skip the files of the last turn; the agent's view of
         every file of `turn_ids`. Idempotent: a turn worked again fetches only what is left."""
+        listed: list[tuple[str, list[dict[str, Any]]]] = []
         for turn_id in turn_ids:  # several after a pause: each held turn's files
             extra = message.extra
             if turn_id != turn_ids[-1]:
                 turn = await self.store.turns.get(turn_id)
                 extra = (turn.extra or {}) if turn is not None else {}
-            entries = [e for e in extra.get("files") or [] if isinstance(e, dict)]
+            listed.append((turn_id, [e for e in extra.get("files") or [] if isinstance(e, dict)]))
+        if not any(entries for _, entries in listed):
+            # file rows come only from the files a message lists: none, nothing to look up
+            # (this runs before every agent run, on the database thread every turn shares)
+            return TurnFiles([], [])
+        for turn_id, entries in listed:
             known = [f for f in await self.store.files.of_turns([turn_id])
                      if f.direction == "in"]
             if entries and not known:

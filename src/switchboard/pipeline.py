@@ -74,6 +74,7 @@ class Answered:
 
     outbox: OutboxEntry | None
     live: LiveTurn | None = None
+    files: bool = False  # the agent answered with files, delivered after the reply
 
 
 class Pipeline:
@@ -382,7 +383,7 @@ class Pipeline:
         self.events.publish("session.message.created", {"session_id": session_id,
                                                         "turn_id": turn_id, "role": "agent",
                                                         "text": result.reply})
-        return Answered(outbox, live)
+        return Answered(outbox, live, files=bool(result.files))
 
     async def deliver_reply(self, answered: Answered) -> None:
         """The first delivery attempt of a recorded reply: the working indicator stops before
@@ -398,7 +399,7 @@ class Pipeline:
                     await self.delivery.deliver_claimed(answered.outbox)
             finally:
                 await answered.live.clear(replied=answered.outbox is not None)
-        if answered.outbox is not None and self.file_delivery is not None:
+        if answered.files and answered.outbox is not None and self.file_delivery is not None:
             await self.file_delivery.deliver_turn(answered.outbox.turn_id)
 
     async def keep_agent_files(self, turn_id: str, session_id: str, result: AgentResult,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OPERATOR, Server, run_cli
+from conftest import OPERATOR, Server, run_cli, wait_until
 from fakes.agents import FakeOpenAI, FileAgent
 from fakes.mail import Relay, provision, turn_of
 
@@ -117,7 +117,9 @@ def test_agent_files_by_url_and_over_the_limit_never_hold_the_reply(
     [reply] = handler.wait(1)
     assert {p.get_filename(): p.get_content() for p in reply.iter_attachments()} == \
         {"chart.png": PNG}
-    files = {f["name"]: f for f in server.turn(turn["id"])["files"]}
+    # the attachment is marked delivered just after the reply's own delivery is recorded
+    files = wait_until(lambda: (found := {f["name"]: f for f in server.turn(turn["id"])["files"]})
+                       and found["chart.png"]["status"] == "delivered" and found)
     assert files["huge.bin"]["status"] == "failed"
     assert files["huge.bin"]["reason"] == "huge.bin not sent: it is over the 5 KB limit"
     assert "HTTP 404" in files["gone.txt"]["reason"]
