@@ -20,6 +20,7 @@ from conftest import (
     Server,
     slack_config,
     slack_message,
+    wait_until,
 )
 from fakes.agents import HTTPAgent
 
@@ -540,7 +541,10 @@ def test_files_show_as_cards_with_thumbnails_and_downloads(serve: Any, fake_slac
         expect(cards).to_have_count(2)
         thumb = page.locator("img.thumb")
         expect(thumb).to_have_attribute("alt", "screenshot.png")
-        page.wait_for_function("document.querySelector('img.thumb').naturalWidth === 24")
+        # polled from here: wait_for_function's page-side polling needs eval, which the
+        # console's Content-Security-Policy refuses (it failed whenever the image was not
+        # decoded by the first check)
+        wait_until(lambda: thumb.evaluate("img => img.naturalWidth") == 24)
         with page.expect_download() as download:
             page.get_by_role("link", name="Download summary.csv").click()
         assert Path(download.value.path()).read_bytes() == b"a,b\n1,2\n"
