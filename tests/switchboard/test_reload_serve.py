@@ -65,7 +65,7 @@ def slack_event(served: ServeProcess, account: str, event: dict[str, Any],
 def settled(served: ServeProcess, turn_id: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         turn = served.api("GET", f"/api/turns/{turn_id}").json()
-        return turn if turn["status"] not in ("pending", "routed", "answered") else None
+        return turn if turn["status"] != "pending" else None
     return wait_until(done)
 
 
