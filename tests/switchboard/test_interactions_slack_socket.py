@@ -87,3 +87,7 @@ def test_a_click_over_socket_mode_answers_and_is_acknowledged(serve, fake_slack)
         updated = wait_for(lambda: fake_slack.updates)
         assert "Approved by @ann at " in json.dumps(updated[0]["blocks"])
         assert wait_for(lambda: any(p["text"] == "Decision: approve" for p in fake_slack.posts))
+        item = server.api("GET", "/api/interactions").json()["interactions"][0]
+        attempts = server.api("GET", f"/api/interactions/{item['id']}").json()["attempts"]
+        assert [(a["by"]["id"], a["accepted"]) for a in attempts] == [
+            ("U0MALLORY", False), ("U0ALICE", True)]

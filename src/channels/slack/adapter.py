@@ -159,7 +159,8 @@ class SlackAdapter:
             if prompt is None:
                 return finished
             # the reply is the message just finished; then the prompt with its buttons
-            ts = await interactions.send_prompt(self.client, out, replace(prompt, reply=""))
+            ts = await interactions.send_prompt(self.client, out, replace(prompt, reply=""),
+                                                replied=True)
             return DeliveryReceipt(ts, finished.detail)
         if prompt is not None:  # an interaction: Block Kit buttons (channels.slack.interactions)
             return DeliveryReceipt(await interactions.send_prompt(self.client, out, prompt))
