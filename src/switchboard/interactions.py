@@ -192,11 +192,19 @@ class Opening:
         self.moved = self.store.interactions.open_in(db, self.values, self.now)
 
 
+def decided_event(record: InteractionRecord) -> tuple[str, dict[str, Any]]:
+    """The live event of a decided interaction (`interaction.answered` or `.expired`)."""
+    name = "interaction.expired" if record.state == "expired" else "interaction.answered"
+    return name, {"interaction_id": record.id, "session_id": record.session_id,
+                  "agent": record.agent, "answer": record.answer}
+
+
 async def offline_answer(store: Store, interaction_id: str, operator: str, given: str,
                          via: str = "cli") -> Decided:
     """An operator's answer written straight into the database (the CLI): `given` is an
-    option (id, number, label) or an input's text. A running `serve` hands its turn to the
-    agent; ActionRefused when it is not taken."""
+    option (id, number, label) or an input's text. It is shared with every running `serve`
+    (the live-events table, feed.py): one of them hands its turn to the agent and shows the
+    decision at the provider (`InteractionDesk.elsewhere`); ActionRefused when not taken."""
     record = await store.interactions.get(interaction_id)
     if record is None:
         raise NotFound(f"no interaction {interaction_id}")
@@ -207,6 +215,10 @@ async def offline_answer(store: Store, interaction_id: str, operator: str, given
                                               answer_view(attempt), decision_text)
     if not decided.accepted:
         raise ActionRefused(f"interaction {interaction_id}: {refusal_text(decided)}")
+    origin = new_id("cli")
+    for change in decided.transitions:
+        await store.live.share(origin, "session.state_changed", change.event())
+    await store.live.share(origin, *decided_event(decided.interaction))
     return decided
 
 
@@ -361,17 +373,39 @@ class InteractionDesk:
         self.tasks.spawn(self.settle(decided.interaction))
 
     def _announce(self, record: InteractionRecord) -> None:
-        name = "interaction.expired" if record.state == "expired" else "interaction.answered"
-        self.events.publish(name, {"interaction_id": record.id, "session_id": record.session_id,
-                                   "agent": record.agent, "answer": record.answer})
+        """On this process's live events, and shared with the other processes."""
+        name, data = decided_event(record)
+        self.events.publish(name, data)
+        self.tasks.spawn(self.store.live.share(self.origin, name, data))
+
+    @property
+    def origin(self) -> str:
+        return self.store.interactions.worker or "desk"
+
+    def elsewhere(self, name: str, data: Mapping[str, Any]) -> None:
+        """Another process decided an interaction (the CLI, another `serve`): its answer's
+        turn, if nobody works on it, is taken up here and its prompt's buttons replaced
+        (each once, of every process that follows the shared events)."""
+        if name in ("interaction.answered", "interaction.expired"):
+            self.tasks.spawn(self._decided_elsewhere(str(data.get("interaction_id") or "")))
+
+    async def _decided_elsewhere(self, interaction_id: str) -> None:
+        record = await self.store.interactions.get(interaction_id)
+        if record is None or record.state == "pending":
+            return
+        turn_id = record.answer_turn_id
+        if turn_id and await self.store.interactions.take_answer_turn(turn_id):
+            self.enqueue(turn_id)
+        await self.settle(record)
 
     async def settle(self, record: InteractionRecord) -> None:
-        """Replace the prompt's buttons at its provider with the decision, where it can."""
+        """Replace the prompt's buttons at its provider with the decision, where it can (once,
+        whichever process does it)."""
         adapter = self.adapters.get(record.account)
         if not isinstance(adapter, Settles) or record.answer is None:
             return
         message_id = await self.store.interactions.prompt_message_id(record)
-        if not message_id:
+        if not message_id or not await self.store.interactions.claim_settle(record.id):
             return
         prompt = Prompt.from_extra({"interaction": {**interaction_json(record),
                                                     "reply": ""}})
