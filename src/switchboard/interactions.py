@@ -196,6 +196,7 @@ def decided_event(record: InteractionRecord) -> tuple[str, dict[str, Any]]:
     """The live event of a decided interaction (`interaction.answered` or `.expired`)."""
     name = "interaction.expired" if record.state == "expired" else "interaction.answered"
     return name, {"interaction_id": record.id, "session_id": record.session_id,
+                  "turn_id": record.turn_id, "answer_turn_id": record.answer_turn_id,
                   "agent": record.agent, "answer": record.answer}
 
 
@@ -270,7 +271,8 @@ class InteractionDesk:
         values = opening.values
         self.events.publish("interaction.requested", {
             "interaction_id": values["id"], "session_id": values["session_id"],
-            "agent": values["agent"], "kind": values["kind"], "prompt": values["prompt"]})
+            "turn_id": values["turn_id"], "agent": values["agent"], "kind": values["kind"],
+            "prompt": values["prompt"]})
 
     # --- answering ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import col, select
 
 from sessions import StateChange
@@ -337,6 +337,15 @@ class InteractionStore:
         async with self.db.tx() as db:
             turn = await db.get(Turn, record.turn_id)
             return turn.provider_message_id if turn is not None else None
+
+    async def of_turn(self, turn_id: str) -> list[InteractionRecord]:
+        """The interactions a turn asked (its reply carried the prompt) or answered, oldest
+        first."""
+        async with self.db.tx() as db:
+            rows = (await db.exec(select(Interaction).where(or_(
+                Interaction.turn_id == turn_id, Interaction.answer_turn_id == turn_id))
+                .order_by(col(Interaction.created_at)))).all()
+            return [load(InteractionRecord, row) for row in rows]
 
     async def listing(self, *, state: str | None = None, agents: list[str] | None = None,
                       session_id: str | None = None, limit: int = 200
