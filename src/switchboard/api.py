@@ -20,7 +20,7 @@ from switchboard.delivery import Delivery
 from switchboard.errors import ActionRefused, NoSuchAgent, NoSuchTurn
 from switchboard.files import FileService, file_json
 from switchboard.filters import SESSION_CHOICES, TURN_CHOICES, check_filters
-from switchboard.interactions import interaction_json
+from switchboard.interaction_rules import interaction_json
 from switchboard.operators import Needs, Operator
 from switchboard.pipeline import Pipeline
 from switchboard.scoping import EventScope, own_session, scoped_filters
