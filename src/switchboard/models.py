@@ -275,7 +275,8 @@ class Interaction(SQLModel, table=True):
     """A structured request of an agent to people (an approval, a choice, an answer), waiting
     in its session until the first allowed answer or its expiry (see `switchboard.interactions`).
     `turn_id` is the turn whose reply carried the prompt (its delivered message is the prompt's
-    message at the provider); `answer` is what the agent was handed."""
+    message at the provider); `answer` is what the agent was handed; `settled_at` when one
+    process (of those that learn of the decision) took on replacing the prompt's buttons."""
 
     __tablename__ = "interactions"
     __table_args__ = (
@@ -302,6 +303,7 @@ class Interaction(SQLModel, table=True):
     closed_at: datetime | None = _when(nullable=True)
     answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     answer_turn_id: str | None = None
+    settled_at: datetime | None = _when(nullable=True)  # the decision shown at the provider
 
 
 class InteractionAttempt(SQLModel, table=True):

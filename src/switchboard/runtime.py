@@ -108,7 +108,8 @@ class Runtime:
                                  self.controls, self.delivery, self.tasks, self.metrics,
                                  files=self.file_flow, file_delivery=self.file_delivery)
         self.recovery = Recovery(self.store, self.pipeline, self.config.bindings, self.tasks)
-        self.feed = EventFeed(self.store, self.events, origin=self.worker_id)
+        self.feed = EventFeed(self.store, self.events, origin=self.worker_id,
+                              react=self.pipeline.interactions.elsewhere)
         listen = {"smtp": (self.smtp_host, self.smtp_port)} if self.smtp_port is not None \
             else {}
         self.services = AppServices(config=self.config, store=self.store,

@@ -1,5 +1,6 @@
 // Sessions: the filtered list, and one session's transcript with the actions the role allows.
 import { fileCards } from "./files.js";
+import { interactionCards } from "./interaction_cards.js";
 import { withQuery } from "./api.js";
 import { badge, cell, fields, fill, h, input, json, ms, select, table, when } from "./dom.js";
 
@@ -238,6 +239,7 @@ export async function sessionView(main, ctx, id) {
         h("h2", { id: "transcript-h", text: "Transcript" }),
         s.transcript.length ? h("ol", { class: "transcript" }, s.transcript.map(entryItem))
           : h("p", { class: "muted", text: "No messages yet." })),
+      interactionCards(s.interactions),
       fileCards(s.files));
     for (const li of main.querySelectorAll(".transcript li")) {
       const details = li.querySelector("details");

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import col, select
 
 from sessions import StateChange
@@ -290,6 +290,34 @@ class InteractionStore:
                 "reason": "the agent has not taken the interaction's answer yet"}))
             return True
 
+    # --- after a decision made elsewhere ----------------------------------------------------
+
+    async def claim_settle(self, interaction_id: str) -> bool:
+        """Take on showing the decision at the provider: True for exactly one caller, of any
+        number of processes that learn of it (a conditional update)."""
+        now = self.clock.now()
+        async with self.db.tx() as db:
+            result = await db.exec(update(Interaction).where(
+                col(Interaction.id) == interaction_id, col(Interaction.state) != "pending",
+                col(Interaction.settled_at).is_(None)).values(settled_at=now))
+            return bool(result.rowcount == 1)
+
+    async def take_answer_turn(self, turn_id: str) -> bool:
+        """Take up an answer's turn nobody works on (written by the CLI) for this process:
+        True for exactly one of the processes following the shared events."""
+        now = self.clock.now()
+        async with self.db.tx() as db:
+            result = await db.exec(update(Turn).where(
+                col(Turn.id) == turn_id, Turn.status == "pending",
+                col(Turn.owner).is_(None), col(Turn.reply_text).is_(None)).values(
+                owner=self.worker))
+            if result.rowcount != 1:
+                return False
+            db.add(TurnEvent(turn_id=turn_id, at=now, name="recovered", detail={
+                "from_worker": None, "worker": self.worker,
+                "reason": "an answer given elsewhere (the CLI)"}))
+            return True
+
     # --- reading -----------------------------------------------------------------------------
 
     async def get(self, interaction_id: str) -> InteractionRecord | None:
@@ -309,6 +337,15 @@ class InteractionStore:
         async with self.db.tx() as db:
             turn = await db.get(Turn, record.turn_id)
             return turn.provider_message_id if turn is not None else None
+
+    async def of_turn(self, turn_id: str) -> list[InteractionRecord]:
+        """The interactions a turn asked (its reply carried the prompt) or answered, oldest
+        first."""
+        async with self.db.tx() as db:
+            rows = (await db.exec(select(Interaction).where(or_(
+                Interaction.turn_id == turn_id, Interaction.answer_turn_id == turn_id))
+                .order_by(col(Interaction.created_at)))).all()
+            return [load(InteractionRecord, row) for row in rows]
 
     async def listing(self, *, state: str | None = None, agents: list[str] | None = None,
                       session_id: str | None = None, limit: int = 200

@@ -181,16 +181,21 @@ class OutboxStore:
         return await self.db.run_tx(work)
 
     async def failed(self, row: OutboxEntry, error: str, *, retry_at: datetime | None,
-                     detail: dict[str, Any]) -> None:
-        """Record a failed attempt: retry at `retry_at`, or fail the turn when it is None."""
+                     detail: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        """Record a failed attempt: retry at `retry_at`, or fail the turn when it is None.
+        `extra` replaces the row's: what the next attempt sends, when a part went out (the
+        reply before an interaction's prompt); the timeline says so (`sent_part`)."""
         now = self.clock.now()
         final = retry_at is None
         error = self.redact(error)  # a provider's error text may quote its URL, and the token
+        if extra is not None:
+            detail = {**detail, "sent_part": "reply", "next": "the prompt alone"}
 
         def work(db: Any) -> Any:
             db.exec(update(Outbox).where(col(Outbox.id) == row.id).values(
                 status="failed" if final else "retrying", claimed_until=None,
-                next_attempt_at=retry_at or now))
+                next_attempt_at=retry_at or now,
+                **({"extra": extra} if extra is not None else {})))
             turn_values: dict[str, Any] = {
                 "delivery_status": "failed" if final else "retrying",
                 "delivery_attempts": row.attempts, "error": error}
