@@ -9,6 +9,7 @@ HTTP client, never awaited by the pipeline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -145,10 +146,8 @@ class HookDelivery:
         for task in list(self._inflight):
             task.cancel()
         for task in list(self._inflight):
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         if self._client is not None:
             await self._client.aclose()
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import OPERATOR, OPERATORS_YAML, VIEWER, Server, run_cli, slack_config, slack_message
 from conftest import wait_until as wait_for
-
 from switchboard.config import ConfigError, load_config
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "outbound-webhooks.md"
@@ -30,7 +30,7 @@ def documented_verify() -> Any:
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None, "the docs lost their verification snippet"
     namespace: dict[str, Any] = {}
-    exec(compile(code.group(1), str(DOC), "exec"), namespace)  # noqa: S102 (our own docs)
+    exec(compile(code.group(1), str(DOC), "exec"), namespace)
     return namespace["verify"]
 
 
@@ -46,7 +46,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append((self.headers, raw))
                 if receiver.hang.is_set():
