@@ -21,6 +21,8 @@ from switchboard.config import ConfigError, load_config
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "outbound-webhooks.md"
 SECRET = "whsec-7Hq2-test-only"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 
 
 def documented_verify() -> Any:
@@ -109,6 +111,11 @@ webhooks:
         server.stop()
 
 
+def fake_slack_posts(server: Server) -> list[dict[str, Any]]:
+    """The agent's replies, as the turns tell them (delivered to the fake Slack API)."""
+    return [t for t in server.turns(status="delivered")]
+
+
 def deliveries(server: Server, **params: Any) -> list[dict[str, Any]]:
     answer = server.api("GET", "/api/webhooks/deliveries", token=VIEWER, params=params)
     assert answer.status_code == 200, answer.text
@@ -184,8 +191,10 @@ def test_a_500_is_retried_with_the_same_delivery_id(hooked, receiver):
 
 def test_a_dead_receiver_does_not_slow_acks_and_can_be_redelivered(hooked, receiver):
     receiver.hang.set()
-    server = hooked("[turn.received, turn.delivered]", timeout=0.3, first_retry=0.05,
-                    give_up=0.1)
+    # Each POST waits 2 s for an answer that never comes: an acknowledgement that waited for
+    # one would take that long.
+    server = hooked("[turn.received, turn.delivered]", timeout=2.0, first_retry=0.05,
+                    give_up=0.1, concurrency=20)
     acks = []
     for n in range(10):
         started = time.perf_counter()
@@ -195,15 +204,18 @@ def test_a_dead_receiver_does_not_slow_acks_and_can_be_redelivered(hooked, recei
             f"<@UBOT> message {n}", etype="app_mention", channel=f"C0SUPPORT{n}"))
         acks.append(time.perf_counter() - started)
         assert answer.status_code == 200
-    # The receiver holds every connection; acknowledgements answer as without it.
-    assert max(acks) < 1.0, acks
+    assert receiver.requests, "the receiver was holding deliveries during the acks"
+    assert sorted(acks)[len(acks) // 2] < 1.0 and sum(acks) < 10, acks
+    replies = wait_for(lambda: len(fake_slack_posts(server)) >= 10 or None)
+    assert replies
+
     def all_dead() -> list[dict[str, Any]] | None:
         dead = deliveries(server, event="turn.received", state="dead", limit=500)
         return dead if len(dead) == 10 else None
 
-    dead = wait_for(all_dead)[0]
-    assert len(dead["attempts"]) >= 2
-    assert all(a["status"] is None and a["error"] == "no answer within 0.3 s"
+    dead = wait_for(all_dead, timeout=20)[0]
+    assert len(dead["attempts"]) == 2
+    assert all(a["status"] is None and a["error"] == "no answer within 2 s"
                for a in dead["attempts"])
     assert server.api("POST", f"/api/webhooks/deliveries/{dead['id']}/redeliver",
                       token=VIEWER).status_code == 403
@@ -276,3 +288,38 @@ def test_config_errors_name_the_key(tmp_path):
     config = load_config(path)
     assert config.webhooks[0].secret == "fallback-secret"
     assert "fallback-secret" in config.secrets()
+
+
+# SQLite only: the page reads the API the tests above cover on both databases.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_console_lists_deliveries_and_redelivers(hooked, receiver):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing")
+    from playwright.sync_api import expect, sync_playwright
+
+    receiver.answers = [503]
+    server = hooked("[turn.received]", first_retry=60)
+    server.slack_event("slack-acme", slack_message("<@UBOT> hello console", etype="app_mention"))
+    [item] = wait_for(lambda: deliveries(server, state="retrying"))
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = chromium.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(server.url + "/")
+        page.get_by_label("Operator token").fill(OPERATOR)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("link", name="Webhooks").click()
+        row = page.locator(f'tr[data-delivery="{item["id"]}"]')
+        expect(row).to_contain_text("turn.received")
+        expect(row).to_contain_text("retrying")
+        expect(row).to_contain_text("the receiver answered HTTP 503")
+        row.get_by_role("button", name="Redeliver").click()
+        expect(page.locator("#notice")).to_contain_text("is due again")
+        wait_for(lambda: deliveries(server, state="delivered"))
+        page.reload()
+        row = page.locator(f'tr[data-delivery="{item["id"]}"]')
+        expect(row).to_contain_text("delivered")
+        expect(row).to_contain_text("200")
+        chromium.close()
+    assert errors == []
