@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from switchboard import __version__
 from switchboard.api import api_routes
+from switchboard.api_hooks import hook_routes
 from switchboard.api_interactions import interaction_routes
 from switchboard.api_operators import operator_routes
 from switchboard.api_pairing import pairing_routes
@@ -64,6 +65,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(operator_routes(runtime.store, runtime.operators,
                                        runtime.config.operators, runtime.config.agents, needs))
     app.include_router(file_routes(store=runtime.store, files=runtime.files, needs=needs))
+    app.include_router(hook_routes(runtime.store, needs))
     app.add_middleware(OperatorAudit, store=runtime.store)
     app.include_router(pairing_routes(Pairings(runtime.store, runtime.delivery.deliver_claimed,
                                                runtime.delivery.lease),

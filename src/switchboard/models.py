@@ -398,3 +398,39 @@ class GuardCounter(SQLModel, table=True):
     started_at: datetime = _when(nullable=False)
     count: int = 0
     blocked_until: datetime | None = _when(nullable=True)
+
+
+class HookDelivery(SQLModel, table=True):
+    """One event for one configured webhook (`webhooks:`), written in the transaction of what
+    caused it; its `id` is the delivery id the receiver sees on every attempt. Claimed per
+    attempt like the outbox (`claimed_until`), retried at `next_attempt_at`, dead after a day."""
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = (Index("ix_hook_deliveries_due", "state", "next_attempt_at"),
+                      Index("ix_hook_deliveries_created", "created_at"))
+
+    id: str = Field(primary_key=True)
+    url: str
+    event: str
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    state: str = "pending"  # pending | retrying | delivered | dead
+    attempts: int = 0
+    created_at: datetime = _when(nullable=False)
+    next_attempt_at: datetime = _when(nullable=False)
+    claimed_until: datetime | None = _when(nullable=True)
+    delivered_at: datetime | None = _when(nullable=True)
+
+
+class HookAttempt(SQLModel, table=True):
+    """One POST of a hook delivery and the receiver's answer (or why there was none)."""
+
+    __tablename__ = "hook_attempts"
+    __table_args__ = (Index("ix_hook_attempts_delivery", "delivery_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str
+    at: datetime = _when(nullable=False)
+    status: int | None = None  # the receiver's HTTP status; None when it never answered
+    body: str | None = Field(default=None, sa_column=Column(Text))  # its first 500 characters
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    ms: int = 0

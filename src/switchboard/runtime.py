@@ -34,6 +34,7 @@ from switchboard.feed import EventFeed
 from switchboard.file_delivery import FileDelivery
 from switchboard.file_flow import FileFlow
 from switchboard.files import DirectoryBlobs, FileService, files_dir
+from switchboard.hook_delivery import HookDelivery, HookSchedule
 from switchboard.metrics import Metrics
 from switchboard.models import new_id
 from switchboard.operators import Operator, Operators
@@ -68,6 +69,7 @@ class Runtime:
     providers: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
     listen_url: str | None = None  # where `serve` listens: download links when no public_url
     files_root: str | None = None  # where blobs go when `files.dir` is not set (tests)
+    hook_schedule: HookSchedule = field(default_factory=HookSchedule)  # webhook retries
 
     def __post_init__(self) -> None:
         self.redact = Redactor.from_config(self.config,
@@ -120,6 +122,9 @@ class Runtime:
         self.accounts = RunningAccounts(self.config, self.providers, self.services,
                                         self.adapters)
         self.operators = Operators(self.store, self.operators_refresh)
+        self.hook_delivery = HookDelivery(self.store, lambda: self.config.webhooks,
+                                          self.metrics, self.hook_schedule)
+        self.hook_delivery.configure()
         self.webhooks: Any = None  # the app's `Webhooks`, set by create_app (reload.py)
         self._background: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
@@ -141,6 +146,7 @@ class Runtime:
         self._background.append(asyncio.create_task(self._sweep_interactions()))
 
         self._background.append(asyncio.create_task(self._sweep_files()))
+        self._background.append(asyncio.create_task(self.hook_delivery.run()))
         self._rejections = asyncio.create_task(self._write_rejections())
         self.scheduler = AsyncIOScheduler()
         self.scheduler.add_job(self.sweep_sessions, "interval", seconds=self.session_sweep,
@@ -256,6 +262,7 @@ class Runtime:
                 await task
         self.pipeline.queue.clear()  # still recorded as this process's: recovery takes them
         await self.tasks.drain()
+        await self.hook_delivery.stop()
         self._stopping.set()
         if self._rejections is not None:
             await self._rejections

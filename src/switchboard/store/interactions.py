@@ -29,6 +29,7 @@ from switchboard.models import (
     new_id,
 )
 from switchboard.store.database import Database
+from switchboard.store.hooks import emit, emit_messages
 from switchboard.store.records import aware, load
 from switchboard.store.session_moves import transition
 
@@ -119,11 +120,18 @@ class InteractionStore:
                          detail={"interaction_id": values["id"], "kind": values["kind"],
                                  "prompt": values["prompt"],
                                  "responders": values["responders"]}))
-        db.add(SessionMessage(session_id=values["session_id"], at=now, role="interaction",
-                              text=values["prompt"], turn_id=values["turn_id"],
-                              data={"interaction_id": values["id"], "kind": values["kind"],
-                                    "options": values["options"],
-                                    "responders": values["responders"]}))
+        entry = {"session_id": values["session_id"], "at": now, "role": "interaction",
+                 "text": values["prompt"], "turn_id": values["turn_id"],
+                 "data": {"interaction_id": values["id"], "kind": values["kind"],
+                          "options": values["options"], "responders": values["responders"]}}
+        db.add(SessionMessage(**entry))
+        emit(db, "interaction.requested", {
+            "interaction_id": values["id"], "session_id": values["session_id"],
+            "agent": values["agent"], "turn_id": values["turn_id"], "kind": values["kind"],
+            "prompt": values["prompt"], "options": values["options"],
+            "responders": values["responders"], "expires_at": _iso(values["expires_at"])
+            if values.get("expires_at") else None}, now)
+        emit_messages(db, [entry])
         return moved
 
     # --- answering ---------------------------------------------------------------------------
@@ -198,6 +206,9 @@ class InteractionStore:
                 if result.rowcount == 1:
                     await db.refresh(row)
                     out.append(load(InteractionRecord, row))
+                    emit(db, "interaction.expired", {
+                        "interaction_id": row.id, "session_id": row.session_id,
+                        "agent": row.agent, "kind": row.kind, "answer": row.answer}, now)
             return out
 
     def _decide(self, db: Any, row: Interaction, state: str, view: dict[str, Any],
@@ -232,9 +243,14 @@ class InteractionStore:
             moved.append(transition(db, session, "live", cause="interaction", actor=actor,
                                     now=now))
             session.last_activity_at = now
-        db.add(SessionMessage(session_id=row.session_id, at=now, role="interaction", text=text,
-                              turn_id=turn_id, data={"interaction_id": row.id, "state": state,
-                                                     "answer": view}))
+        entry = {"session_id": row.session_id, "at": now, "role": "interaction", "text": text,
+                 "turn_id": turn_id, "data": {"interaction_id": row.id, "state": state,
+                                              "answer": view}}
+        db.add(SessionMessage(**entry))
+        emit(db, f"interaction.{state}", {"interaction_id": row.id, "session_id": row.session_id,
+                                          "agent": row.agent, "kind": row.kind,
+                                          "answer": view, "turn_id": turn_id}, now)
+        emit_messages(db, [entry])
         db.flush()
         db.refresh(row)
         return Decided(load(InteractionRecord, row), True, None, turn_id, tuple(moved))

@@ -19,6 +19,7 @@ from sessions import OPEN_STATES, Cutoff, Limits, StateChange, check_transition,
 from sessions.policy import reopen_since
 from switchboard.models import Session, new_id
 from switchboard.store import statements as sql
+from switchboard.store.hooks import emit, emit_messages, session_data
 from switchboard.store.records import SessionRecord, aware, load
 
 Naive = Callable[[datetime], datetime]
@@ -114,9 +115,11 @@ def open_in(db: Any, request: ScopeRequest, policy: Limits, now: datetime,
     )
     connection = db.connection()
     connection.execute(sql.ADD_SESSION, fresh.model_dump())
-    connection.execute(sql.ADD_MESSAGES, {"session_id": fresh.id, "at": now, "role": "system",
-                                          "text": "session started", "turn_id": None,
-                                          "data": {"state": "live"}})
+    started = {"session_id": fresh.id, "at": now, "role": "system", "text": "session started",
+               "turn_id": None, "data": {"state": "live"}}
+    connection.execute(sql.ADD_MESSAGES, started)
+    emit(db, "session.created", session_data(fresh), now)
+    emit_messages(db, [started])
     return Opened(fresh.id, "created", transitions=tuple(moved), agent=request.agent,
                   session=load(SessionRecord, fresh))
 
@@ -167,5 +170,10 @@ def sweep_rule(db: Any, agent: str, cutoff: Cutoff, now: datetime,
 def note_changes(db: Any, changes: list[StateChange], at: datetime) -> None:
     """The one writer of state changes into transcripts (actions, arrivals and sweeps)."""
     if changes:
-        db.connection().execute(sql.ADD_MESSAGES,
-                                [change.transcript_entry(at) for change in changes])
+        entries = [change.transcript_entry(at) for change in changes]
+        db.connection().execute(sql.ADD_MESSAGES, entries)
+        for change in changes:
+            emit(db, "session.state_changed", {
+                "session_id": change.session_id, "from": change.before, "to": change.target,
+                "cause": change.cause, "actor": change.actor}, at)
+        emit_messages(db, entries)
