@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_interactions_more"
-down_revision = "0010_interactions"
+down_revision = "0012_webhooks"
 branch_labels = None
 depends_on = None
 
