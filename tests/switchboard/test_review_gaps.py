@@ -1,0 +1,133 @@
+"""Gaps an acceptance review found, each shown through the public interfaces: file downloads
+scoped to an operator's agents, and a mail as real clients write it (RFC 2231 non-ASCII names,
+an inline image by `cid:`, a forwarded message) reaching the turn's files."""
+
+from __future__ import annotations
+
+import hashlib
+
+from conftest import Server
+from fakes.mail import Relay, provision, send, turn_of
+
+CONFIG = """
+agents:
+  triager: {handler: echo}
+  helper: {handler: echo}
+accounts:
+  mail:
+    provider: email
+    domain: agents.test
+    relay_host: 127.0.0.1
+    relay_port: RELAY_PORT
+bindings:
+  - {agent: triager, account: mail}
+  - {agent: helper, account: mail}
+"""
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(range(256)) * 4
+
+
+def _b64(data: bytes) -> str:
+    import base64
+    return base64.encodebytes(data).decode().replace("\n", "\r\n")
+
+
+def client_mail(to: str, message_id: str) -> bytes:
+    """A message the way Thunderbird/Gmail write one: mixed > alternative > related (html and
+    an inline image by Content-ID), then a PDF named in RFC 2231 (UTF-8, percent-encoded, and
+    split in two continuations) and a forwarded message."""
+    return (
+        "From: =?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <juergen@example.de>\r\n"
+        f"To: {to}\r\n"
+        "Subject: =?UTF-8?B?UmVjaG51bmcgTcOkcno=?=\r\n"
+        f"Message-ID: {message_id}\r\n"
+        "Date: Tue, 01 Dec 2026 10:00:00 +0100\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="------------mixed01"\r\n'
+        "\r\n"
+        "This is a multi-part message in MIME format.\r\n"
+        "--------------mixed01\r\n"
+        'Content-Type: multipart/alternative; boundary="------------alt01"\r\n'
+        "\r\n"
+        "--------------alt01\r\n"
+        "Content-Type: text/plain; charset=UTF-8; format=flowed\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n"
+        "\r\n"
+        "Anbei die Rechnung f\u00fcr M\u00e4rz.\r\n"
+        "--------------alt01\r\n"
+        'Content-Type: multipart/related; boundary="------------rel01"\r\n'
+        "\r\n"
+        "--------------rel01\r\n"
+        "Content-Type: text/html; charset=UTF-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n"
+        "\r\n"
+        '<html><body><p>Anbei</p><img src="cid:part1.logo@example.de"></body></html>\r\n'
+        "--------------rel01\r\n"
+        'Content-Type: image/png; name="logo.png"\r\n'
+        "Content-Disposition: inline; filename=\"logo.png\"\r\n"
+        "Content-ID: <part1.logo@example.de>\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "\r\n"
+        f"{_b64(PNG)}"
+        "--------------rel01--\r\n"
+        "\r\n"
+        "--------------alt01--\r\n"
+        "\r\n"
+        "--------------mixed01\r\n"
+        "Content-Type: application/pdf;\r\n"
+        " name*=UTF-8''Rechnung%20M%C3%A4rz.pdf\r\n"
+        "Content-Disposition: attachment;\r\n"
+        " filename*0*=UTF-8''Rechnung%20M%C3%A4;\r\n"
+        " filename*1*=rz.pdf\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        "\r\n"
+        f"{_b64(PDF)}"
+        "--------------mixed01--\r\n"
+    ).encode()
+
+
+def test_file_downloads_are_scoped_to_the_operators_agents(
+        serve, mail_relay: tuple[Relay, int]) -> None:
+    server: Server = serve(CONFIG.replace("RELAY_PORT", str(mail_relay[1])))
+    tri, help_ = provision(server, "triager"), provision(server, "helper")
+    send(server, "juergen@example.de", help_, client_mail(help_, "<h1@example.de>"))
+    send(server, "juergen@example.de", tri, client_mail(tri, "<t1@example.de>"))
+    helper_turn = turn_of(server, help_, "<h1@example.de>")
+    triager_turn = turn_of(server, tri, "<t1@example.de>")
+    answer = server.api("POST", "/api/operators",
+                        json={"name": "tri-viewer", "role": "viewer", "agents": ["triager"]})
+    token = answer.json()["token"]
+    theirs = {f["name"]: f for f in triager_turn["files"]}
+    others = {f["name"]: f for f in helper_turn["files"]}
+
+    own = server.api("GET", f"/api/files/{theirs['Rechnung März.pdf']['id']}", token=token)
+    assert own.status_code == 200, own.text
+    content = server.api("GET", f"/api/files/{theirs['Rechnung März.pdf']['id']}/content",
+                         token=token)
+    assert content.status_code == 200 and content.content == PDF
+    for path in (f"/api/files/{others['Rechnung März.pdf']['id']}",
+                 f"/api/files/{others['Rechnung März.pdf']['id']}/content"):
+        refused = server.api("GET", path, token=token)
+        assert refused.status_code == 403, (path, refused.text)
+        assert "limited to the agents triager" in refused.json()["detail"]
+        assert PDF[:8] not in refused.content
+    # an operator of every agent still sees both
+    assert server.api("GET", f"/api/files/{others['logo.png']['id']}").status_code == 200
+
+
+def test_a_mail_client_message_keeps_its_non_ascii_names_and_inline_image(
+        serve, mail_relay: tuple[Relay, int]) -> None:
+    server: Server = serve(CONFIG.replace("RELAY_PORT", str(mail_relay[1])))
+    inbox = provision(server, "helper")
+    send(server, "juergen@example.de", inbox, client_mail(inbox, "<m1@example.de>"))
+    turn = turn_of(server, inbox, "<m1@example.de>")
+    files = {f["name"]: f for f in turn["files"]}
+    assert set(files) == {"Rechnung März.pdf", "logo.png"}, files
+    assert files["Rechnung März.pdf"]["type"] == "application/pdf"
+    assert files["Rechnung März.pdf"]["sha256"] == hashlib.sha256(PDF).hexdigest()
+    assert files["logo.png"]["type"] == "image/png" and files["logo.png"]["size"] == len(PNG)
+    download = server.http.get(files["Rechnung März.pdf"]["url"])
+    assert download.content == PDF
+    assert "filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf" in download.headers["content-disposition"]
+    assert "März" in turn["text"]
