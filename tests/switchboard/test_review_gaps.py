@@ -131,3 +131,42 @@ def test_a_mail_client_message_keeps_its_non_ascii_names_and_inline_image(
     assert download.content == PDF
     assert "filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf" in download.headers["content-disposition"]
     assert "März" in turn["text"]
+
+
+def test_slack_connect_and_hidden_files_are_fetched_or_explained(
+        serve, fake_slack, file_agent) -> None:
+    """Real Slack payloads: a file shared over Slack Connect comes as `{"id", "file_access":
+    "check_file_info"}` (its URLs from files.info); a free workspace's old file as
+    `"mode": "hidden_by_limit"`; a `file_shared` event beside the message makes no second file."""
+    from conftest import SIGNING_SECRET, slack_message
+
+    server: Server = serve(f"""
+agents:
+  helper: {{handler: http, url: "{file_agent.url}/turn"}}
+accounts:
+  slack-acme:
+    provider: slack
+    bot_token: xoxb-test
+    signing_secret: {SIGNING_SECRET}
+    api_url: {fake_slack.api_url}
+bindings:
+  - {{agent: helper, account: slack-acme, channels: [C0SUPPORT]}}
+""")
+    shared = fake_slack.add_file(PDF, "contract.pdf", "application/pdf")
+    event = slack_message("", subtype="file_share", user="U0PARTNER", files=[
+        {"id": shared["id"], "file_access": "check_file_info", "created": 1764669600,
+         "user": "U0PARTNER", "user_team": "T0PARTNER"},
+        {"id": "F0HIDDEN", "mode": "hidden_by_limit"}])
+    turn = server.wait_turn(server.slack_event("slack-acme", event).json()["turn_id"])
+    side = server.slack_event("slack-acme", {
+        "type": "file_shared", "channel_id": "C0SUPPORT", "file_id": shared["id"],
+        "user_id": "U0PARTNER", "file": {"id": shared["id"]}, "event_ts": event["ts"]})
+    assert side.status_code == 200
+    assert turn["status"] == "delivered", turn
+    assert fake_slack.method_calls("files.info")[0]["file"] == shared["id"]
+    assert list(file_agent.downloads.values()) == [PDF]
+    by_status = {f["status"]: f for f in turn["files"]}
+    assert "hides this file" in by_status["failed"]["reason"]
+    assert by_status["stored"]["sha256"] == hashlib.sha256(PDF).hexdigest()
+    side_turn = server.wait_turn(side.json()["turn_id"])
+    assert side_turn["files"] == [] and side_turn["status"] == "ignored", side_turn
