@@ -170,3 +170,23 @@ bindings:
     assert by_status["stored"]["sha256"] == hashlib.sha256(PDF).hexdigest()
     side_turn = server.wait_turn(side.json()["turn_id"])
     assert side_turn["files"] == [] and side_turn["status"] == "ignored", side_turn
+
+
+def test_file_limits_may_be_written_on_the_account_itself(tmp_path) -> None:
+    """Issue 16 names the limits per account (`max_file_bytes`, allowed types, files per
+    message): on the account they mean what they mean under its `files:`."""
+    import pytest
+
+    from switchboard.config import ConfigError, load_config
+
+    path = tmp_path / "bindings.yaml"
+    path.write_text("accounts:\n  mail: {provider: email, domain: a.test, max_file_bytes: 5 MB,"
+                    "\n         allowed_types: [image/*], max_files_per_message: 2}\n")
+    limits = load_config(path).accounts["mail"].files
+    assert (limits.max_file_bytes, limits.allowed_types, limits.max_files_per_message) == \
+        (5_000_000, ("image/*",), 2)
+    path.write_text("accounts:\n  mail: {provider: email, domain: a.test, max_file_bytes: 5,"
+                    "\n         files: {max_file_bytes: 6}}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert "max_file_bytes is set both on the account and under files" in str(raised.value)
