@@ -190,3 +190,26 @@ def test_file_limits_may_be_written_on_the_account_itself(tmp_path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert "max_file_bytes is set both on the account and under files" in str(raised.value)
+
+
+def test_a_session_deleted_from_the_cli_leaves_no_blob_behind(
+        serve, mail_relay: tuple[Relay, int], tmp_path, database_url: str) -> None:
+    """Issue 16: deleting a session deletes its files' rows and any blob no longer
+    referenced, from the terminal (`switchboard sessions delete`) as from the API."""
+    from conftest import run_cli
+
+    blobs = tmp_path / "files"
+    server: Server = serve(CONFIG.replace("RELAY_PORT", str(mail_relay[1]))
+                           + f"files: {{dir: '{blobs}'}}\n")
+    inbox = provision(server, "helper")
+    send(server, "juergen@example.de", inbox, client_mail(inbox, "<d1@example.de>"))
+    turn = turn_of(server, inbox, "<d1@example.de>")
+    sha = hashlib.sha256(PDF).hexdigest()
+    assert (blobs / sha[:2] / sha).exists()
+    assert server.api("POST", f"/api/sessions/{turn['session_id']}/end").status_code == 200
+    config = sorted(tmp_path.glob("bindings-*.yaml"))[-1]
+    done = run_cli(database_url, tmp_path, "sessions", "delete", turn["session_id"],
+                   "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert not (blobs / sha[:2] / sha).exists()
+    assert server.api("GET", f"/api/files/{turn['files'][0]['id']}").status_code == 404
