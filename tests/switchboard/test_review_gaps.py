@@ -87,7 +87,7 @@ def client_mail(to: str, message_id: str) -> bytes:
     ).encode()
 
 
-def test_file_downloads_are_scoped_to_the_operators_agents(
+def test_mail_client_files_keep_their_names_and_are_scoped_to_the_operators_agents(
         serve, mail_relay: tuple[Relay, int]) -> None:
     server: Server = serve(CONFIG.replace("RELAY_PORT", str(mail_relay[1])))
     tri, help_ = provision(server, "triager"), provision(server, "helper")
@@ -95,34 +95,8 @@ def test_file_downloads_are_scoped_to_the_operators_agents(
     send(server, "juergen@example.de", tri, client_mail(tri, "<t1@example.de>"))
     helper_turn = turn_of(server, help_, "<h1@example.de>")
     triager_turn = turn_of(server, tri, "<t1@example.de>")
-    answer = server.api("POST", "/api/operators",
-                        json={"name": "tri-viewer", "role": "viewer", "agents": ["triager"]})
-    token = answer.json()["token"]
-    theirs = {f["name"]: f for f in triager_turn["files"]}
-    others = {f["name"]: f for f in helper_turn["files"]}
-
-    own = server.api("GET", f"/api/files/{theirs['Rechnung März.pdf']['id']}", token=token)
-    assert own.status_code == 200, own.text
-    content = server.api("GET", f"/api/files/{theirs['Rechnung März.pdf']['id']}/content",
-                         token=token)
-    assert content.status_code == 200 and content.content == PDF
-    for path in (f"/api/files/{others['Rechnung März.pdf']['id']}",
-                 f"/api/files/{others['Rechnung März.pdf']['id']}/content"):
-        refused = server.api("GET", path, token=token)
-        assert refused.status_code == 403, (path, refused.text)
-        assert "limited to the agents triager" in refused.json()["detail"]
-        assert PDF[:8] not in refused.content
-    # an operator of every agent still sees both
-    assert server.api("GET", f"/api/files/{others['logo.png']['id']}").status_code == 200
-
-
-def test_a_mail_client_message_keeps_its_non_ascii_names_and_inline_image(
-        serve, mail_relay: tuple[Relay, int]) -> None:
-    server: Server = serve(CONFIG.replace("RELAY_PORT", str(mail_relay[1])))
-    inbox = provision(server, "helper")
-    send(server, "juergen@example.de", inbox, client_mail(inbox, "<m1@example.de>"))
-    turn = turn_of(server, inbox, "<m1@example.de>")
-    files = {f["name"]: f for f in turn["files"]}
+    # RFC 2231 continuations, percent-encoded UTF-8; the inline image by its Content-ID
+    files = {f["name"]: f for f in helper_turn["files"]}
     assert set(files) == {"Rechnung März.pdf", "logo.png"}, files
     assert files["Rechnung März.pdf"]["type"] == "application/pdf"
     assert files["Rechnung März.pdf"]["sha256"] == hashlib.sha256(PDF).hexdigest()
@@ -130,7 +104,25 @@ def test_a_mail_client_message_keeps_its_non_ascii_names_and_inline_image(
     download = server.http.get(files["Rechnung März.pdf"]["url"])
     assert download.content == PDF
     assert "filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf" in download.headers["content-disposition"]
-    assert "März" in turn["text"]
+    assert "März" in helper_turn["text"]
+
+    answer = server.api("POST", "/api/operators",
+                        json={"name": "tri-viewer", "role": "viewer", "agents": ["triager"]})
+    token = answer.json()["token"]
+    theirs = {f["name"]: f for f in triager_turn["files"]}
+    own = server.api("GET", f"/api/files/{theirs['Rechnung März.pdf']['id']}", token=token)
+    assert own.status_code == 200, own.text
+    content = server.api("GET", f"/api/files/{theirs['Rechnung März.pdf']['id']}/content",
+                         token=token)
+    assert content.status_code == 200 and content.content == PDF
+    for path in (f"/api/files/{files['Rechnung März.pdf']['id']}",
+                 f"/api/files/{files['Rechnung März.pdf']['id']}/content"):
+        refused = server.api("GET", path, token=token)
+        assert refused.status_code == 403, (path, refused.text)
+        assert "limited to the agents triager" in refused.json()["detail"]
+        assert PDF[:8] not in refused.content
+    # an operator of every agent still sees both
+    assert server.api("GET", f"/api/files/{files['logo.png']['id']}").status_code == 200
 
 
 def test_slack_connect_and_hidden_files_are_fetched_or_explained(
