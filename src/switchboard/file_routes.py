@@ -11,7 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import StreamingResponse
 
-from channels.files import safe_name
+from channels.files import safe_name, safe_type
 from switchboard.files import FileService, file_json
 from switchboard.operators import Needs, Operator
 from switchboard.scoping import own_file
@@ -27,7 +27,7 @@ def download(files: FileService, file: FileRecord) -> StreamingResponse:
                "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
     if file.size is not None:
         headers["Content-Length"] = str(file.size)
-    return StreamingResponse(files.read(file.sha256 or ""), media_type=file.type,
+    return StreamingResponse(files.read(file.sha256 or ""), media_type=safe_type(file.type),
                              headers=headers)
 
 

@@ -205,3 +205,56 @@ def test_a_session_deleted_from_the_cli_leaves_no_blob_behind(
     assert done.returncode == 0, done.stderr
     assert not (blobs / sha[:2] / sha).exists()
     assert server.api("GET", f"/api/files/{turn['files'][0]['id']}").status_code == 404
+
+
+def test_telegram_media_as_clients_send_them(serve, fake_telegram, file_agent) -> None:
+    """A real Bot API update: a voice note, and a document with its thumbnail (both `thumbnail`
+    and the older `thumb`) whose name tries to climb out and whose MIME type carries a header.
+    The thumbnail is no file; the name is cut to its last part; the download's type is one
+    a browser can take, with no header slipped in."""
+    import itertools
+    import time
+
+    ids = itertools.count(9100)
+
+    def post(msg: dict) -> dict:
+        body = {"update_id": next(ids), "message": {
+            "message_id": next(ids), "date": int(time.time()),
+            "chat": {"id": 42, "type": "private", "first_name": "Alice"},
+            "from": {"id": 7, "is_bot": False, "first_name": "Alice", "language_code": "de"},
+            **msg}}
+        answer = server.http.post("/telegram/tg/webhook", json=body,
+                                  headers={"X-Telegram-Bot-Api-Secret-Token": "tg-secret_1"})
+        return server.wait_turn(answer.json()["turn_id"])
+
+    server: Server = serve(f"""
+agents:
+  helper: {{handler: http, url: "{file_agent.url}/turn"}}
+accounts:
+  tg: {{provider: telegram, token: "123:ABC", webhook_secret: tg-secret_1,
+       base_url: {fake_telegram.base_url}}}
+bindings:
+  - {{agent: helper, account: tg}}
+""")
+    voice = fake_telegram.add_file(b"OggS" + bytes(300), "voice/file_7.oga")
+    doc = fake_telegram.add_file(b"MZ" + bytes(500), "documents/file_8.exe")
+    thumb = {"file_id": fake_telegram.add_file(b"\xff\xd8thumb", "thumbnails/t.jpg"),
+             "file_unique_id": "AQADthumb", "file_size": 7, "width": 90, "height": 90}
+    turn = post({"caption": "two things", "voice": {
+        "duration": 3, "mime_type": "audio/ogg", "file_id": voice,
+        "file_unique_id": "AgADvoice", "file_size": 304}})
+    second = post({"caption": "and this", "document": {
+        "file_name": "..\\..\\Windows\\evil.exe", "mime_type": "text/html\r\nSet-Cookie: a=1",
+        "thumbnail": thumb, "thumb": thumb, "file_id": doc, "file_unique_id": "AgADdoc",
+        "file_size": 502}})
+    assert turn["status"] == second["status"] == "delivered", (turn, second)
+    assert [f["name"] for f in turn["files"]] == ["voice.ogg"]
+    assert turn["files"][0]["type"] == "audio/ogg" and turn["files"][0]["size"] == 304
+    [sent] = second["files"]
+    assert "\\" not in sent["name"] and "/" not in sent["name"] and sent["name"].endswith(".exe")
+    download = server.http.get(sent["url"])
+    assert download.status_code == 200 and download.content == b"MZ" + bytes(500)
+    assert "set-cookie" not in download.headers
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert len(fake_telegram.calls("getFile")) == 2  # never the thumbnail
