@@ -176,10 +176,11 @@ class FakeSlackAPI:
         download = f"/files-pri/{self.team}-{file_id}/download/{name}"
         self.private_files[path] = self.private_files[download] = data
         base = url_host or f"http://127.0.0.1:{self.port}"
-        self.file_infos[file_id] = info = {"id": file_id, "created": int(time.time()), "name": name, "title": name,
+        info = {"id": file_id, "created": int(time.time()), "name": name, "title": name,
                 "mimetype": mimetype, "filetype": name.rpartition(".")[2], "size": len(data),
                 "mode": "hosted", "is_external": False, "url_private": base + path,
                 "url_private_download": base + download}
+        self.file_infos[file_id] = info
         return info
 
     async def _files_info(self, request: web.Request) -> web.Response:
