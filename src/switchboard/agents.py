@@ -49,7 +49,8 @@ def _history(transcript: list[dict[str, Any]]) -> list[dict[str, str]]:
             if m["role"] in roles]
 
 
-STREAMED = ("text/event-stream", "application/x-ndjson", "application/jsonl")
+STREAMED = ("text/event-stream", "application/x-ndjson", "application/ndjson", "application/jsonl",
+            "application/x-jsonlines", "application/jsonlines")
 
 
 def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
