@@ -14,6 +14,7 @@
     store.files     files of turns (their bytes are the file store's) and their deliveries
     store.counters  counts in windows (rate limits, loop guards), shared between processes
     store.pairings  senders paired with an account (dm_policy: pairing)
+    store.takeovers sessions paused for people: takeovers, operator replies, handoffs
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from switchboard.store.records import (
 )
 from switchboard.store.session_moves import Opened, ScopeRequest
 from switchboard.store.sessions import SessionStore
+from switchboard.store.takeovers import TakeoverStore
 from switchboard.store.turns import TurnStore
 from switchboard.store.workers import WorkerStore
 
@@ -75,6 +77,7 @@ class Store:
         self.files = FileRows(self.db)
         self.counters = CounterStore(self.db)
         self.pairings = PairingStore(self.db)
+        self.takeovers = TakeoverStore(self.db, self.outbox)
 
     def close(self) -> None:
         """Stop the database threads; the caller disposes of the engine."""
