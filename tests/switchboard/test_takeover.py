@@ -260,6 +260,7 @@ bindings:
 # --- the console ----------------------------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture
@@ -272,6 +273,7 @@ def page() -> Iterator[Any]:
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=10_000)
+    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"])
@@ -307,10 +309,11 @@ def test_the_console_lists_a_handoff_and_an_operator_takes_it_over(
     dm(server, "still there?", lambda t: t["status"] == "held")
     expect(page.locator(".transcript")).to_contain_text("still there?")  # shown live
     page.get_by_label("Reply as the bot").fill("Yes! Ann here.")
-    page.get_by_role("button", name="Send").click()
+    page.get_by_role("button", name="Reply", exact=True).click()
     expect(page.locator("li[data-role=operator]").last).to_contain_text("Yes! Ann here.")
     assert wait_until(lambda: fake_slack.posts[-1]["text"] == "Yes! Ann here.")
     expect(page.get_by_label("Reply as the bot")).to_have_value("")
+    page.screenshot(path=str(ARTIFACTS / "session-taken-over.png"), full_page=True)
     page.get_by_role("button", name="Hand back").click()
     expect(page.locator("h1 .badge")).to_have_text("●live")
     expect(page.get_by_role("button", name="Take over")).to_be_visible()
