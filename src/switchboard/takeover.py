@@ -14,15 +14,17 @@ without it those turns are closed and the agent answers from the person's next m
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+from channels.adapter import reply_in_thread
 from channels.messages import InboundMessage, OutboundMessage
 from sessions.events import EventHub
 from switchboard.controls import SessionControls
 from switchboard.delivery import Delivery
 from switchboard.errors import ActionRefused, SessionNotFound
 from switchboard.pipeline import message_from_turn
-from switchboard.store import SessionRecord, Store
+from switchboard.store import SessionRecord, Store, TurnRecord
 from switchboard.views import session_json
 
 ReplyTo = Callable[[InboundMessage, str], OutboundMessage]
@@ -32,9 +34,10 @@ class Takeovers:
     """The operator's side of a session paused for people (API, console, CLI)."""
 
     def __init__(self, store: Store, events: EventHub, controls: SessionControls,
-                 delivery: Delivery | None, reply_to: ReplyTo) -> None:
+                 delivery: Delivery | None, reply_to: ReplyTo | None) -> None:
         """`delivery`: attempt a reply here at once (None: the CLI; a running `serve`
-        delivers it from the outbox). `reply_to`: where a reply to a message goes."""
+        delivers it from the outbox). `reply_to`: where a reply to a message goes (the
+        running adapters'); None where none runs: where the agent's last reply went."""
         self.store = store
         self.events = events
         self.controls = controls
@@ -80,7 +83,7 @@ class Takeovers:
         if latest is None:
             raise ActionRefused(f"session {session_id} has no message from the person yet, so "
                                 "there is no conversation to reply into")
-        out = self.reply_to(message_from_turn(latest), text)
+        out = await self._reply_to(latest, text)
         leased = self.delivery is not None
         row = await self.store.takeovers.record_reply(
             session, operator, out, self.delivery.lease if self.delivery else None,
@@ -92,6 +95,14 @@ class Takeovers:
         if self.delivery is not None:
             await self.delivery.deliver_claimed(row)
         return {"turn_id": row.turn_id, "session_id": session_id}
+
+    async def _reply_to(self, latest: TurnRecord, text: str) -> OutboundMessage:
+        if self.reply_to is not None:
+            return self.reply_to(message_from_turn(latest), text)
+        shape = await self.store.takeovers.last_reply_shape(latest.session_id or "")
+        if shape is not None:
+            return replace(shape, text=text)
+        return reply_in_thread(message_from_turn(latest), text)
 
     async def hand_back(self, session_id: str, operator: str, replay_missed: bool) -> str:
         """The agent answers the session again (with `replay_missed`, at once, about what it

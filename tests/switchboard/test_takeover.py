@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import os
 import threading
 import time
@@ -15,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from conftest import ADMIN, OPERATOR, SIGNING_SECRET, VIEWER, read_sse, slack_message, wait_until
+from conftest import (
+    ADMIN,
+    OPERATOR,
+    SIGNING_SECRET,
+    VIEWER,
+    read_sse,
+    run_cli,
+    slack_message,
+    wait_until,
+)
 from fakes.agents import ScriptedAgent
 
 
@@ -158,13 +168,21 @@ def test_takeover_keeps_the_agent_silent_the_operator_replies_then_hands_back(
 
 
 def test_handback_can_replay_what_the_agent_missed_in_one_run(
-        serve: Any, fake_slack: Any, agent: ScriptedAgent) -> None:
+        serve: Any, fake_slack: Any, agent: ScriptedAgent, database_url: str,
+        tmp_path: Path) -> None:
+    """The operator answers from the terminal (a running serve delivers the reply)."""
     server = serve(slack_config(fake_slack.api_url, agent.url))
     session_id = dm(server, "hi", settled)["session_id"]
     path = f"/api/sessions/{session_id}"
     assert server.api("POST", f"{path}/takeover", OPERATOR).status_code == 200
     one = dm(server, "order 1182 never came", lambda t: t["status"] == "held")
-    server.api("POST", f"{path}/reply", OPERATOR, json={"text": "Checking with the courier."})
+    sent = run_cli(database_url, tmp_path, "sessions", "reply", session_id,
+                   "Checking with the courier.", "--as", "ann", "--json")
+    assert sent.returncode == 0, sent.stderr
+    reply_turn = json.loads(sent.stdout)["turn_id"]
+    assert server.wait_turn(reply_turn, settled)["status"] == "delivered"
+    assert fake_slack.posts[-1]["text"] == "Checking with the courier."
+    assert fake_slack.posts[-1]["channel"] == "D0ALICE"
     two = dm(server, "any news?", lambda t: t["status"] == "held")
     asked = len(agent.requests)
     back = server.api("POST", f"{path}/handback", OPERATOR, json={"replay_missed": True})

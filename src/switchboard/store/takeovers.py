@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from channels.live import LIVE_KEY
 from channels.messages import OutboundMessage
 from sessions import StateChange
 from switchboard.errors import ActionRefused, SessionNotFound
-from switchboard.models import Session, SessionMessage, Turn, TurnEvent, new_id
+from switchboard.models import Outbox, Session, SessionMessage, Turn, TurnEvent, new_id
 from switchboard.store import statements as sql
 from switchboard.store.database import Database
 from switchboard.store.outbox import OutboxStore
@@ -140,6 +141,21 @@ class TakeoverStore:
                 Turn.status != "duplicate",
             ).order_by(col(Turn.received_at).desc(), col(Turn.id).desc()).limit(1))).first()
             return load(TurnRecord, row) if row is not None else None
+
+    async def last_reply_shape(self, session_id: str) -> OutboundMessage | None:
+        """Where the agent's latest reply in the session went (conversation, thread, the
+        adapter's extra such as a mail's subject): for a reply written where no adapter runs
+        (the CLI)."""
+        async with self.db.tx() as db:
+            row = (await db.exec(select(Outbox).where(
+                Outbox.session_id == session_id, col(Outbox.notice).is_(False),
+            ).order_by(col(Outbox.id).desc()).limit(1))).first()
+        if row is None:
+            return None
+        extra = {k: v for k, v in (row.extra or {}).items() if k not in ("files", LIVE_KEY)}
+        return OutboundMessage(provider=row.provider, account=row.account,
+                               conversation=row.conversation, text="", thread=row.thread,
+                               reply_to=row.reply_to, extra=extra)
 
     async def record_reply(self, session: SessionRecord, operator: str,
                            outbound: OutboundMessage, lease: timedelta | None,
