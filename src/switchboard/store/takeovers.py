@@ -198,8 +198,10 @@ class TakeoverStore:
         with the agent's reason, on the turn's timeline too."""
         now = self.clock.now()
         row = self._row(db, session_id)
+        if row.state == "ended":  # ended while the agent ran: nobody is waiting
+            return None
         moved = None
-        if row.state not in ("paused", "ended"):
+        if row.state != "paused":
             moved = transition(db, row, "paused", cause=f"the agent asked for a person: "
                                f"{reason}", actor=agent, now=now)
         row.handoff_reason, row.handoff_at = reason, now
