@@ -160,11 +160,12 @@ def test_takeover_keeps_the_agent_silent_the_operator_replies_then_hands_back(
     assert len(agent.requests) == asked + 1
     assert any(m["role"] == "operator" and m["text"].startswith("Hi, Ann here")
                for m in request["transcript"])  # the agent sees what the operator said
+    stop.set()  # the reader leaves at the next event: the server's stop waits for no stream
     assert server.api("POST", f"{path}/end", OPERATOR).status_code == 200
     ended = server.api("POST", f"{path}/reply", OPERATOR, json={"text": "one more thing"})
     assert ended.status_code == 409 and "ended" in ended.text
     assert server.api("POST", f"{path}/takeover", OPERATOR).status_code == 409
-    stop.set()
+    reader.join(5)
 
 
 def test_handback_can_replay_what_the_agent_missed_in_one_run(
@@ -230,8 +231,9 @@ bindings:
 """)
     seen: list[dict[str, Any]] = []
     stop = threading.Event()
-    threading.Thread(target=read_sse, daemon=True,
-                     args=(f"{server.url}/api/events", ADMIN, seen, stop)).start()
+    reader = threading.Thread(target=read_sse, daemon=True,
+                              args=(f"{server.url}/api/events", ADMIN, seen, stop))
+    reader.start()
     time.sleep(0.2)  # the stream is open before the event
 
     def post(text: str) -> str:
@@ -268,11 +270,12 @@ bindings:
     assert fake_telegram.visible(42)[-1] == "Ann here, hi!"
     reply_to = fake_telegram.calls("sendMessage")[-1]
     assert str(reply_to["chat_id"]) == "42"
+    stop.set()  # the reader leaves at the next event: the server's stop waits for no stream
     assert server.api("POST", f"{path}/handback", OPERATOR).status_code == 200
     assert server.api("GET", "/api/handoffs").json()["sessions"] == []
     after = server.wait_turn(post("bye"), settled)
     assert after["reply_text"] == "agent: bye"
-    stop.set()
+    reader.join(5)
 
 
 # --- the console ----------------------------------------------------------------------------
