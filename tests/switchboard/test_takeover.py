@@ -315,10 +315,21 @@ def test_the_console_lists_a_handoff_and_an_operator_takes_it_over(
 
     server = serve(slack_config(fake_slack.api_url, agent.url))
     session_id = dm(server, "can a human help me?", settled)["session_id"]
-    page.goto(server.url + "/")
-    page.get_by_label("Operator token").fill(OPERATOR)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#live")).to_have_text("Live")
+
+    def sign_in(tab: Any, token: str) -> None:
+        tab.goto(server.url + "/")
+        tab.get_by_label("Operator token").fill(token)
+        tab.get_by_role("button", name="Sign in").click()
+        expect(tab.locator("#live")).to_have_text("Live")
+
+    watcher = page.context.browser.new_context().new_page()
+    sign_in(watcher, VIEWER)  # a viewer sees the handoff, and no button or reply box
+    watcher.goto(f"{server.url}/#/sessions/{session_id}")
+    expect(watcher.locator(".takeover-note")).to_contain_text("the customer asks for a human")
+    expect(watcher.locator("main button")).to_have_count(0)
+    expect(watcher.locator("main textarea")).to_have_count(0)
+    watcher.context.close()
+    sign_in(page, OPERATOR)
     page.get_by_role("link", name="Waiting for people").click()
     row = page.locator(f'tr[data-handoff="{session_id}"]')
     expect(row).to_contain_text("the customer asks for a human")
