@@ -120,6 +120,10 @@ class Session(SQLModel, table=True):
     model_override: str | None = None
     turn_count: int = 0
     context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # paused for people (takeover.py): the operator who took it over, the agent's handoff
+    taken_over_by: str | None = None
+    handoff_reason: str | None = Field(default=None, sa_column=Column(Text))
+    handoff_at: datetime | None = _when(nullable=True)
 
 
 class SessionMessage(SQLModel, table=True):

@@ -15,6 +15,7 @@
     store.counters  counts in windows (rate limits, loop guards), shared between processes
     store.pairings  senders paired with an account (dm_policy: pairing)
     store.hooks     outbound webhook deliveries and their attempts (emit: store/hooks.py)
+    store.takeovers sessions paused for people: takeovers, operator replies, handoffs
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from switchboard.store.records import (
 )
 from switchboard.store.session_moves import Opened, ScopeRequest
 from switchboard.store.sessions import SessionStore
+from switchboard.store.takeovers import TakeoverStore
 from switchboard.store.turns import TurnStore
 from switchboard.store.workers import WorkerStore
 
@@ -79,6 +81,7 @@ class Store:
         self.counters = CounterStore(self.db)
         self.pairings = PairingStore(self.db)
         self.hooks = HookStore(self.db)
+        self.takeovers = TakeoverStore(self.db, self.outbox)
 
     def close(self) -> None:
         """Stop the database threads; the caller disposes of the engine."""

@@ -31,6 +31,7 @@ class AgentResult:
     model: str | None = None
     interaction: dict[str, Any] | None = None  # what the agent asks people (interactions.py)
     files: tuple[dict[str, Any], ...] = ()  # the agent's files: {name, type, content_base64|url}
+    handoff: dict[str, Any] | None = None  # the agent asks for a person: {"reason"} (takeover.py)
 
 
 class OutboxStore:

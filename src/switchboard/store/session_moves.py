@@ -140,6 +140,8 @@ def transition(db: Any, row: Session, target: str, *, cause: str, actor: str,
     check_transition(row.state, target)
     change = StateChange(row.id, row.state, target, cause, actor)
     row.state = target
+    if target != "paused":  # no longer paused for people: the takeover or handoff is over
+        row.taken_over_by = row.handoff_reason = row.handoff_at = None
     if target == "ended":
         row.ended_at = now
         row.end_cause = cause
@@ -154,6 +156,8 @@ def sweep_rule(db: Any, agent: str, cutoff: Cutoff, now: datetime,
     several processes sweeping at once, each session moves in exactly one."""
     rule = cutoff.rule
     values: dict[str, Any] = {"state": rule.target}
+    if rule.target != "paused":
+        values.update(taken_over_by=None, handoff_reason=None, handoff_at=None)
     if rule.target == "ended":
         values.update(ended_at=now, end_cause=rule.cause)
     result = db.connection().execute(
@@ -177,3 +181,12 @@ def note_changes(db: Any, changes: list[StateChange], at: datetime) -> None:
                 "session_id": change.session_id, "from": change.before, "to": change.target,
                 "cause": change.cause, "actor": change.actor}, at)
         emit_messages(db, entries)
+
+
+def paused_reason(row: Session | None) -> str:
+    """Why a paused session holds the turns it gets, in words (its timeline says it)."""
+    if row is not None and row.taken_over_by:
+        return f"agent paused: taken over by {row.taken_over_by}"
+    if row is not None and row.handoff_reason:
+        return f"agent paused: it asked for a person ({row.handoff_reason})"
+    return "the session is paused"

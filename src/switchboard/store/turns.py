@@ -28,6 +28,7 @@ from switchboard.store.records import (
     encode_cursor,
     load,
 )
+from switchboard.store.session_moves import paused_reason
 
 log = logging.getLogger(__name__)
 
@@ -340,9 +341,9 @@ class TurnStore:
                                   text=text, turn_id=turn_id, data={"held": True}))
             emit_messages(db, [{"session_id": session_id, "role": "user", "text": text,
                                 "turn_id": turn_id, "data": {"held": True}}])
+            reason = paused_reason(await db.get(SessionRow, session_id))
             db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name="held",
-                             detail={"session_id": session_id,
-                                     "reason": "the session is paused"}))
+                             detail={"session_id": session_id, "reason": reason}))
 
     async def claim_held(self, session_id: str) -> list[TurnRecord]:
         """Take the held turns of a session that is no longer paused, oldest first; of

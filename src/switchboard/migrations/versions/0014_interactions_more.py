@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_interactions_more"
-down_revision = "0012_webhooks"
+down_revision = "0013_takeover"
 branch_labels = None
 depends_on = None
 
