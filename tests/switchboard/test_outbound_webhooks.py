@@ -323,3 +323,44 @@ def test_the_console_lists_deliveries_and_redelivers(hooked, receiver):
         expect(row).to_contain_text("200")
         chromium.close()
     assert errors == []
+
+
+def test_a_handoff_and_an_operator_reply_are_announced(tmp_path, database_url, fake_slack,
+                                                       receiver):
+    from fakes.agents import ScriptedAgent
+
+    def script(body: dict[str, Any]) -> dict[str, Any]:
+        return {"handoff": {"reason": "the customer asks for a human",
+                            "reply": "Let me get a colleague."}}
+
+    with ScriptedAgent(script) as agent:
+        path = tmp_path / "bindings.yaml"
+        path.write_text(slack_config(fake_slack.api_url).replace(
+            "triager: {handler: echo, model: small}",
+            f'triager: {{handler: http, url: "{agent.url}/turn"}}') + f"""
+webhooks:
+  - url: {receiver.url}
+    events: [session.handoff_requested, session.message.created]
+    secret: {SECRET}
+""" + OPERATORS_YAML)
+        server = Server(path, database_url)
+        server.runtime.hook_schedule.interval = 0.05
+        server.start()
+        try:
+            turn_id = server.slack_event("slack-acme", slack_message(
+                "<@UBOT> a human, please", etype="app_mention")).json()["turn_id"]
+            session_id = server.wait_turn(turn_id)["session_id"]
+            [handoff] = wait_for(lambda: [e for e in receiver.events()
+                                          if e["event"] == "session.handoff_requested"])
+            assert handoff["data"] == {"session_id": session_id, "agent": "triager",
+                                       "reason": "the customer asks for a human"}
+            answer = server.api("POST", f"/api/sessions/{session_id}/reply", token=OPERATOR,
+                                json={"text": "Hi, Ann here."})
+            assert answer.status_code < 300, answer.text
+            [said] = wait_for(lambda: [e for e in receiver.events()
+                                       if e["event"] == "session.message.created"
+                                       and e["data"]["role"] == "operator"])
+            assert said["data"]["text"] == "Hi, Ann here."
+            assert said["data"]["session_id"] == session_id
+        finally:
+            server.stop()
