@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from channels.files import FileLimits, FileStore, OutboundFile
 from channels.guards import DmPolicy, LoopGuard, RateLimit
@@ -57,6 +57,28 @@ class AccountSettings(BaseModel):
     rate_limit: RateLimit | None = None
     loop_guard: LoopGuard = LoopGuard()
     secret_keys: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_limits_on_the_account(cls, data: Any) -> Any:
+        """`max_file_bytes`, `allowed_types` and `max_files_per_message` may also be written
+        on the account itself (the limits are per account): they go into its `files`."""
+        if not isinstance(data, Mapping):
+            return data
+        moved = {key: data[key] for key in FileLimits.model_fields if key in data}
+        if not moved:
+            return data
+        files = data.get("files") or {}
+        if isinstance(files, FileLimits):
+            files = files.model_dump()
+        if not isinstance(files, Mapping):
+            return data
+        both = sorted(set(moved) & set(files))
+        if both:
+            raise ValueError(f"{both[0]} is set both on the account and under files: "
+                             "keep one")
+        rest = {key: value for key, value in data.items() if key not in moved}
+        return {**rest, "files": {**files, **moved}}
 
     def disabled_reason(self) -> str | None:
         return None

@@ -7,7 +7,7 @@ the web layer's business (`switchboard/http_errors.py`), decided by the error's 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 RejectionReason = Literal["bad_signature", "stale", "bad_secret", "malformed", "oversized"]
 """Why a webhook request did not become a turn: the account-health counter it adds to.
@@ -25,13 +25,17 @@ class DeliveryError(SwitchboardError):
 
     `permanent` errors (channel_not_found, bot blocked, SMTP 5xx) fail the turn at once;
     the others are retried, after `retry_after` seconds when the provider said so.
-    The message is the provider's own words.
+    The message is the provider's own words. `resume_extra`, when set, is the outbound
+    `extra` the next attempt is made with: a part of the message went out before the failure
+    (an interaction's reply before its prompt), and the retry sends only what is left.
     """
 
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None,
+                 resume_extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.resume_extra = resume_extra
 
 
 class RejectedRequest(SwitchboardError):

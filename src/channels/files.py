@@ -70,7 +70,7 @@ def inbound_file(name: str, mime: str, size: int | None, *, ref: Mapping[str, An
                  sha256: str | None = None) -> dict[str, Any]:
     """One entry of `InboundMessage.extra["files"]` (plain JSON: it is kept with the turn)."""
     entry: dict[str, Any] = {"name": safe_name(name),
-                             "type": (mime or "application/octet-stream")[:255], "size": size}
+                             "type": safe_type(mime or ""), "size": size}
     if ref is not None:
         entry["ref"] = dict(ref)
     if sha256 is not None:
@@ -91,6 +91,22 @@ def safe_name(name: str, default: str = "file") -> str:
         name = (stem[: 200 - len(ext) - 1] + dot + ext) if dot and len(ext) <= 16 \
             else name[:200]
     return name or default
+
+
+_TOKEN = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MIME = re.compile(rf"{_TOKEN}/{_TOKEN}")
+_PARAM = re.compile(rf"{_TOKEN}=(?:{_TOKEN}|\"[^\"\x00-\x1f\x7f]{{0,100}}\")")
+
+
+def safe_type(mime: str, default: str = "application/octet-stream") -> str:
+    """A MIME type fit for a header (`type/subtype`, lowercased, with its well-formed
+    parameters such as `charset=utf-8`); what a sender made up (a line break, a header after
+    it, no slash) becomes `default`."""
+    bare, *params = (part.strip() for part in mime.split(";"))
+    if not _MIME.fullmatch(bare):
+        return default
+    kept = [p for p in params if _PARAM.fullmatch(p)]
+    return "; ".join([bare.lower(), *kept])[:255]
 
 
 class FileTooLarge(SwitchboardError):
@@ -156,5 +172,6 @@ async def as_chunks(data: bytes) -> AsyncIterator[bytes]:
 
 __all__ = [
     "CHUNK", "FileFetchError", "FileLimits", "FileStore", "FileTooLarge", "OutboundFile",
-    "StoredBlob", "as_chunks", "human_size", "inbound_file", "safe_name", "skip_reason",
+    "StoredBlob", "as_chunks", "human_size", "inbound_file", "safe_name", "safe_type",
+    "skip_reason",
 ]

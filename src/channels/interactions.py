@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from channels.errors import DeliveryError
+from channels.live import LIVE_KEY
+
 EXTRA_KEY = "interaction"  # where the prompt travels in OutboundMessage.extra
 
 
@@ -104,6 +107,15 @@ class Settles(Protocol):
     async def settle(self, message: PromptMessage, text: str) -> None: ...
 
 
+def prompt_only(error: DeliveryError, extra: dict[str, Any]) -> DeliveryError:
+    """`error` of a prompt sent after its reply went out (plain, or a live message finished):
+    the retry is to send the prompt alone (`DeliveryError.resume_extra`), not the reply again."""
+    data = {**(extra.get(EXTRA_KEY) or {}), "reply": "", "reply_sent": True}
+    error.resume_extra = {**{k: v for k, v in extra.items() if k != LIVE_KEY},
+                          EXTRA_KEY: data}
+    return error
+
+
 def parse_callback(data: str) -> tuple[str, str] | None:
     """`ix|<interaction id>|<choice>` (button data, at most 64 bytes for Telegram) → (id,
     choice); None for data that is not ours."""
@@ -119,4 +131,4 @@ def callback_data(interaction_id: str, number: int) -> str:
 
 
 __all__ = ["EXTRA_KEY", "AnswerAttempt", "Option", "Prompt", "PromptMessage", "Settles",
-           "Verdict", "callback_data", "parse_callback"]
+           "Verdict", "callback_data", "parse_callback", "prompt_only"]

@@ -50,11 +50,11 @@ class MailboxReader:
         quiet_library_log()
 
     def health(self) -> dict[str, Any]:
-        return {"connected": self.connected, "connection": {
+        last_message_at = _iso(self.last_message_at)
+        return {"connected": self.connected, "last_message_at": last_message_at, "connection": {
             "mailbox": self.settings.mailbox_address, "folder": self.settings.folder,
             "waiting": self.waiting or None, "last_error": self.last_error,
-            "last_error_at": _iso(self.last_error_at),
-            "last_message_at": _iso(self.last_message_at)}}
+            "last_error_at": _iso(self.last_error_at), "last_message_at": last_message_at}}
 
     async def run(self) -> None:
         """Connect, catch up, wait for more (IDLE or polling); on any failure say why and

@@ -44,17 +44,19 @@ echo.instant = True  # type: ignore[attr-defined]  # answers at once: no working
 
 
 def _history(transcript: list[dict[str, Any]]) -> list[dict[str, str]]:
-    roles = {"user": "user", "agent": "assistant"}
+    roles = {"user": "user", "agent": "assistant", "operator": "assistant"}  # the bot said it
     return [{"role": roles[m["role"]], "content": m["text"]} for m in transcript
             if m["role"] in roles]
 
 
-STREAMED = ("text/event-stream", "application/x-ndjson", "application/jsonl")
+STREAMED = ("text/event-stream", "application/x-ndjson", "application/ndjson", "application/jsonl",
+            "application/x-jsonlines", "application/jsonlines")
 
 
 def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
     """POSTs the turn to the agent's `url`; expects {"reply", "activity"?, "context"?,
-    "interaction"?} (`reply` may be left out beside an interaction), or a stream of it: NDJSON
+    "interaction"?, "handoff"?} (`reply` may be left out beside an interaction or a handoff,
+    whose own `reply` goes first), or a stream of it: NDJSON
     lines (or `text/event-stream` `data:` lines) of {"delta": "…"}, then the final object (its
     `reply` may be left out: the deltas joined are the reply)."""
 
@@ -79,6 +81,9 @@ def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
             data = storable(data, f"answer of the agent at {agent.url}")
         except RejectedRequest as error:
             raise AgentError(str(error)) from None
+        handoff = parse_handoff(data, agent.url)
+        if handoff is not None:  # the agent asks for a person; its words to the person first
+            data = {**data, "reply": handoff["reply"]}
         asks = data.get("interaction") if isinstance(data, dict) else None
         if isinstance(data, dict) and asks is not None:  # an interaction may stand alone
             parse_request(asks, f"agent at {agent.url}")
@@ -98,9 +103,31 @@ def http_handler(agent: AgentConfig, client: httpx.AsyncClient) -> Handler:
             model=request.model,
             interaction=asks,
             files=tuple(files),
+            handoff={"reason": handoff["reason"]} if handoff is not None else None,
         )
 
     return run
+
+
+HANDOFF_REPLY = "I'm handing this conversation to a colleague; someone will reply here soon."
+
+
+def parse_handoff(data: Any, url: str | None) -> dict[str, str] | None:
+    """`{"handoff": {"reason": "…", "reply"?: "…"}}`: the agent asks for a person. The reply
+    is the handoff's, else the answer's own, else a plain sentence saying a person comes."""
+    if not isinstance(data, dict) or data.get("handoff") is None:
+        return None
+    handoff = data["handoff"]
+    reason = handoff.get("reason") if isinstance(handoff, dict) else None
+    if not isinstance(reason, str) or not reason.strip():
+        raise AgentError(f"agent at {url} answered a 'handoff' without a 'reason' string "
+                         '(write {"handoff": {"reason": "…", "reply": "…"}})')
+    reply = handoff.get("reply")
+    if reply is not None and not isinstance(reply, str):
+        raise AgentError(f"agent at {url} answered a 'handoff' whose 'reply' is not a string")
+    top = data.get("reply")
+    return {"reason": reason.strip()[:2000],
+            "reply": reply or (top if isinstance(top, str) and top else HANDOFF_REPLY)}
 
 
 def _whole_answer(response: httpx.Response, url: str | None) -> Any:
@@ -259,4 +286,5 @@ async def run_timed(handler: Handler, request: AgentRequest) -> AgentResult:
     elapsed = int((time.perf_counter() - started) * 1000)
     return AgentResult(reply=storable_text(result.reply), activity=result.activity,
                        context=result.context, duration_ms=elapsed, model=result.model,
-                       files=result.files, interaction=result.interaction)
+                       files=result.files, interaction=result.interaction,
+                       handoff=result.handoff)

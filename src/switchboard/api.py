@@ -20,6 +20,7 @@ from switchboard.delivery import Delivery
 from switchboard.errors import ActionRefused, NoSuchAgent, NoSuchTurn
 from switchboard.files import FileService, file_json
 from switchboard.filters import SESSION_CHOICES, TURN_CHOICES, check_filters
+from switchboard.interaction_rules import interaction_json
 from switchboard.operators import Needs, Operator
 from switchboard.pipeline import Pipeline
 from switchboard.scoping import EventScope, own_session, scoped_filters
@@ -104,7 +105,9 @@ def api_routes(*, store: Store, config: CurrentConfig, needs: Needs, controls: S
             raise NoSuchTurn(f"no turn {turn_id}")
         who.check(story.turn.agent, f"turn {turn_id}")
         turn_files = await store.files.of_turns([turn_id])
-        return {**turn_story_json(story), "files": [file_json(f, files) for f in turn_files]}
+        return {**turn_story_json(story), "files": [file_json(f, files) for f in turn_files],
+                "interactions": [interaction_json(i)
+                                 for i in await store.interactions.of_turn(turn_id)]}
 
     @router.post("/turns/{turn_id}/retry")
     async def retry_delivery(turn_id: str, who: Annotated[Operator, Depends(needs("operator"))]
@@ -154,7 +157,9 @@ def api_routes(*, store: Store, config: CurrentConfig, needs: Needs, controls: S
         session_files = await store.files.of_session(session_id)
         return {**session_json(session),
                 "transcript": await marked_transcript(store, session_id),
-                "files": [file_json(f, files) for f in session_files]}
+                "files": [file_json(f, files) for f in session_files],
+                "interactions": [interaction_json(i) for i in reversed(
+                    await store.interactions.listing(session_id=session_id, limit=500))]}
 
     operator = needs("operator")
     admin = needs("admin")

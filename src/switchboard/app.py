@@ -14,9 +14,11 @@ from starlette.types import ASGIApp
 
 from switchboard import __version__
 from switchboard.api import api_routes
+from switchboard.api_hooks import hook_routes
 from switchboard.api_interactions import interaction_routes
 from switchboard.api_operators import operator_routes
 from switchboard.api_pairing import pairing_routes
+from switchboard.api_takeover import takeover_routes
 from switchboard.audit import OperatorAudit
 from switchboard.console import console_routes
 from switchboard.file_routes import file_routes
@@ -27,6 +29,7 @@ from switchboard.operators import operator_auth
 from switchboard.pairing import Pairings
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SafeAnswers
+from switchboard.takeover import Takeovers
 from switchboard.views import AccountList
 from switchboard.webhooks import ProviderWebhooks, Webhooks, webhook_routes
 
@@ -59,11 +62,15 @@ def create_app(runtime: Runtime) -> ASGIApp:
                                   registry=runtime.providers, files=runtime.files))
     app.include_router(inbox_routes(runtime.store, runtime.current, runtime.events, needs))
     app.include_router(interaction_routes(runtime.store, runtime.pipeline.interactions, needs))
+    app.include_router(takeover_routes(runtime.store, Takeovers(
+        runtime.store, runtime.events, runtime.controls, runtime.delivery,
+        runtime.pipeline.reply_to), needs))
     app.include_router(console_routes(store=runtime.store, config=runtime.current, needs=needs,
                                       hub=runtime.events, account_list=accounts))
     app.include_router(operator_routes(runtime.store, runtime.operators, runtime.current,
                                        needs))
     app.include_router(file_routes(store=runtime.store, files=runtime.files, needs=needs))
+    app.include_router(hook_routes(runtime.store, needs))
     app.add_middleware(OperatorAudit, store=runtime.store)
     app.include_router(pairing_routes(Pairings(runtime.store, runtime.delivery.deliver_claimed,
                                                runtime.delivery.lease),

@@ -30,6 +30,7 @@ from switchboard.cli_operators import add_operator_commands
 from switchboard.cli_pairing import pairing_app
 from switchboard.cli_providers import add_provider_commands
 from switchboard.cli_sessions import sessions_app
+from switchboard.cli_takeover import add_takeover_commands
 from switchboard.cli_turns import turns_app
 from switchboard.providers import PROVIDERS
 
@@ -43,6 +44,7 @@ app = typer.Typer(help="Connect agents to chat apps and email, and record every 
 db_app = group("Database schema.")
 app.add_typer(turns_app, name="turns")
 app.add_typer(sessions_app, name="sessions")
+add_takeover_commands(sessions_app)
 app.add_typer(db_app, name="db")
 app.add_typer(inbox_app, name="inbox")
 app.add_typer(pairing_app, name="pairing")

@@ -106,6 +106,8 @@ def with_store(where: Target, work: Callable[[Store], Awaitable[T]]) -> T:
     async def run() -> T:
         engine = create_engine(url)
         store = Store(engine, Clock())
+        if where.config is not None:  # what the CLI changes is announced too (serve sends it)
+            store.hook_routes.configure(where.config.webhooks)
         try:
             return await work(store)
         finally:

@@ -125,14 +125,19 @@ def _session_action(action: Callable[[SessionControls], Awaitable[str]], where: 
     `serve` streams the change on `/api/events` and answers held turns after `resume`."""
     from sessions import SessionError
     from sessions.events import EventHub
+    from switchboard.config import FilesConfig
     from switchboard.controls import SessionControls
+    from switchboard.files import DirectoryBlobs, FileService, files_dir
     from switchboard.models import new_id
 
     agents = where.config.agents if where.config else {}
+    kept = where.config.files if where.config else FilesConfig()
 
-    async def work(store: Store) -> str:
+    async def work(store: Store) -> str:  # `delete` also removes blobs nothing references
+        files = FileService(store, DirectoryBlobs(files_dir(kept, where.database.url)), kept, "")
         return await action(SessionControls(store, EventHub(), origin=new_id("cli"),
-                                            agents=agents, audited=True))
+                                            agents=agents, audited=True,
+                                            forget_blobs=files.forget))
 
     try:
         console.print(with_store(where, work), highlight=False)

@@ -26,6 +26,7 @@ from channels.guards import DmPolicy, RateLimit
 from channels.rules import Binding
 from channels.units import Duration, Size, Timeout, parse_duration, parse_size
 from switchboard.errors import ConfigError, Problem
+from switchboard.hooks import WebhookConfig
 from switchboard.providers import PROVIDERS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -121,6 +122,7 @@ class _DocumentBase(_Strict):
     database: str = ""  # a database URL; SWITCHBOARD_DATABASE_URL overrides it (db.locate)
     files: FilesConfig = FilesConfig()
     public_url: str = ""  # where people and agents reach this server (download links)
+    webhooks: list[WebhookConfig] = []  # signed outbound events: docs/outbound-webhooks.md
 
     @field_validator("public_url")
     @classmethod
@@ -170,11 +172,13 @@ class Config:
     database: str = ""
     files: FilesConfig = field(default_factory=FilesConfig)
     public_url: str = ""
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     def secrets(self) -> set[str]:
         """Every secret value in the config: each account's `secret_keys`, and the
         application's own (`APP_SECRET_KEYS`)."""
-        found: set[str] = {self.metrics_token, self.files.url_secret}
+        found: set[str] = {self.metrics_token, self.files.url_secret,
+                           *(hook.secret for hook in self.webhooks)}
         for account in self.accounts.values():
             found |= account.secrets()
         for model in (*self.agents.values(), *self.operators):
@@ -451,6 +455,7 @@ def load_config(path: str | Path, *, strict_env: bool = True,
         database=doc.database,
         files=doc.files,
         public_url=doc.public_url,
+        webhooks=tuple(doc.webhooks),
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from sessions import ActionRefused, SessionNotFound, StateChange, TransitionRefused
 from sessions.events import EventHub
-from switchboard.store import Store
+from switchboard.store import SessionRecord, Store
 
 __all__ = ["CHAT_COMMANDS", "ActionRefused", "SessionControls", "SessionNotFound"]
 
@@ -67,6 +67,11 @@ class SessionControls:
         return f"session {session_id} is paused; new turns are held until it is resumed"
 
     async def resume(self, session_id: str, actor: str) -> str:
+        row = await self.store.sessions.get(session_id)
+        if row is not None and row.state == "paused" and (row.taken_over_by
+                                                         or row.handoff_reason):
+            raise ActionRefused(f"session {session_id} is paused for people ({for_people(row)}); "
+                                "hand it back to its agent instead (POST …/handback)")
         await self._move(session_id, "live", "operator", actor)
         await self._audit(actor, "resume", session_id)
         if self.on_resumed is not None:
@@ -151,6 +156,8 @@ class SessionControls:
         if command == "resume":
             if row.state != "paused":
                 return "This conversation is not paused."
+            if row.taken_over_by or row.handoff_reason:
+                return "A person is handling this conversation; they will hand it back."
             await self._move(row.id, "live", "user", user)
             if self.on_resumed is not None:
                 self.on_resumed(row.id)
@@ -183,3 +190,10 @@ def _agents_answer(agent: str, transfer_to: Sequence[str], invoked_as: str) -> s
                "agent here."
     return (f"You are talking to {agent}. It can be moved to: {', '.join(transfer_to)} "
             f"(send {invoked_as}transfer NAME).")
+
+
+def for_people(row: SessionRecord) -> str:
+    """Why a session is paused for people, in words."""
+    if row.taken_over_by:
+        return f"taken over by {row.taken_over_by}"
+    return f"its agent asked for a person: {row.handoff_reason}"

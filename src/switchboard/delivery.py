@@ -82,7 +82,8 @@ class Delivery:
         except DeliveryError as error:
             if error.retry_after is not None:
                 self.pacer.hold(row.account, row.conversation, error.retry_after)
-            await self._failed(row, str(error), error.permanent, error.retry_after)
+            await self._failed(row, str(error), error.permanent, error.retry_after,
+                               error.resume_extra)
             return
         except Exception as error:  # an adapter bug must not lose the reply: retry it
             log.exception("delivery of outbox %s raised", row.id)
@@ -146,14 +147,16 @@ class Delivery:
                                    "fallback": how.get("how", "one fresh complete message")})]
 
     async def _failed(self, row: OutboxEntry, error: str, permanent: bool,
-                      retry_after: float | None) -> None:
-        """Record a failed attempt: schedule the next one, or fail the turn for good."""
+                      retry_after: float | None,
+                      resume_extra: dict[str, Any] | None = None) -> None:
+        """Record a failed attempt: schedule the next one, or fail the turn for good. With
+        `resume_extra` (a part went out), the next attempt sends only what is left."""
         retry_at = None
         if not permanent and row.attempts < self.settings.max_attempts:
             delay = retry_after if retry_after is not None else self.backoff(row.attempts)
             retry_at = self.store.clock.now() + timedelta(seconds=delay)
         await self.store.outbox.failed(row, error, retry_at=retry_at,
-                                       detail={"permanent": permanent})
+                                       detail={"permanent": permanent}, extra=resume_extra)
         if retry_at is None:
             _attention("turn %s: delivery failed after %d attempt(s): %s", row, row.attempts,
                        error)

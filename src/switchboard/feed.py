@@ -12,6 +12,8 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from sessions.events import EventHub
 from switchboard.store import Store
@@ -51,10 +53,14 @@ class EventFeed:
     """Follows the shared events of other processes into this process's EventHub."""
 
     def __init__(self, store: Store, hub: EventHub, origin: str, interval: float = 0.5,
-                 keep: float = 300.0) -> None:
+                 keep: float = 300.0,
+                 react: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        """`react(name, data)` is told of each event of another process too, for what this
+        process does about it (an interaction answered from the CLI: its turn, its buttons)."""
         self.store = store
         self.hub = hub
         self.origin = origin
+        self.react = react
         self.interval = interval
         self.keep = keep  # seconds a read event stays in the table for slower followers
         self.cursor: IdCursor | None = None
@@ -76,6 +82,11 @@ class EventFeed:
             if row.id in fresh and row.origin != self.origin:
                 self.hub.publish(row.name, row.data)
                 published += 1
+                if self.react is not None:
+                    try:
+                        self.react(row.name, row.data)
+                    except Exception:
+                        log.exception("reacting to the shared event %s failed", row.name)
         await self._prune(now)
         return published
 

@@ -27,6 +27,7 @@ from channels.files import (
     FileTooLarge,
     human_size,
     safe_name,
+    safe_type,
     skip_reason,
 )
 from channels.messages import InboundMessage, OutboundMessage
@@ -115,7 +116,7 @@ class FileFlow:
         kept = entries[:limits.max_files_per_message + MORE_LISTED]
         for index, entry in enumerate(kept):
             name = safe_name(str(entry.get("name") or ""))
-            mime = str(entry.get("type") or "application/octet-stream")[:255]
+            mime = safe_type(str(entry.get("type") or ""))
             size = entry.get("size") if isinstance(entry.get("size"), int) else None
             reason = skip_reason(limits, name, mime, size, index)
             sha = entry.get("sha256") if isinstance(entry.get("sha256"), str) else None
@@ -211,7 +212,7 @@ class FileFlow:
                        "reply_to": out.reply_to}
         for index, item in enumerate(files):
             name = safe_name(str(item.get("name") or ""), default=f"file-{index + 1}")
-            mime = str(item.get("type") or "application/octet-stream")
+            mime = safe_type(str(item.get("type") or ""))
             base = NewFile(turn_id=turn_id, provider=out.provider, account=out.account,
                            direction="out", position=index, name=name, type=mime, size=None,
                            status="pending", ref=destination, session_id=session_id)

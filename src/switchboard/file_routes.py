@@ -5,17 +5,16 @@ Every download is sent as an attachment (`Content-Disposition`), with the stored
 `X-Content-Type-Options: nosniff`, so a browser never renders an uploaded page as ours.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import StreamingResponse
 
-from channels.files import safe_name
+from channels.files import safe_name, safe_type
 from switchboard.files import FileService, file_json
-from switchboard.operators import Needs
+from switchboard.operators import Needs, Operator
+from switchboard.scoping import own_file
 from switchboard.store import FileRecord, Store
 
 
@@ -28,13 +27,13 @@ def download(files: FileService, file: FileRecord) -> StreamingResponse:
                "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
     if file.size is not None:
         headers["Content-Length"] = str(file.size)
-    return StreamingResponse(files.read(file.sha256 or ""), media_type=file.type,
+    return StreamingResponse(files.read(file.sha256 or ""), media_type=safe_type(file.type),
                              headers=headers)
 
 
 def file_routes(*, store: Store, files: FileService, needs: Needs) -> APIRouter:
     router = APIRouter(tags=["files"])
-    viewer = Depends(needs("viewer"))
+    Viewer = Annotated[Operator, Depends(needs("viewer"))]
 
     async def kept(file_id: str) -> FileRecord:
         file = await store.files.get(file_id)
@@ -50,16 +49,19 @@ def file_routes(*, store: Store, files: FileService, needs: Needs) -> APIRouter:
                                 "ask for a new one")
         return download(files, await kept(file_id))
 
-    @router.get("/api/files/{file_id}", dependencies=[viewer])
-    async def file_info(file_id: str) -> dict[str, Any]:
+    @router.get("/api/files/{file_id}")
+    async def file_info(file_id: str, who: Viewer) -> dict[str, Any]:
         file = await store.files.get(file_id)
         if file is None:
             raise HTTPException(404, f"no file {file_id}")
+        await own_file(store, who, file)
         return file_json(file, files)
 
-    @router.get("/api/files/{file_id}/content", dependencies=[viewer])
-    async def file_content(file_id: str) -> StreamingResponse:
-        return download(files, await kept(file_id))
+    @router.get("/api/files/{file_id}/content")
+    async def file_content(file_id: str, who: Viewer) -> StreamingResponse:
+        file = await kept(file_id)
+        await own_file(store, who, file)
+        return download(files, file)
 
     return router
 

@@ -1,7 +1,8 @@
 """Interactions: an agent asks people for an approval, a choice or an answer, and waits.
 
-The rules are plain functions (what an agent may ask, who may answer, which option a reply
-names, what the agent is handed); `InteractionDesk` does the I/O around them: it records the
+The rules are plain functions (`switchboard.interaction_rules`: what an agent may ask, who may
+answer, which option a reply names, what the agent is handed); `InteractionDesk` does the I/O
+around them: it records the
 request with the agent's reply, takes answers from every place (a button at a provider, a
 reply, the console, the CLI), expires what nobody answered, tells the adapters to replace the
 buttons with the decision, and queues the turn that hands the answer back to the agent.
@@ -13,170 +14,34 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from channels.interactions import AnswerAttempt, Prompt, PromptMessage, Settles, Verdict
 from channels.messages import InboundMessage, OutboundMessage
-from channels.units import parse_duration
 from sessions.events import EventHub
-from switchboard.errors import ActionRefused, AgentError, NotFound
+from switchboard.errors import ActionRefused, NotFound
+from switchboard.interaction_rules import (
+    CONSOLE,
+    Request,
+    answer_view,
+    decided_event,
+    decision_text,
+    expiry_view,
+    interaction_json,
+    judge,
+    may_answer,
+    parse_request,
+    refusal_text,
+    resolve,
+)
 from switchboard.models import new_id
-from switchboard.store import SessionRecord, Store, iso
+from switchboard.store import SessionRecord, Store
 from switchboard.store.interactions import Attempt, Decided, InteractionRecord
 from switchboard.work import Tasks
 
 log = logging.getLogger(__name__)
-KINDS = ("approval", "choice", "input")
-APPROVAL_OPTIONS = ({"id": "approve", "label": "Approve"}, {"id": "reject", "label": "Reject"})
-CONSOLE = "console"
-PAST = {"approve": "Approved", "reject": "Rejected"}
 RETRY_BASE, RETRY_CAP = 1.0, 60.0  # seconds between attempts to hand a failed answer again
-
-
-@dataclass(frozen=True)
-class Request:
-    """An interaction as an agent asked for it (validated)."""
-
-    kind: str
-    prompt: str
-    options: tuple[dict[str, str], ...]
-    responders: tuple[str, ...] | None
-    expires_in: timedelta | None
-
-
-def parse_request(data: Any, where: str) -> Request:
-    """The agent's `interaction` object, checked; AgentError saying what is wrong with it."""
-    def bad(problem: str) -> AgentError:
-        return AgentError(f"{where} answered an interaction that cannot be asked: {problem}")
-
-    if not isinstance(data, dict):
-        raise bad("'interaction' must be an object")
-    kind = data.get("kind")
-    if kind not in KINDS:
-        raise bad(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
-    prompt = data.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise bad("'prompt' must be a non-empty string")
-    raw = data.get("options")
-    if raw is None:
-        options = APPROVAL_OPTIONS if kind == "approval" else ()
-    elif not isinstance(raw, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("id"), str) and o["id"]
-            and isinstance(o.get("label", o["id"]), str) for o in raw):
-        raise bad("'options' must be a list of {\"id\": …, \"label\": …}")
-    else:
-        options = tuple({"id": o["id"][:64], "label": str(o.get("label") or o["id"])[:200]}
-                        for o in raw)
-    if kind == "choice" and not options:
-        raise bad("a choice needs options")
-    if kind == "input":
-        options = ()
-    if len({o["id"] for o in options}) != len(options) or len(options) > 20:
-        raise bad("options need distinct ids, at most 20 of them")
-    responders = data.get("responders")
-    if responders is not None and (not isinstance(responders, list)
-                                   or not all(isinstance(r, str) and r for r in responders)):
-        raise bad("'responders' must be a list of user ids")
-    try:
-        expires_in = parse_duration(data.get("expires_in"))
-    except ValueError as error:
-        raise bad(f"expires_in: {error}") from None
-    return Request(kind, prompt.strip(), options,
-                   tuple(responders) if responders is not None else None, expires_in)
-
-
-def resolve(choice: str, options: list[dict[str, Any]]) -> str | None:
-    """The option a choice names: its id, its number (`1`) or its label, in any case."""
-    choice = choice.strip().rstrip(".").strip()
-    for option in options:
-        if option["id"] == choice:
-            return str(option["id"])
-    if choice.isdigit() and 1 <= int(choice) <= len(options):
-        return str(options[int(choice) - 1]["id"])
-    folded = choice.casefold()
-    for option in options:
-        if str(option["label"]).casefold() == folded or str(option["id"]).casefold() == folded:
-            return str(option["id"])
-    return None
-
-
-def may_answer(record: InteractionRecord, by_id: str) -> bool:
-    return by_id.casefold() in {r.casefold() for r in record.responders}
-
-
-def judge(record: InteractionRecord, attempt: Attempt) -> str | None:
-    """Why this attempt may not answer the (pending) interaction, or None."""
-    if attempt.by_provider is not None and not may_answer(record, attempt.by_id):
-        return f"only {', '.join(record.responders) or 'an operator'} can answer this"
-    if record.kind == "input":
-        return None if attempt.text and attempt.text.strip() else "the answer needs some text"
-    if attempt.option is None or resolve(attempt.option, record.options) is None:
-        labels = ", ".join(f"{n}. {o['label']}" for n, o in enumerate(record.options, 1))
-        return f"{attempt.option!r} is not one of the options ({labels})"
-    return None
-
-
-def answer_view(attempt: Attempt) -> Callable[[InteractionRecord, datetime], dict[str, Any]]:
-    """What the agent gets in `turn.interaction` for an accepted attempt."""
-    def view(record: InteractionRecord, at: datetime) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": record.id, "kind": record.kind}
-        if record.kind == "input":
-            out["text"] = (attempt.text or "").strip()
-        else:
-            out["option"] = resolve(attempt.option or "", record.options)
-        out["by"] = ({"operator": attempt.by_name} if attempt.by_provider is None
-                     else {"provider": attempt.by_provider, "id": attempt.by_id,
-                           "name": attempt.by_name})
-        out["via"] = attempt.via
-        out["at"] = iso(at)
-        return out
-    return view
-
-
-def expiry_view(record: InteractionRecord, at: datetime) -> dict[str, Any]:
-    return {"id": record.id, "kind": record.kind, "expired": True, "at": iso(at)}
-
-
-def who(view: Mapping[str, Any]) -> str:
-    by = view.get("by") or {}
-    name = by.get("operator") or by.get("name") or by.get("id") or "someone"
-    return f"@{name}"
-
-
-def decision_text(record: InteractionRecord, view: Mapping[str, Any]) -> str:
-    """The decision in words, as it replaces the buttons: "Approved by @ann at 14:02"."""
-    at = str(view.get("at") or "")[11:16]
-    if view.get("expired"):
-        return f"Expired at {at} without an answer"
-    if record.kind == "input":
-        return f"Answered by {who(view)} at {at}: {view.get('text')}"
-    option = str(view.get("option"))
-    label = next((o["label"] for o in record.options if o["id"] == option), option)
-    if record.kind == "approval":
-        return f"{PAST.get(option, label)} by {who(view)} at {at}"
-    return f"{label}, chosen by {who(view)} at {at}"
-
-
-def refusal_text(decided: Decided) -> str:
-    record = decided.interaction
-    if record.state == "answered" and record.answer:
-        return f"already answered by {who(record.answer)}"
-    if record.state == "expired":
-        return "this request has expired"
-    return decided.reason or "this answer was not taken"
-
-
-def interaction_json(record: InteractionRecord) -> dict[str, Any]:
-    return {"id": record.id, "state": record.state, "kind": record.kind,
-            "prompt": record.prompt, "options": record.options,
-            "responders": record.responders, "agent": record.agent,
-            "session_id": record.session_id, "turn_id": record.turn_id,
-            "provider": record.provider, "account": record.account,
-            "conversation": record.conversation, "thread": record.thread,
-            "created_at": iso(record.created_at), "expires_at": iso(record.expires_at),
-            "closed_at": iso(record.closed_at), "answer": record.answer,
-            "answer_turn_id": record.answer_turn_id}
 
 
 @dataclass
@@ -195,8 +60,9 @@ class Opening:
 async def offline_answer(store: Store, interaction_id: str, operator: str, given: str,
                          via: str = "cli") -> Decided:
     """An operator's answer written straight into the database (the CLI): `given` is an
-    option (id, number, label) or an input's text. A running `serve` hands its turn to the
-    agent; ActionRefused when it is not taken."""
+    option (id, number, label) or an input's text. It is shared with every running `serve`
+    (the live-events table, feed.py): one of them hands its turn to the agent and shows the
+    decision at the provider (`InteractionDesk.elsewhere`); ActionRefused when not taken."""
     record = await store.interactions.get(interaction_id)
     if record is None:
         raise NotFound(f"no interaction {interaction_id}")
@@ -207,6 +73,10 @@ async def offline_answer(store: Store, interaction_id: str, operator: str, given
                                               answer_view(attempt), decision_text)
     if not decided.accepted:
         raise ActionRefused(f"interaction {interaction_id}: {refusal_text(decided)}")
+    origin = new_id("cli")
+    for change in decided.transitions:
+        await store.live.share(origin, "session.state_changed", change.event())
+    await store.live.share(origin, *decided_event(decided.interaction))
     return decided
 
 
@@ -256,9 +126,11 @@ class InteractionDesk:
         for change in opening.moved:
             self.events.publish("session.state_changed", change.event())
         values = opening.values
-        self.events.publish("interaction.requested", {
-            "interaction_id": values["id"], "session_id": values["session_id"],
-            "agent": values["agent"], "kind": values["kind"], "prompt": values["prompt"]})
+        data = {"interaction_id": values["id"], "session_id": values["session_id"],
+                "turn_id": values["turn_id"], "agent": values["agent"], "kind": values["kind"],
+                "prompt": values["prompt"]}
+        self.events.publish("interaction.requested", data)
+        self.tasks.spawn(self.store.live.share(self.origin, "interaction.requested", data))
 
     # --- answering ---------------------------------------------------------------------------
 
@@ -361,17 +233,39 @@ class InteractionDesk:
         self.tasks.spawn(self.settle(decided.interaction))
 
     def _announce(self, record: InteractionRecord) -> None:
-        name = "interaction.expired" if record.state == "expired" else "interaction.answered"
-        self.events.publish(name, {"interaction_id": record.id, "session_id": record.session_id,
-                                   "agent": record.agent, "answer": record.answer})
+        """On this process's live events, and shared with the other processes."""
+        name, data = decided_event(record)
+        self.events.publish(name, data)
+        self.tasks.spawn(self.store.live.share(self.origin, name, data))
+
+    @property
+    def origin(self) -> str:
+        return self.store.interactions.worker or "desk"
+
+    def elsewhere(self, name: str, data: Mapping[str, Any]) -> None:
+        """Another process decided an interaction (the CLI, another `serve`): its answer's
+        turn, if nobody works on it, is taken up here and its prompt's buttons replaced
+        (each once, of every process that follows the shared events)."""
+        if name in ("interaction.answered", "interaction.expired"):
+            self.tasks.spawn(self._decided_elsewhere(str(data.get("interaction_id") or "")))
+
+    async def _decided_elsewhere(self, interaction_id: str) -> None:
+        record = await self.store.interactions.get(interaction_id)
+        if record is None or record.state == "pending":
+            return
+        turn_id = record.answer_turn_id
+        if turn_id and await self.store.interactions.take_answer_turn(turn_id):
+            self.enqueue(turn_id)
+        await self.settle(record)
 
     async def settle(self, record: InteractionRecord) -> None:
-        """Replace the prompt's buttons at its provider with the decision, where it can."""
+        """Replace the prompt's buttons at its provider with the decision, where it can (once,
+        whichever process does it)."""
         adapter = self.adapters.get(record.account)
         if not isinstance(adapter, Settles) or record.answer is None:
             return
         message_id = await self.store.interactions.prompt_message_id(record)
-        if not message_id:
+        if not message_id or not await self.store.interactions.claim_settle(record.id):
             return
         prompt = Prompt.from_extra({"interaction": {**interaction_json(record),
                                                     "reply": ""}})
@@ -384,5 +278,5 @@ class InteractionDesk:
                           record.account)
 
 
-__all__ = ["InteractionDesk", "Request", "decision_text", "interaction_json", "judge",
-           "parse_request", "resolve"]
+__all__ = ["InteractionDesk", "Opening", "Request", "decision_text", "interaction_json",
+           "judge", "offline_answer", "parse_request", "resolve"]

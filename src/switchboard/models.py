@@ -120,6 +120,10 @@ class Session(SQLModel, table=True):
     model_override: str | None = None
     turn_count: int = 0
     context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # paused for people (takeover.py): the operator who took it over, the agent's handoff
+    taken_over_by: str | None = None
+    handoff_reason: str | None = Field(default=None, sa_column=Column(Text))
+    handoff_at: datetime | None = _when(nullable=True)
 
 
 class SessionMessage(SQLModel, table=True):
@@ -275,7 +279,8 @@ class Interaction(SQLModel, table=True):
     """A structured request of an agent to people (an approval, a choice, an answer), waiting
     in its session until the first allowed answer or its expiry (see `switchboard.interactions`).
     `turn_id` is the turn whose reply carried the prompt (its delivered message is the prompt's
-    message at the provider); `answer` is what the agent was handed."""
+    message at the provider); `answer` is what the agent was handed; `settled_at` when one
+    process (of those that learn of the decision) took on replacing the prompt's buttons."""
 
     __tablename__ = "interactions"
     __table_args__ = (
@@ -302,6 +307,7 @@ class Interaction(SQLModel, table=True):
     closed_at: datetime | None = _when(nullable=True)
     answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     answer_turn_id: str | None = None
+    settled_at: datetime | None = _when(nullable=True)  # the decision shown at the provider
 
 
 class InteractionAttempt(SQLModel, table=True):
@@ -396,3 +402,39 @@ class GuardCounter(SQLModel, table=True):
     started_at: datetime = _when(nullable=False)
     count: int = 0
     blocked_until: datetime | None = _when(nullable=True)
+
+
+class HookDelivery(SQLModel, table=True):
+    """One event for one configured webhook (`webhooks:`), written in the transaction of what
+    caused it; its `id` is the delivery id the receiver sees on every attempt. Claimed per
+    attempt like the outbox (`claimed_until`), retried at `next_attempt_at`, dead after a day."""
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = (Index("ix_hook_deliveries_due", "state", "next_attempt_at"),
+                      Index("ix_hook_deliveries_created", "created_at"))
+
+    id: str = Field(primary_key=True)
+    url: str
+    event: str
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    state: str = "pending"  # pending | retrying | delivered | dead
+    attempts: int = 0
+    created_at: datetime = _when(nullable=False)
+    next_attempt_at: datetime = _when(nullable=False)
+    claimed_until: datetime | None = _when(nullable=True)
+    delivered_at: datetime | None = _when(nullable=True)
+
+
+class HookAttempt(SQLModel, table=True):
+    """One POST of a hook delivery and the receiver's answer (or why there was none)."""
+
+    __tablename__ = "hook_attempts"
+    __table_args__ = (Index("ix_hook_attempts_delivery", "delivery_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str
+    at: datetime = _when(nullable=False)
+    status: int | None = None  # the receiver's HTTP status; None when it never answered
+    body: str | None = Field(default=None, sa_column=Column(Text))  # its first 500 characters
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    ms: int = 0

@@ -36,6 +36,7 @@ from switchboard.delivery import Delivery
 from switchboard.errors import AgentError
 from switchboard.file_delivery import FileDelivery
 from switchboard.file_flow import FileFlow
+from switchboard.handoffs import both, handoff_of
 from switchboard.interactions import InteractionDesk, parse_request
 from switchboard.live import LiveTurn, live_turn
 from switchboard.metrics import Metrics
@@ -259,7 +260,8 @@ class Pipeline:
         """The session is paused: keep the turn in its transcript, answered after resume."""
         await self.store.turns.hold(turn_id, session_id, message.text)
         self.metrics.turns.labels(message.provider, "held").inc()
-        self.events.publish("turn.held", {"turn_id": turn_id, "session_id": session_id})
+        self.events.publish("turn.held", {"turn_id": turn_id, "session_id": session_id,
+                                          "sender": message.sender, "text": message.text})
 
     async def chat_command(self, turn_id: str, message: InboundMessage, route: Route) -> None:
         """`/new`, `/end`, `/pause`, `/resume`, `/agents`, `/transfer NAME` from the person
@@ -374,12 +376,15 @@ class Pipeline:
         shown = await live.settle() if live is not None else None
         if shown is not None:  # the final delivery finishes the message shown so far
             out = replace(out, extra={**out.extra, LIVE_KEY: shown})
+        handoff = handoff_of(self.store, result, session_id, turn_id, route.agent)
         outbox = await self.store.outbox.record_reply(
             turn_ids, session_id, None if already_in_transcript else message.text, result,
             out, lease=self.delivery.lease, notes=live.notes if live is not None else (),
-            also=opening)
+            also=both(opening, handoff))
         if opening is not None:
             self.interactions.requested(opening)
+        if handoff is not None:  # the agent asked for a person (handoffs.py)
+            handoff.announce(self.events)
         self.events.publish("session.message.created", {"session_id": session_id,
                                                         "turn_id": turn_id, "role": "agent",
                                                         "text": result.reply})
@@ -452,8 +457,8 @@ def turn_view(turn_id: str, message: InboundMessage, text: str | None = None
             "kind": message.kind, "thread": message.thread, "sender": message.sender,
             "sender_name": message.sender_name,
             "text": agent_text(message) if text is None else text,
-            **({"interaction": message.extra["interaction"]}
-               if message.extra.get("interaction") else {})}
+            **{key: message.extra[key] for key in ("interaction", "handback")
+               if message.extra.get(key)}}
 
 
 def agent_text(message: InboundMessage) -> str:

@@ -49,6 +49,7 @@ async def apply(runtime: Runtime, config: Config) -> None:
     for binding in config.bindings:
         runtime.recovery.bindings.setdefault(binding.name, binding)
     runtime.delivery.disabled = config.disabled
+    runtime.hook_delivery.configure()
     if runtime.webhooks is not None:
         runtime.webhooks.config = config
     await runtime.operators.load(config)

@@ -35,6 +35,7 @@ from switchboard.feed import EventFeed
 from switchboard.file_delivery import FileDelivery
 from switchboard.file_flow import FileFlow
 from switchboard.files import DirectoryBlobs, FileService, files_dir
+from switchboard.hook_delivery import HookDelivery, HookSchedule
 from switchboard.metrics import Metrics
 from switchboard.models import new_id
 from switchboard.operators import Operator, Operators
@@ -69,6 +70,7 @@ class Runtime:
     providers: Mapping[str, Provider] = field(default_factory=lambda: PROVIDERS)
     listen_url: str | None = None  # where `serve` listens: download links when no public_url
     files_root: str | None = None  # where blobs go when `files.dir` is not set (tests)
+    hook_schedule: HookSchedule = field(default_factory=HookSchedule)  # webhook retries
 
     def __post_init__(self) -> None:
         self.current = CurrentConfig(self.config)  # what the routers read (reload.apply)
@@ -110,7 +112,8 @@ class Runtime:
                                  self.controls, self.delivery, self.tasks, self.metrics,
                                  files=self.file_flow, file_delivery=self.file_delivery)
         self.recovery = Recovery(self.store, self.pipeline, self.config.bindings, self.tasks)
-        self.feed = EventFeed(self.store, self.events, origin=self.worker_id)
+        self.feed = EventFeed(self.store, self.events, origin=self.worker_id,
+                              react=self.pipeline.interactions.elsewhere)
         listen = {"smtp": (self.smtp_host, self.smtp_port)} if self.smtp_port is not None \
             else {}
         self.services = AppServices(config=self.config, store=self.store,
@@ -121,6 +124,9 @@ class Runtime:
         self.accounts = RunningAccounts(self.config, self.providers, self.services,
                                         self.adapters)
         self.operators = Operators(self.store, self.operators_refresh)
+        self.hook_delivery = HookDelivery(self.store, lambda: self.config.webhooks,
+                                          self.metrics, self.hook_schedule)
+        self.hook_delivery.configure()
         self.webhooks: Any = None  # the app's `Webhooks`, set by create_app (reload.py)
         self._background: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
@@ -142,6 +148,7 @@ class Runtime:
         self._background.append(asyncio.create_task(self._sweep_interactions()))
 
         self._background.append(asyncio.create_task(self._sweep_files()))
+        self._background.append(asyncio.create_task(self.hook_delivery.run()))
         self._rejections = asyncio.create_task(self._write_rejections())
         self.scheduler = AsyncIOScheduler()
         self.scheduler.add_job(self.sweep_sessions, "interval", seconds=self.session_sweep,
@@ -257,6 +264,7 @@ class Runtime:
                 await task
         self.pipeline.queue.clear()  # still recorded as this process's: recovery takes them
         await self.tasks.drain()
+        await self.hook_delivery.stop()
         self._stopping.set()
         if self._rejections is not None:
             await self._rejections

@@ -9,7 +9,7 @@ from typing import Any
 
 from switchboard.errors import SessionNotFound
 from switchboard.operators import Operator
-from switchboard.store import SessionRecord, Store
+from switchboard.store import FileRecord, SessionRecord, Store
 
 
 def scoped_filters(who: Operator, filters: dict[str, Any]) -> dict[str, Any]:
@@ -29,6 +29,14 @@ async def own_session(store: Store, who: Operator, session_id: str) -> SessionRe
         raise SessionNotFound(f"no session {session_id}")
     who.check(session.agent, f"session {session_id} (agent {session.agent})")
     return session
+
+
+async def own_file(store: Store, who: Operator, file: FileRecord) -> None:
+    """OutOfScope unless the file's turn was answered by one of the operator's agents."""
+    if who.agents is None:
+        return
+    turn = await store.turns.get(file.turn_id)
+    who.check(turn.agent if turn else None, f"file {file.id} (turn {file.turn_id})")
 
 
 class EventScope:
@@ -68,4 +76,4 @@ class EventScope:
         return agent
 
 
-__all__ = ["EventScope", "own_session", "scoped_filters"]
+__all__ = ["EventScope", "own_file", "own_session", "scoped_filters"]

@@ -60,6 +60,9 @@ def session_json(session: SessionRecord) -> dict[str, Any]:
         "end_cause": session.end_cause, "parent_session_id": session.parent_session_id,
         "transferred_to": session.transferred_to, "model_override": session.model_override,
         "turn_count": session.turn_count, "context": session.context,
+        "taken_over_by": session.taken_over_by,  # paused for people (takeover.py)
+        "handoff": {"reason": session.handoff_reason, "at": iso(session.handoff_at)}
+        if session.handoff_reason else None,
     }
 
 
@@ -72,7 +75,8 @@ def transcript_json(entries: Iterable[TranscriptEntry],
     return [{"id": m.id, "at": iso(m.at), "role": m.role, "text": m.text,
              "turn_id": m.turn_id, **({"data": m.data} if m.data else {}),
              **({"delivery": marks[m.turn_id]}
-                if m.role == "agent" and m.turn_id in marks else {})} for m in entries]
+                if m.role in ("agent", "operator") and m.turn_id in marks else {})}
+            for m in entries]
 
 
 def inbox_json(inbox: Inbox) -> dict[str, Any]:
@@ -156,5 +160,6 @@ async def marked_transcript(store: Store, session_id: str) -> list[dict[str, Any
     """A session's whole transcript as the API and the CLI show it, undelivered replies
     marked."""
     entries = await store.sessions.transcript(session_id)
-    agent_turns = [e.turn_id for e in entries if e.role == "agent" and e.turn_id]
+    agent_turns = [e.turn_id for e in entries
+                   if e.role in ("agent", "operator") and e.turn_id]
     return transcript_json(entries, await store.turns.undelivered(agent_turns))

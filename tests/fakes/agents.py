@@ -75,6 +75,7 @@ class HTTPAgent(_ThreadedServer):
         self.most_in_flight = 0  # the most requests it was answering at once
         self.parts = ["Hello", " from", " a", " streaming", " agent"]  # ndjson | sse deltas
         self.stream_delay = 0.02  # seconds between streamed deltas
+        self.stream_type: str | None = None  # ndjson | sse: another Content-Type than theirs
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/turn", self._turn)
@@ -114,7 +115,7 @@ class HTTPAgent(_ThreadedServer):
         """The deltas as NDJSON lines ({"delta": …}) or SSE `data:` lines, then the final
         object (its reply is the deltas joined, its context counts turns)."""
         sse = self.mode == "sse"
-        kind = "text/event-stream" if sse else "application/x-ndjson"
+        kind = self.stream_type or ("text/event-stream" if sse else "application/x-ndjson")
         response = web.StreamResponse(headers={"Content-Type": kind})
         await response.prepare(request)
         for part in self.parts:

@@ -46,6 +46,7 @@ class FakeSlackAPI:
         self.socket_acks: list[dict[str, Any]] = []
         self.bot_token = "xoxb-test"  # url_private answers only this bearer token
         self.private_files: dict[str, bytes] = {}  # url path -> bytes
+        self.file_infos: dict[str, dict[str, Any]] = {}  # file id -> files.info's `file`
         self.file_requests: list[dict[str, str]] = []  # each url_private GET: path, auth
         self.download_failures = 0  # the next url_private GETs answer 503
         self.download_delay = 0.0  # seconds before a url_private GET answers
@@ -175,10 +176,23 @@ class FakeSlackAPI:
         download = f"/files-pri/{self.team}-{file_id}/download/{name}"
         self.private_files[path] = self.private_files[download] = data
         base = url_host or f"http://127.0.0.1:{self.port}"
-        return {"id": file_id, "created": int(time.time()), "name": name, "title": name,
+        info = {"id": file_id, "created": int(time.time()), "name": name, "title": name,
                 "mimetype": mimetype, "filetype": name.rpartition(".")[2], "size": len(data),
                 "mode": "hosted", "is_external": False, "url_private": base + path,
                 "url_private_download": base + download}
+        self.file_infos[file_id] = info
+        return info
+
+    async def _files_info(self, request: web.Request) -> web.Response:
+        """files.info: the file's object (how a Slack Connect file's URLs are found)."""
+        params = await self._params(request)
+        with self._lock:
+            self.calls.append((time.time(), "files.info", params))
+            info = self.file_infos.get(str(params.get("file")))
+        if info is None:
+            return web.json_response({"ok": False, "error": "file_not_found"})
+        return web.json_response({"ok": True, "file": info, "comments": [],
+                                  "response_metadata": {"next_cursor": ""}})
 
     async def _private_file(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
@@ -391,6 +405,7 @@ class FakeSlackAPI:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_get("/files-pri/{path:.+}", self._private_file)
         app.router.add_post("/api/files.getUploadURLExternal", self._get_upload_url)
+        app.router.add_route("*", "/api/files.info", self._files_info)
         app.router.add_post("/api/files.completeUploadExternal", self._complete_upload)
         app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_post("/api/auth.test", self._auth_test)

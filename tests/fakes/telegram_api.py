@@ -80,12 +80,15 @@ class FakeTelegramAPI:
         description: str,
         retry_after: int | None = None,
         times: int = 1,
+        after: int = 0,
     ) -> None:
-        """Answer the next `times` calls to `method` with a Telegram error."""
+        """Answer the next `times` calls to `method` with a Telegram error (the calls after
+        the next `after` ones, which are answered as usual)."""
         body: dict[str, Any] = {"ok": False, "error_code": error_code, "description": description}
         if retry_after is not None:
             body["parameters"] = {"retry_after": retry_after}
         with self._lock:
+            self._failures[method.lower()].extend({"pass": True} for _ in range(after))
             self._failures[method.lower()].extend(dict(body) for _ in range(times))
 
     def lose_next(self, method: str, times: int = 1) -> None:
@@ -251,6 +254,8 @@ class FakeTelegramAPI:
             lost = self._lost[method] > 0
             if lost:
                 self._lost[method] -= 1
+        if failure is not None and "pass" in failure:
+            failure = None
         if failure is not None and "page" in failure:
             return _page(failure["page"], request.path)
         if failure is not None:

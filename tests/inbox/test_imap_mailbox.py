@@ -150,6 +150,7 @@ def test_mail_in_the_mailbox_is_answered_in_its_thread_and_filed_in_sent(
 
     row = mailbox_row(server)
     assert row["connected"] is True and row["connection"]["last_message_at"]
+    assert row["last_message_at"] == row["connection"]["last_message_at"]  # issue 21's words
     assert row["last_inbound_at"] and row["error"] is None
 
 

@@ -501,6 +501,57 @@ agents:
         shot(page, "session-with-an-interaction")
 
 
+def test_the_session_and_turn_views_show_the_request_and_its_answer(serve: Any,
+                                                                    page: Any) -> None:
+    """The interaction card: the request (prompt, kind, options, state, who may answer) and
+    its answer (option or text, by whom, via what, when), redrawn live when it is answered."""
+    from playwright.sync_api import expect
+
+    from fakes.agents import ScriptedAgent, asks_approval
+
+    with ScriptedAgent(asks_approval(responders=["U0ANN"], expires_in="2h")) as agent:
+        server = serve(f"""
+agents:
+  helpdesk: {{handler: http, url: "{agent.url}/turn"}}
+""")
+        session = server.api("POST", "/api/agents/helpdesk/sessions", json={}).json()
+        asked = server.api("POST", f"/api/sessions/{session['id']}/messages",
+                           json={"text": "refund 1182"}).json()
+        item = server.api("GET", "/api/interactions").json()["interactions"][0]
+        sign_in(page, server, OPERATOR)
+        page.goto(f"{server.url}/#/sessions/{session['id']}")
+        card = page.locator(f'li.interaction-card[data-interaction="{item["id"]}"]')
+        expect(card).to_have_attribute("data-state", "pending")
+        expect(card.locator(".interaction-prompt")).to_have_text("May I refund order 1182?")
+        expect(card.locator('[data-status="approval"]')).to_be_visible()
+        expect(card.locator('[data-status="pending"]')).to_be_visible()
+        expect(card.locator(".options li")).to_have_text(["Approve", "Reject"])
+        expect(card).to_contain_text("U0ANN")
+        expect(card).to_contain_text("nobody answered yet")
+
+        # answered elsewhere (the API, as another operator's console would): the card follows
+        answered = server.api("POST", f"/api/interactions/{item['id']}/answer",
+                              token=OPERATOR, json={"option": "reject"}).json()
+        expect(card).to_have_attribute("data-state", "answered")
+        expect(card.locator(".answer-given")).to_have_text("Reject (reject)")
+        expect(card).to_contain_text("ops (operator)")
+        expect(card).to_contain_text("console")
+        expect(card.locator(f'time[datetime="{answered["answer"]["at"]}"]')).to_be_visible()
+        shot(page, "session-interaction-card")
+
+        card.get_by_role("link", name="asked").click()
+        expect(page.get_by_role("heading", name=f"Turn {asked['id']}")).to_be_visible()
+        on_turn = page.locator(f'li.interaction-card[data-interaction="{item["id"]}"]')
+        expect(on_turn.locator(".answer-given")).to_have_text("Reject (reject)")
+        expect(on_turn).to_contain_text("U0ANN")
+        on_turn.get_by_role("link", name="answer").click()
+        expect(page.get_by_role("heading",
+                                name=f"Turn {answered['answer_turn_id']}")).to_be_visible()
+        expect(page.locator("li.interaction-card .answer-given")).to_have_text(
+            "Reject (reject)")
+        shot(page, "turn-interaction-card")
+
+
 def _png(width: int = 24, height: int = 16) -> bytes:
     """A real PNG (a blue block), so the thumbnail has something to show."""
     import struct

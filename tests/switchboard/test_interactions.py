@@ -98,6 +98,14 @@ def test_an_approval_waits_then_the_first_answer_reaches_the_agent(serve, agent)
     story = server.api("GET", f"/api/interactions/{item['id']}", token=VIEWER).json()
     assert [(a["accepted"], a["reason"] is None) for a in story["attempts"]] == [
         (False, False), (True, True), (False, False)]
+    # the turn and session views (the console's) carry the request and its answer
+    shown_session = server.api("GET", f"/api/sessions/{session['id']}", token=VIEWER).json()
+    for turn_id in (turn["id"], body["answer_turn_id"]):
+        on_turn = server.api("GET", f"/api/turns/{turn_id}", token=VIEWER).json()
+        assert [i["id"] for i in on_turn["interactions"]] == [item["id"]]
+    for listed in (shown_session["interactions"][0], on_turn["interactions"][0]):
+        assert listed["state"] == "answered" and listed["responders"] == ["ann"]
+        assert listed["answer"]["option"] == "reject" and listed["answer"]["via"] == "console"
 
 
 def test_two_operators_at_once_give_one_answer(serve, agent):

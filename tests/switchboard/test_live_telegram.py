@@ -213,8 +213,9 @@ def test_an_http_agent_streams_ndjson_and_sse(serve, fake_telegram):
     with HTTPAgent() as agent:
         server = serve(config(fake_telegram.base_url,
                               f"{{handler: http, url: '{agent.url}/turn'}}"))
-        for index, mode in enumerate(("ndjson", "sse")):
-            agent.mode = mode
+        for index, (mode, kind) in enumerate((("ndjson", None), ("sse", None),
+                                              ("ndjson", "application/ndjson; charset=utf-8"))):
+            agent.mode, agent.stream_type = mode, kind
             chat = GROUP - 10 - index
             turn = ask(server, "@switchboard_bot hi", chat_type="group", chat_id=chat)
             assert turn["status"] == "delivered", turn

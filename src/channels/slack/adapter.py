@@ -50,7 +50,7 @@ class SlackAdapter:
         if self.settings.mode != "socket":
             return
         try:
-            await self.client.start_socket_mode(self._socket_event)
+            await self.client.start_socket_mode(self._socket_event, self._socket_interaction)
         except Exception as error:  # the other accounts keep running; operators see why
             self.services.note_error(self.name, f"socket mode failed to connect: {error}")
             log.error("slack account %s: socket mode failed: %s", self.name, error)
@@ -96,6 +96,10 @@ class SlackAdapter:
             await self.client.start()
         await self.services.record(self.client.to_inbound(payload), extra)
 
+    async def _socket_interaction(self, payload: dict[str, Any], extra: dict[str, Any]) -> None:
+        """An interactivity payload over Socket Mode: decided as the request URL's are."""
+        await self._clicks(payload)
+
     async def _slash_command(self, headers: Mapping[str, str], body: bytes) -> Answer:
         """`/agent new|end|pause|resume|agents|transfer NAME`, answered to the person alone
         (ephemeral)."""
@@ -126,11 +130,17 @@ class SlackAdapter:
         payload = self.client.parse_body(body, "application/x-www-form-urlencoded")
         if payload.get("type") != "block_actions":
             return Answer({"ok": True, "ignored": f"payload type {payload.get('type')}"})
+        await self._clicks(payload)
+        return Answer({})
+
+    async def _clicks(self, payload: dict[str, Any]) -> None:
+        """The clicks of a `block_actions` payload (request URL or Socket Mode), decided."""
+        if payload.get("type") != "block_actions":
+            return
         for attempt in interactions.attempts(payload, self.name):
             verdict = await self.services.answer_interaction(attempt)
             if not verdict.accepted and not verdict.repeated:
                 interactions.tell(self.client, payload, verdict.message, self._pending)
-        return Answer({})
 
     async def settle(self, message: PromptMessage, text: str) -> None:
         await interactions.settle(self.client, message, text)
@@ -149,7 +159,8 @@ class SlackAdapter:
             if prompt is None:
                 return finished
             # the reply is the message just finished; then the prompt with its buttons
-            ts = await interactions.send_prompt(self.client, out, replace(prompt, reply=""))
+            ts = await interactions.send_prompt(self.client, out, replace(prompt, reply=""),
+                                                replied=True)
             return DeliveryReceipt(ts, finished.detail)
         if prompt is not None:  # an interaction: Block Kit buttons (channels.slack.interactions)
             return DeliveryReceipt(await interactions.send_prompt(self.client, out, prompt))

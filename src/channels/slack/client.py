@@ -211,8 +211,11 @@ class SlackAccount:
                                 permanent=True) from None
         return str(response.get("ts") or "")
 
-    async def start_socket_mode(self, sink: EventSink) -> None:
-        """Receive events over Socket Mode; each is acknowledged after `sink` recorded it."""
+    async def start_socket_mode(self, sink: EventSink,
+                                interactive: EventSink | None = None) -> None:
+        """Receive events over Socket Mode; each is acknowledged after `sink` recorded it.
+        `interactive` takes the interactivity payloads (`block_actions`, the same JSON the
+        Interactivity request URL gets in its `payload=` field), acknowledged once decided."""
         from slack_sdk.socket_mode.aiohttp import SocketModeClient
         from slack_sdk.socket_mode.request import SocketModeRequest
         from slack_sdk.socket_mode.response import SocketModeResponse
@@ -220,6 +223,16 @@ class SlackAccount:
         client = SocketModeClient(app_token=self.app_token, web_client=self.client)
 
         async def listener(socket: SocketModeClient, request: SocketModeRequest) -> None:
+            if request.type == "interactive" and interactive is not None:
+                try:
+                    await interactive(storable(request.payload, "Socket Mode payload"),
+                                      {"via": "socket"})
+                except RejectedRequest as error:
+                    log.warning("slack account %s: refused a Socket Mode interaction: %s",
+                                self.name, error)
+                await socket.send_socket_mode_response(
+                    SocketModeResponse(envelope_id=request.envelope_id))
+                return
             if request.type != "events_api":
                 await socket.send_socket_mode_response(
                     SocketModeResponse(envelope_id=request.envelope_id))

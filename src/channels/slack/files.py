@@ -39,10 +39,13 @@ def message_files(event: Mapping[str, Any]) -> list[dict[str, Any]]:
         url = item.get("url_private_download") or item.get("url_private")
         size = item.get("size")
         name = item.get("name") or item.get("title") or str(item.get("id") or "file")
+        ref: dict[str, Any] = {"id": item.get("id")}
+        if isinstance(url, str):
+            ref["url"] = url
+        if item.get("mode") == "hidden_by_limit":  # a free workspace's file past its history
+            ref["hidden"] = True
         entry = inbound_file(str(name), str(item.get("mimetype") or ""),
-                             size if isinstance(size, int) else None,
-                             ref={"url": url, "id": item.get("id")} if isinstance(url, str)
-                             else {"id": item.get("id")})
+                             size if isinstance(size, int) else None, ref=ref)
         found.append(entry)
     return found
 
@@ -64,7 +67,12 @@ class SlackFiles:
 
     async def open(self, ref: Mapping[str, Any]) -> AsyncIterator[bytes]:
         """The file's bytes from its private URL, with the bot token, in chunks."""
+        if ref.get("hidden"):
+            raise FileFetchError("Slack hides this file (the workspace's plan limits the "
+                                 "history it shows)", permanent=True)
         url = ref.get("url")
+        if not isinstance(url, str) and isinstance(ref.get("id"), str):
+            url = await self._private_url(str(ref["id"]))  # Slack Connect: check_file_info
         if not isinstance(url, str):
             raise FileFetchError("Slack gave no url_private for this file", permanent=True)
         session = self.client.session
@@ -94,6 +102,24 @@ class SlackFiles:
                     yield chunk
                 return
         raise FileFetchError("too many redirects for the file", permanent=False)
+
+    async def _private_url(self, file_id: str) -> str | None:
+        """The file's private URL from files.info: a file shared over Slack Connect comes
+        as `{"id", "file_access": "check_file_info"}`, without its URLs."""
+        try:
+            info = await self.client.files_info(file=file_id)
+        except SlackApiError as error:
+            reason = error.response.get("error") if error.response is not None else None
+            raise FileFetchError(f"files.info failed: {reason or 'an error'}",
+                                 permanent=reason in ("file_not_found", "file_deleted",
+                                                      "missing_scope", "not_authed",
+                                                      "invalid_auth")) from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise FileFetchError(f"Slack unreachable: {error or type(error).__name__}",
+                                 permanent=False) from None
+        file = info.get("file") or {}
+        url = file.get("url_private_download") or file.get("url_private")
+        return url if isinstance(url, str) else None
 
     async def upload(self, out: OutboundMessage, file: OutboundFile) -> str:
         """getUploadURLExternal, the bytes streamed to the upload URL, completeUploadExternal

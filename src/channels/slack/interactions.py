@@ -24,6 +24,7 @@ from channels.interactions import (
     PromptMessage,
     callback_data,
     parse_callback,
+    prompt_only,
 )
 from channels.messages import OutboundMessage
 from channels.slack.client import SlackAccount, _words, delivery_error
@@ -49,22 +50,27 @@ def blocks(prompt: Prompt) -> list[dict[str, Any]]:
     return [section, {"type": "actions", "block_id": f"ix|{prompt.id}", "elements": buttons}]
 
 
-async def send_prompt(account: SlackAccount, out: OutboundMessage, prompt: Prompt) -> str:
+async def send_prompt(account: SlackAccount, out: OutboundMessage, prompt: Prompt,
+                      replied: bool = False) -> str:
     """The agent's reply (if any) as usual, then the prompt with its buttons; the prompt's
-    `ts`, the message to update once decided."""
+    `ts`, the message to update once decided. When the prompt fails after the reply went out
+    (or `replied`: a live message finished), the retry sends the prompt alone."""
     if prompt.reply.strip():
         await account.deliver(OutboundMessage(
             provider=out.provider, account=out.account, conversation=out.conversation,
             text=prompt.reply, thread=out.thread))
+        replied = True
     try:
         response = await account.client.chat_postMessage(
             channel=out.conversation, thread_ts=out.thread, blocks=blocks(prompt),
             text=prompt.numbered())  # the notification's text, and what old clients show
     except SlackApiError as error:
-        raise delivery_error(error) from None
+        failed = delivery_error(error)
     except (aiohttp.ClientError, TimeoutError) as error:
-        raise DeliveryError(f"Slack unreachable: {_words(error)}", permanent=False) from None
-    return str(response.get("ts") or "")
+        failed = DeliveryError(f"Slack unreachable: {_words(error)}", permanent=False)
+    else:
+        return str(response.get("ts") or "")
+    raise (prompt_only(failed, out.extra) if replied else failed) from None
 
 
 def attempts(payload: dict[str, Any], account: str) -> list[AnswerAttempt]:

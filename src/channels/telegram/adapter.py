@@ -155,7 +155,8 @@ class TelegramAdapter:
             if prompt is None:
                 return finished
             # the reply is the message just finished; then the prompt with its buttons
-            sent = await interactions.send_prompt(self.client, out, replace(prompt, reply=""))
+            sent = await interactions.send_prompt(self.client, out, replace(prompt, reply=""),
+                                                  replied=True)
             return DeliveryReceipt(sent, finished.detail)
         if prompt is not None:  # an interaction: its buttons (channels.telegram.interactions)
             return DeliveryReceipt(await interactions.send_prompt(self.client, out, prompt))

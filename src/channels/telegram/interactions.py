@@ -22,6 +22,7 @@ from channels.interactions import (
     PromptMessage,
     callback_data,
     parse_callback,
+    prompt_only,
 )
 from channels.messages import OutboundMessage
 from channels.payload import ProviderModel, parse
@@ -69,13 +70,16 @@ async def toast(account: TelegramAccount, query_id: str, text: str) -> None:
         log.warning("telegram %s: answerCallbackQuery failed: %s", account.name, error)
 
 
-async def send_prompt(account: TelegramAccount, out: OutboundMessage, prompt: Prompt) -> str:
+async def send_prompt(account: TelegramAccount, out: OutboundMessage, prompt: Prompt,
+                      replied: bool = False) -> str:
     """The agent's reply (if any) as usual, then the prompt with its buttons; the prompt's
-    message id, the message to settle later."""
+    message id, the message to settle later. When the prompt fails after the reply went out
+    (or `replied`: a live message finished), the retry sends the prompt alone."""
     if prompt.reply.strip():
         await account.deliver(OutboundMessage(
             provider=out.provider, account=out.account, conversation=out.conversation,
             text=prompt.reply, thread=out.thread, reply_to=out.reply_to))
+        replied = True
     markup: InlineKeyboardMarkup | ForceReply
     if prompt.options:
         markup = InlineKeyboardMarkup([[InlineKeyboardButton(
@@ -93,7 +97,8 @@ async def send_prompt(account: TelegramAccount, out: OutboundMessage, prompt: Pr
         sent = await account.bot.send_message(chat_id=out.conversation, text=text[:4096],
                                               reply_markup=markup, **kwargs)
     except TelegramError as error:
-        raise delivery_error(error) from error
+        failed = delivery_error(error)
+        raise (prompt_only(failed, out.extra) if replied else failed) from error
     return str(sent.message_id)
 
 

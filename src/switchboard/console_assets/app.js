@@ -2,6 +2,7 @@
 import { ApiError, LiveEvents, api, token, unauthorized, withQuery } from "./api.js";
 import { bindingsView } from "./bindings.js";
 import { fill, h } from "./dom.js";
+import { hooksView } from "./hooks.js";
 import { operatorsView } from "./operators.js";
 import { pairingView } from "./pairing.js";
 import { sessionView, sessionsView } from "./sessions.js";
@@ -66,6 +67,7 @@ const VIEWS = {
   operators: () => operatorsView,
   pairing: () => pairingView,
   waiting: () => waitingView,
+  webhooks: () => hooksView,
 };
 
 async function render() {

@@ -1,5 +1,6 @@
 // Waiting for people: the interactions agents asked (approvals, choices, questions) that
-// nobody answered yet, oldest first; an operator answers one here.
+// nobody answered yet, oldest first; an operator answers one here. Below them, the sessions
+// whose agent asked for a person (a handoff), to be taken over from the session's page.
 import { badge, cell, fill, h, table, when } from "./dom.js";
 
 function answerControls(ctx, item, answer) {
@@ -31,15 +32,33 @@ function rows(ctx, items, answer) {
     cell("Answer", answerControls(ctx, item, answer))));
 }
 
+function handoffRows(sessions) {
+  return sessions.map((s) => h("tr", { "data-handoff": s.id },
+    cell("Since", when(s.handoff.at)),
+    cell("Reason", h("strong", { text: s.handoff.reason })),
+    cell("Agent", s.agent),
+    cell("Session", h("a", { href: `#/sessions/${encodeURIComponent(s.id)}`,
+      class: "mono", text: s.id })),
+    cell("User", s.user_name || s.user_id || "—"),
+    cell("Taken over by", s.taken_over_by || h("span", { class: "muted", text: "nobody yet" }))));
+}
+
 export async function waitingView(main, ctx) {
   async function draw() {
-    const data = await ctx.api("/api/interactions?state=pending");
+    const [data, handed] = await Promise.all([ctx.api("/api/interactions?state=pending"),
+      ctx.api("/api/handoffs")]);
     fill(main, h("h1", { tabindex: "-1", text: "Waiting for people" }),
       h("p", { class: "muted", text: "Requests agents made to people that nobody answered "
         + "yet, oldest first. The first answer wins, wherever it comes from." }),
       table(["Since", "Asks", "Agent", "Session", "May answer", "Expires", "Answer"],
         rows(ctx, data.interactions, answer), { caption: "Pending interactions",
-          empty: "Nobody is waited for." }).wrap);
+          empty: "Nobody is waited for." }).wrap,
+      h("h2", { text: "Conversations handed to people" }),
+      h("p", { class: "muted", text: "Sessions whose agent asked for a person: open one to "
+        + "take it over, reply as the bot, and hand it back." }),
+      table(["Since", "Reason", "Agent", "Session", "User", "Taken over by"],
+        handoffRows(handed.sessions), { caption: "Conversations handed to people",
+          empty: "No agent asked for a person." }).wrap);
   }
 
   async function answer(item, body) {
@@ -57,7 +76,8 @@ export async function waitingView(main, ctx) {
   await draw();
   return {
     onEvent(event) {
-      if (event.name && event.name.startsWith("interaction.")) draw().catch(() => {});
+      if (event.name && (event.name.startsWith("interaction.")
+        || event.name.startsWith("session."))) draw().catch(() => {});
     },
   };
 }

@@ -1,5 +1,6 @@
 // Sessions: the filtered list, and one session's transcript with the actions the role allows.
 import { fileCards } from "./files.js";
+import { interactionCards } from "./interaction_cards.js";
 import { withQuery } from "./api.js";
 import { badge, cell, fields, fill, h, input, json, ms, select, table, when } from "./dom.js";
 
@@ -136,7 +137,8 @@ function entryItem(entry) {
     body = h("p", { class: "message", text: entry.text });
   }
   const label = { user: "User", agent: "Agent", activity: "Activity", system: "System",
-    interaction: d.state ? "Answer" : "Asks people" };
+    interaction: d.state ? "Answer" : "Asks people",
+    operator: `Operator ${d.operator || ""}`.trim() };
   return h("li", { class: `entry role-${entry.role}`, "data-role": entry.role,
     "data-entry": entry.id },
     h("div", { class: "entry-head" }, h("strong", { text: label[entry.role] || entry.role }),
@@ -156,9 +158,17 @@ function actionBar(session, ctx, act, agents) {
   const buttons = [];
   const button = (text, onclick, extra = "") => h("button", { type: "button",
     class: `action ${extra}`, "data-action": text.toLowerCase(), text, onclick });
+  const forPeople = session.state === "paused" && (session.taken_over_by || session.handoff);
   if (ctx.may("operator") && open) {
-    if (session.state === "paused") buttons.push(button("Resume", () => act("resume")));
+    if (forPeople) {
+      const replay = h("input", { id: "replay-missed", type: "checkbox" });
+      buttons.push(button("Hand back", () => act("handback",
+        { replay_missed: replay.checked }), "primary"),
+      h("label", { class: "check", for: "replay-missed" }, replay,
+        h("span", { text: " give the agent the messages it missed" })));
+    } else if (session.state === "paused") buttons.push(button("Resume", () => act("resume")));
     else buttons.push(button("Pause", () => act("pause")));
+    if (!session.taken_over_by) buttons.push(button("Take over", () => act("takeover")));
     buttons.push(button("End", () => {
       if (confirm(`End session ${session.id}? The next message starts a new one.`)) act("end");
     }, "danger"));
@@ -182,12 +192,55 @@ function actionBar(session, ctx, act, agents) {
     buttons);
 }
 
+/** Why the agent is not answering, when people have the session. */
+function takeoverNote(s) {
+  if (s.state !== "paused") return null;
+  if (s.taken_over_by) {
+    return h("p", { class: "notice takeover-note", role: "status",
+      text: `Agent paused: taken over by ${s.taken_over_by}. The person's messages wait here; `
+        + "reply below, then hand the session back." });
+  }
+  if (s.handoff) {
+    return h("p", { class: "notice takeover-note", role: "status",
+      text: `The agent asked for a person: ${s.handoff.reason}` });
+  }
+  return null;
+}
+
+/** The reply box: kept across live redraws, so a reply being written is never lost. */
+function replyBox(path, ctx, redraw) {
+  const field = h("textarea", { id: "operator-reply", name: "text", rows: "3", required: true });
+  const send = h("button", { type: "submit", class: "primary", text: "Reply" });
+  const form = h("form", { class: "reply-box", "aria-label": "Operator reply",
+    onsubmit: async (event) => {
+      event.preventDefault();
+      const text = field.value.trim();
+      if (!text) return;
+      send.disabled = true;
+      try {
+        const answer = await ctx.api(`${path}/reply`, { method: "POST", body: { text } });
+        field.value = "";
+        const status = answer.turn ? answer.turn.delivery_status || answer.turn.status : "sent";
+        ctx.notify(`reply ${status}`);
+        await redraw();
+      } catch (error) {
+        ctx.notify(error.message, "error");
+      } finally {
+        send.disabled = false;
+      }
+    } },
+  h("label", { for: "operator-reply", text: "Reply as the bot" }), field,
+  h("div", { class: "actions" }, send));
+  return form;
+}
+
 export async function sessionView(main, ctx, id) {
   const meta = await ctx.meta().catch(() => null);
   const agents = meta ? meta.agents.map((a) => a.name) : [];
   const path = `/api/sessions/${encodeURIComponent(id)}`;
   let timer = null;
   let gone = false;
+  const reply = ctx.may("operator") ? replyBox(path, ctx, () => draw()) : null;
 
   async function act(action, body) {
     if (action === "delete") {
@@ -218,6 +271,7 @@ export async function sessionView(main, ctx, id) {
       h("h1", { tabindex: "-1" }, "Session ", h("span", { class: "mono", text: s.id }), " ",
         badge(s.state, "state")),
       actionBar(s, ctx, act, agents),
+      takeoverNote(s),
       fields([
         ["Agent", s.agent], ["Binding", s.binding],
         ["Source / account", [s.source, s.account].filter(Boolean).join(" · ")],
@@ -238,13 +292,16 @@ export async function sessionView(main, ctx, id) {
         h("h2", { id: "transcript-h", text: "Transcript" }),
         s.transcript.length ? h("ol", { class: "transcript" }, s.transcript.map(entryItem))
           : h("p", { class: "muted", text: "No messages yet." })),
+      interactionCards(s.interactions),
+      s.state !== "ended" ? reply : null,
       fileCards(s.files));
     for (const li of main.querySelectorAll(".transcript li")) {
       const details = li.querySelector("details");
       if (details && opened.has(li.dataset.entry)) details.open = true;
     }
     if (focused) { // a live redraw keeps the keyboard where it was
-      const again = focusAction
+      const kept = reply && reply.contains(focused) && main.contains(focused);
+      const again = kept ? focused : focusAction
         ? main.querySelector(`[data-action="${focusAction}"]`)
           || main.querySelector(".action-bar button")
         : null;

@@ -1,5 +1,6 @@
 // The turns table (live, filtered, shareable) and one turn's story.
 import { fileCards } from "./files.js";
+import { interactionCards } from "./interaction_cards.js";
 import { withQuery } from "./api.js";
 import { badge, cell, fields, fill, h, input, json, ms, select, table, when } from "./dom.js";
 
@@ -329,6 +330,7 @@ export async function turnView(main, ctx, id) {
           href: `#/turns/${encodeURIComponent(turn.duplicate_of)}`, text: turn.duplicate_of })
           : null],
       ]),
+      interactionCards(turn.interactions),
       fileCards(turn.files),
       h("section", { "aria-labelledby": "timeline-h" },
         h("h2", { id: "timeline-h", text: "Timeline" }), timeline(turn)),

@@ -14,6 +14,8 @@
     store.files     files of turns (their bytes are the file store's) and their deliveries
     store.counters  counts in windows (rate limits, loop guards), shared between processes
     store.pairings  senders paired with an account (dm_policy: pairing)
+    store.hooks     outbound webhook deliveries and their attempts (emit: store/hooks.py)
+    store.takeovers sessions paused for people: takeovers, operator replies, handoffs
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from switchboard.store.accounts import AccountStore, CursorStore
 from switchboard.store.database import Database, create_engine
 from switchboard.store.files import FileRecord, FileRows, NewFile
 from switchboard.store.guards import Count, CounterStore, PairingRecord, PairingStore
+from switchboard.store.hooks import INFO_KEY, HookRecord, HookRoutes, HookStore
 from switchboard.store.inboxes import InboxStore
 from switchboard.store.interactions import InteractionStore
 from switchboard.store.live import LiveEventStore
@@ -49,6 +52,7 @@ from switchboard.store.records import (
 )
 from switchboard.store.session_moves import Opened, ScopeRequest
 from switchboard.store.sessions import SessionStore
+from switchboard.store.takeovers import TakeoverStore
 from switchboard.store.turns import TurnStore
 from switchboard.store.workers import WorkerStore
 
@@ -59,7 +63,8 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, clock: Clock, *, worker: str | None = None,
                  redact: Redactor | None = None) -> None:
-        self.db = Database(engine, clock)
+        self.hook_routes = HookRoutes(clock)  # which events go to webhooks (store/hooks.py)
+        self.db = Database(engine, clock, info={INFO_KEY: self.hook_routes})
         self.clock = clock
         self.turns = TurnStore(self.db, worker)
         self.sessions = SessionStore(self.db)
@@ -75,6 +80,8 @@ class Store:
         self.files = FileRows(self.db)
         self.counters = CounterStore(self.db)
         self.pairings = PairingStore(self.db)
+        self.hooks = HookStore(self.db)
+        self.takeovers = TakeoverStore(self.db, self.outbox)
 
     def close(self) -> None:
         """Stop the database threads; the caller disposes of the engine."""
@@ -82,7 +89,8 @@ class Store:
 
 
 __all__ = [
-    "AccountHealth", "AgentResult", "AuditRecord", "Count", "FileRecord", "Inbox", "NewFile",
+    "AccountHealth", "AgentResult", "AuditRecord", "Count", "FileRecord", "HookRecord", "Inbox",
+    "NewFile",
     "Opened", "OutboxEntry", "Page", "PairingRecord", "ScopeRequest", "SessionRecord",
     "SharedEvent", "Store",
     "StoredOperator", "TimelineEvent", "TranscriptEntry", "TurnRecord", "TurnStory", "aware",

@@ -87,13 +87,17 @@ def _thread_engine(engine: AsyncEngine) -> Engine | None:
 class Database:
     """Short transactions over one engine and one clock, for the store's aggregates."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock,
+                 info: dict[str, Any] | None = None) -> None:
         self.engine = engine
         self.clock = clock
         self.is_sqlite = engine.dialect.name == "sqlite"
+        # handed to every transaction as `db.info` (the webhook subscriptions: store/hooks.py)
+        self.info = info or {}
         self._acks_waiting = asyncio.Event()
         self._acks_waiting.set()
-        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False,
+                                            info=self.info)
         self._thread_engine = _thread_engine(engine)
         self._thread = DatabaseThread() if self._thread_engine is not None else None
         path = engine.url.database if self.is_sqlite else None
@@ -118,7 +122,7 @@ class Database:
                 return await db.run_sync(work)
 
         def run() -> T:
-            with Session(engine, expire_on_commit=False) as db, db.begin():
+            with Session(engine, expire_on_commit=False, info=self.info) as db, db.begin():
                 return work(db)
 
         if ack:

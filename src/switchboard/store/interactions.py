@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import col, select
 
 from sessions import StateChange
@@ -29,6 +29,7 @@ from switchboard.models import (
     new_id,
 )
 from switchboard.store.database import Database
+from switchboard.store.hooks import emit, emit_messages
 from switchboard.store.records import aware, load
 from switchboard.store.session_moves import transition
 
@@ -119,11 +120,18 @@ class InteractionStore:
                          detail={"interaction_id": values["id"], "kind": values["kind"],
                                  "prompt": values["prompt"],
                                  "responders": values["responders"]}))
-        db.add(SessionMessage(session_id=values["session_id"], at=now, role="interaction",
-                              text=values["prompt"], turn_id=values["turn_id"],
-                              data={"interaction_id": values["id"], "kind": values["kind"],
-                                    "options": values["options"],
-                                    "responders": values["responders"]}))
+        entry = {"session_id": values["session_id"], "at": now, "role": "interaction",
+                 "text": values["prompt"], "turn_id": values["turn_id"],
+                 "data": {"interaction_id": values["id"], "kind": values["kind"],
+                          "options": values["options"], "responders": values["responders"]}}
+        db.add(SessionMessage(**entry))
+        emit(db, "interaction.requested", {
+            "interaction_id": values["id"], "session_id": values["session_id"],
+            "agent": values["agent"], "turn_id": values["turn_id"], "kind": values["kind"],
+            "prompt": values["prompt"], "options": values["options"],
+            "responders": values["responders"], "expires_at": _iso(values["expires_at"])
+            if values.get("expires_at") else None}, now)
+        emit_messages(db, [entry])
         return moved
 
     # --- answering ---------------------------------------------------------------------------
@@ -198,6 +206,9 @@ class InteractionStore:
                 if result.rowcount == 1:
                     await db.refresh(row)
                     out.append(load(InteractionRecord, row))
+                    emit(db, "interaction.expired", {
+                        "interaction_id": row.id, "session_id": row.session_id,
+                        "agent": row.agent, "kind": row.kind, "answer": row.answer}, now)
             return out
 
     def _decide(self, db: Any, row: Interaction, state: str, view: dict[str, Any],
@@ -232,9 +243,14 @@ class InteractionStore:
             moved.append(transition(db, session, "live", cause="interaction", actor=actor,
                                     now=now))
             session.last_activity_at = now
-        db.add(SessionMessage(session_id=row.session_id, at=now, role="interaction", text=text,
-                              turn_id=turn_id, data={"interaction_id": row.id, "state": state,
-                                                     "answer": view}))
+        entry = {"session_id": row.session_id, "at": now, "role": "interaction", "text": text,
+                 "turn_id": turn_id, "data": {"interaction_id": row.id, "state": state,
+                                              "answer": view}}
+        db.add(SessionMessage(**entry))
+        emit(db, f"interaction.{state}", {"interaction_id": row.id, "session_id": row.session_id,
+                                          "agent": row.agent, "kind": row.kind,
+                                          "answer": view, "turn_id": turn_id}, now)
+        emit_messages(db, [entry])
         db.flush()
         db.refresh(row)
         return Decided(load(InteractionRecord, row), True, None, turn_id, tuple(moved))
@@ -290,6 +306,34 @@ class InteractionStore:
                 "reason": "the agent has not taken the interaction's answer yet"}))
             return True
 
+    # --- after a decision made elsewhere ----------------------------------------------------
+
+    async def claim_settle(self, interaction_id: str) -> bool:
+        """Take on showing the decision at the provider: True for exactly one caller, of any
+        number of processes that learn of it (a conditional update)."""
+        now = self.clock.now()
+        async with self.db.tx() as db:
+            result = await db.exec(update(Interaction).where(
+                col(Interaction.id) == interaction_id, col(Interaction.state) != "pending",
+                col(Interaction.settled_at).is_(None)).values(settled_at=now))
+            return bool(result.rowcount == 1)
+
+    async def take_answer_turn(self, turn_id: str) -> bool:
+        """Take up an answer's turn nobody works on (written by the CLI) for this process:
+        True for exactly one of the processes following the shared events."""
+        now = self.clock.now()
+        async with self.db.tx() as db:
+            result = await db.exec(update(Turn).where(
+                col(Turn.id) == turn_id, Turn.status == "pending",
+                col(Turn.owner).is_(None), col(Turn.reply_text).is_(None)).values(
+                owner=self.worker))
+            if result.rowcount != 1:
+                return False
+            db.add(TurnEvent(turn_id=turn_id, at=now, name="recovered", detail={
+                "from_worker": None, "worker": self.worker,
+                "reason": "an answer given elsewhere (the CLI)"}))
+            return True
+
     # --- reading -----------------------------------------------------------------------------
 
     async def get(self, interaction_id: str) -> InteractionRecord | None:
@@ -309,6 +353,15 @@ class InteractionStore:
         async with self.db.tx() as db:
             turn = await db.get(Turn, record.turn_id)
             return turn.provider_message_id if turn is not None else None
+
+    async def of_turn(self, turn_id: str) -> list[InteractionRecord]:
+        """The interactions a turn asked (its reply carried the prompt) or answered, oldest
+        first."""
+        async with self.db.tx() as db:
+            rows = (await db.exec(select(Interaction).where(or_(
+                Interaction.turn_id == turn_id, Interaction.answer_turn_id == turn_id))
+                .order_by(col(Interaction.created_at)))).all()
+            return [load(InteractionRecord, row) for row in rows]
 
     async def listing(self, *, state: str | None = None, agents: list[str] | None = None,
                       session_id: str | None = None, limit: int = 200

@@ -16,6 +16,7 @@ from switchboard.redact import Redactor
 from switchboard.store import statements as sql
 from switchboard.store.accounts import AccountStore
 from switchboard.store.database import Database
+from switchboard.store.hooks import emit, emit_messages
 from switchboard.store.records import OutboxEntry, load
 
 
@@ -30,6 +31,7 @@ class AgentResult:
     model: str | None = None
     interaction: dict[str, Any] | None = None  # what the agent asks people (interactions.py)
     files: tuple[dict[str, Any], ...] = ()  # the agent's files: {name, type, content_base64|url}
+    handoff: dict[str, Any] | None = None  # the agent asks for a person: {"reason"} (takeover.py)
 
 
 class OutboxStore:
@@ -68,9 +70,10 @@ class OutboxStore:
             entries.append({"role": "agent", "text": result.reply,
                             "data": {"model": result.model} if result.model else {}})
             connection = db.connection()
-            connection.execute(sql.ADD_MESSAGES, [
-                {"session_id": session_id, "at": now, "turn_id": turn_id, **entry}
-                for entry in entries])
+            messages = [{"session_id": session_id, "at": now, "turn_id": turn_id, **entry}
+                        for entry in entries]
+            connection.execute(sql.ADD_MESSAGES, messages)
+            emit_messages(db, messages)
             touch = {"session": session_id, "now": now, "answered": len(turn_ids)}
             if result.context is not None:
                 connection.execute(sql.TOUCH_SESSION_CONTEXT, {**touch,
@@ -177,20 +180,29 @@ class OutboxStore:
                             **detail}} for turn_id in turns] + [
                 {"turn_id": row.turn_id, "at": now, "name": name, "detail": extra}
                 for name, extra in notes])
+            for turn_id in turns:
+                emit(db, "turn.delivered", {**_outbox_data(row, turn_id),
+                                            "attempt": row.attempts,
+                                            "provider_message_id": provider_message_id})
 
         return await self.db.run_tx(work)
 
     async def failed(self, row: OutboxEntry, error: str, *, retry_at: datetime | None,
-                     detail: dict[str, Any]) -> None:
-        """Record a failed attempt: retry at `retry_at`, or fail the turn when it is None."""
+                     detail: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        """Record a failed attempt: retry at `retry_at`, or fail the turn when it is None.
+        `extra` replaces the row's: what the next attempt sends, when a part went out (the
+        reply before an interaction's prompt); the timeline says so (`sent_part`)."""
         now = self.clock.now()
         final = retry_at is None
         error = self.redact(error)  # a provider's error text may quote its URL, and the token
+        if extra is not None:
+            detail = {**detail, "sent_part": "reply", "next": "the prompt alone"}
 
         def work(db: Any) -> Any:
             db.exec(update(Outbox).where(col(Outbox.id) == row.id).values(
                 status="failed" if final else "retrying", claimed_until=None,
-                next_attempt_at=retry_at or now))
+                next_attempt_at=retry_at or now,
+                **({"extra": extra} if extra is not None else {})))
             turn_values: dict[str, Any] = {
                 "delivery_status": "failed" if final else "retrying",
                 "delivery_attempts": row.attempts, "error": error}
@@ -205,6 +217,9 @@ class OutboxStore:
                                  detail={"attempt": row.attempts, "error": error, **detail,
                                          **({"retry_at": retry_at.isoformat()}
                                             if retry_at else {})}))
+                if final:
+                    emit(db, "turn.failed", {**_outbox_data(row, turn_id),
+                                             "attempt": row.attempts, "error": error})
 
         return await self.db.run_tx(work)
 
@@ -253,3 +268,10 @@ class OutboxStore:
         async with self.db.tx() as db:
             return (await db.exec(select(func.count()).select_from(Outbox).where(
                 col(Outbox.status).in_(("pending", "retrying"))))).one()
+
+
+def _outbox_data(row: OutboxEntry, turn_id: str) -> dict[str, Any]:
+    """What a turn.delivered or turn.failed webhook says of the reply's outbox row."""
+    return {"turn_id": turn_id, "session_id": row.session_id, "provider": row.provider,
+            "account": row.account, "conversation": row.conversation, "thread": row.thread,
+            "text": row.text, "notice": row.notice}

@@ -146,6 +146,9 @@ class SessionRecord:
     model_override: str | None
     turn_count: int
     context: dict[str, Any]
+    taken_over_by: str | None = None  # paused for people (takeover.py)
+    handoff_reason: str | None = None
+    handoff_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

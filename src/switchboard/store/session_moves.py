@@ -19,6 +19,7 @@ from sessions import OPEN_STATES, Cutoff, Limits, StateChange, check_transition,
 from sessions.policy import reopen_since
 from switchboard.models import Session, new_id
 from switchboard.store import statements as sql
+from switchboard.store.hooks import emit, emit_messages, session_data
 from switchboard.store.records import SessionRecord, aware, load
 
 Naive = Callable[[datetime], datetime]
@@ -114,9 +115,11 @@ def open_in(db: Any, request: ScopeRequest, policy: Limits, now: datetime,
     )
     connection = db.connection()
     connection.execute(sql.ADD_SESSION, fresh.model_dump())
-    connection.execute(sql.ADD_MESSAGES, {"session_id": fresh.id, "at": now, "role": "system",
-                                          "text": "session started", "turn_id": None,
-                                          "data": {"state": "live"}})
+    started = {"session_id": fresh.id, "at": now, "role": "system", "text": "session started",
+               "turn_id": None, "data": {"state": "live"}}
+    connection.execute(sql.ADD_MESSAGES, started)
+    emit(db, "session.created", session_data(fresh), now)
+    emit_messages(db, [started])
     return Opened(fresh.id, "created", transitions=tuple(moved), agent=request.agent,
                   session=load(SessionRecord, fresh))
 
@@ -137,6 +140,8 @@ def transition(db: Any, row: Session, target: str, *, cause: str, actor: str,
     check_transition(row.state, target)
     change = StateChange(row.id, row.state, target, cause, actor)
     row.state = target
+    if target != "paused":  # no longer paused for people: the takeover or handoff is over
+        row.taken_over_by = row.handoff_reason = row.handoff_at = None
     if target == "ended":
         row.ended_at = now
         row.end_cause = cause
@@ -151,6 +156,8 @@ def sweep_rule(db: Any, agent: str, cutoff: Cutoff, now: datetime,
     several processes sweeping at once, each session moves in exactly one."""
     rule = cutoff.rule
     values: dict[str, Any] = {"state": rule.target}
+    if rule.target != "paused":
+        values.update(taken_over_by=None, handoff_reason=None, handoff_at=None)
     if rule.target == "ended":
         values.update(ended_at=now, end_cause=rule.cause)
     result = db.connection().execute(
@@ -167,5 +174,19 @@ def sweep_rule(db: Any, agent: str, cutoff: Cutoff, now: datetime,
 def note_changes(db: Any, changes: list[StateChange], at: datetime) -> None:
     """The one writer of state changes into transcripts (actions, arrivals and sweeps)."""
     if changes:
-        db.connection().execute(sql.ADD_MESSAGES,
-                                [change.transcript_entry(at) for change in changes])
+        entries = [change.transcript_entry(at) for change in changes]
+        db.connection().execute(sql.ADD_MESSAGES, entries)
+        for change in changes:
+            emit(db, "session.state_changed", {
+                "session_id": change.session_id, "from": change.before, "to": change.target,
+                "cause": change.cause, "actor": change.actor}, at)
+        emit_messages(db, entries)
+
+
+def paused_reason(row: Session | None) -> str:
+    """Why a paused session holds the turns it gets, in words (its timeline says it)."""
+    if row is not None and row.taken_over_by:
+        return f"agent paused: taken over by {row.taken_over_by}"
+    if row is not None and row.handoff_reason:
+        return f"agent paused: it asked for a person ({row.handoff_reason})"
+    return "the session is paused"

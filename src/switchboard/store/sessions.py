@@ -13,6 +13,7 @@ from switchboard.errors import ActionRefused, SessionNotFound
 from switchboard.models import AuditEntry, Session, SessionMessage, new_id
 from switchboard.store import statements as sql
 from switchboard.store.database import Database
+from switchboard.store.hooks import emit, emit_messages, session_data
 from switchboard.store.records import (
     Page,
     SessionRecord,
@@ -176,9 +177,11 @@ class SessionStore:
             row.model_override = model
             db.add(row)
             now = self.clock.now()
-            db.add(SessionMessage(session_id=session_id, at=now, role="system",
-                                  text=f"model set to {model or 'the default route'} by {actor}",
-                                  data={"model": model, "actor": actor}))
+            entry = {"session_id": session_id, "at": now, "role": "system",
+                     "text": f"model set to {model or 'the default route'} by {actor}",
+                     "data": {"model": model, "actor": actor}}
+            db.add(SessionMessage(**entry))
+            emit_messages(db, [entry])
             db.add(AuditEntry(at=now, actor=actor, action="set_model", target=session_id,
                               detail={"model": model}))
 
@@ -221,6 +224,9 @@ class SessionStore:
                           started_at=now, last_activity_at=now)
             row.scope_key = f"api/{row.id}"
             db.add(row)
-            db.add(SessionMessage(session_id=row.id, at=now, role="system",
-                                  text="session started", data={"state": "live"}))
+            started = {"session_id": row.id, "at": now, "role": "system",
+                       "text": "session started", "data": {"state": "live"}}
+            db.add(SessionMessage(**started))
+            emit(db, "session.created", session_data(row), now)
+            emit_messages(db, [started])
             return load(SessionRecord, row)

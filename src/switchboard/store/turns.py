@@ -18,6 +18,7 @@ from channels.messages import InboundMessage
 from switchboard.models import Session as SessionRow
 from switchboard.models import SessionMessage, Turn, TurnEvent, Worker, new_id
 from switchboard.store.database import Database
+from switchboard.store.hooks import emit, emit_messages, emit_turns_received, routes_of, turn_data
 from switchboard.store.records import (
     Page,
     TimelineEvent,
@@ -27,6 +28,7 @@ from switchboard.store.records import (
     encode_cursor,
     load,
 )
+from switchboard.store.session_moves import paused_reason
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,7 @@ class TurnStore:
                         for row in rows if row["id"] in inserted]
             if received:
                 connection.execute(sa_insert(events), received)
+                emit_turns_received(db, (row for row in rows if row["id"] in inserted))
             return inserted
 
         return await self.db.run_tx(write, ack=True)
@@ -154,6 +157,12 @@ class TurnStore:
                 db.exec(update(Turn).where(col(Turn.id) == turn_id).values(**fields))
             if event:
                 db.add(TurnEvent(turn_id=turn_id, at=now, name=event, detail=detail or {}))
+            if fields.get("status") == "failed" and routes_of(db) is not None:
+                turn = db.get(Turn, turn_id)
+                if turn is not None:
+                    emit(db, "turn.failed", {**turn_data(turn.model_dump()),
+                                             "session_id": turn.session_id,
+                                             "error": fields.get("error")})
 
         await self.db.run_tx(work)
 
@@ -316,6 +325,8 @@ class TurnStore:
             for turn_id, text in turns:
                 db.add(SessionMessage(session_id=session_id, at=self.clock.now(), role="user",
                                       text=text, turn_id=turn_id, data={"coalesced": True}))
+                emit_messages(db, [{"session_id": session_id, "role": "user", "text": text,
+                                    "turn_id": turn_id, "data": {"coalesced": True}}])
                 db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name="coalesced",
                                  detail={"together_with": ids, "session_id": session_id}))
 
@@ -328,9 +339,11 @@ class TurnStore:
             await db.exec(update(Turn).where(col(Turn.id) == turn_id).values(status="held"))
             db.add(SessionMessage(session_id=session_id, at=self.clock.now(), role="user",
                                   text=text, turn_id=turn_id, data={"held": True}))
+            emit_messages(db, [{"session_id": session_id, "role": "user", "text": text,
+                                "turn_id": turn_id, "data": {"held": True}}])
+            reason = paused_reason(await db.get(SessionRow, session_id))
             db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name="held",
-                             detail={"session_id": session_id,
-                                     "reason": "the session is paused"}))
+                             detail={"session_id": session_id, "reason": reason}))
 
     async def claim_held(self, session_id: str) -> list[TurnRecord]:
         """Take the held turns of a session that is no longer paused, oldest first; of
