@@ -5,7 +5,8 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     SWITCHBOARD_DATABASE_URL=sqlite:////data/switchboard.db
-RUN useradd --system --uid 10001 --home-dir /data --create-home switchboard
+RUN useradd --system --uid 10001 --home-dir /data --no-create-home switchboard \
+    && mkdir /data && chown switchboard: /data  # (no shell dotfiles in the volume)
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src

@@ -14,8 +14,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from channels.adapter import Provider
 from sessions.events import EventHub
 from switchboard.api_sessions import api_message
-from switchboard.config import Config
 from switchboard.controls import SessionControls
+from switchboard.current_config import CurrentConfig
 from switchboard.delivery import Delivery
 from switchboard.errors import ActionRefused, NoSuchAgent, NoSuchTurn
 from switchboard.files import FileService, file_json
@@ -73,12 +73,13 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionControls,
+def api_routes(*, store: Store, config: CurrentConfig, needs: Needs, controls: SessionControls,
                hub: EventHub, pipeline: Pipeline, delivery: Delivery, tasks: Tasks,
                account_list: AccountList, registry: Mapping[str, Provider],
                files: FileService) -> APIRouter:
-    """The operator API. Domain errors raised here (no such session, a refused action, a bad
-    cursor) are answered by `http_errors`, with one status per kind."""
+    """The operator API (`config` read at each request: a reload changes it). Domain errors
+    raised here (no such session, a refused action, a bad cursor) are answered by
+    `http_errors`, with one status per kind."""
     viewer = Depends(needs("viewer"))
     Viewer = Annotated[Operator, viewer]
     router = APIRouter(prefix="/api", tags=["operators"], responses=ANSWERS)
@@ -136,7 +137,7 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
         filters: dict[str, Any] = {"agent": agent, "state": state, "user": user,
                                    "source": source, "tag": tag, "account": account,
                                    "include_archived": include_archived,
-                                   "archive_after": config.sessions.auto_archive_after}
+                                   "archive_after": config().sessions.auto_archive_after}
         check_filters(filters, SESSION_CHOICES)
         for key, value in (("started_after", started_after),
                            ("started_before", started_before)):
@@ -210,7 +211,7 @@ def api_routes(*, store: Store, config: Config, needs: Needs, controls: SessionC
     @router.post("/agents/{agent}/sessions", status_code=201)
     async def start_session(agent: str, body: NewSessionBody,
                             who: Annotated[Operator, Depends(operator)]) -> dict[str, Any]:
-        if agent not in config.agents:
+        if agent not in config().agents:
             raise NoSuchAgent(f"no agent named {agent!r}")
         who.check(agent, f"agent {agent}")
         session = await store.sessions.open_for_api(agent, body.tag, body.user or who.name,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from channels.rules import Binding
+from switchboard.current_config import CurrentConfig
 from switchboard.operators import Operator
 from switchboard.pairing import Pairings
 from switchboard.store import PairingRecord, iso
@@ -38,11 +39,14 @@ def scoped_accounts(bindings: Iterable[Binding]) -> Callable[[Operator], frozens
     return accounts
 
 
-def pairing_routes(pairings: Pairings, bindings: Iterable[Binding],
+def pairing_routes(pairings: Pairings, config: CurrentConfig,
                    needs: Callable[[str], Callable[..., Any]]) -> APIRouter:
+    """The routes; who may decide for which account follows the bindings in force."""
     router = APIRouter(prefix="/api/pairing", tags=["operators"])
     viewer, operator = needs("viewer"), needs("operator")
-    scope = scoped_accounts(bindings)
+
+    def scope(who: Operator) -> frozenset[str] | None:
+        return scoped_accounts(config().bindings)(who)
 
     @router.get("")
     async def list_pairings(who: Annotated[Operator, Depends(viewer)]) -> dict[str, Any]:

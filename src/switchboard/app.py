@@ -53,28 +53,28 @@ def create_app(runtime: Runtime) -> ASGIApp:
     runtime.webhooks = webhooks
     needs = operator_auth(runtime.operator)
     app.include_router(webhook_routes(webhooks))
-    accounts = AccountList(runtime.config, runtime.account_errors, runtime.store.accounts,
+    accounts = AccountList(runtime.current, runtime.account_errors, runtime.store.accounts,
                            runtime.providers, runtime.adapters)
-    app.include_router(api_routes(store=runtime.store, config=runtime.config, needs=needs,
+    app.include_router(api_routes(store=runtime.store, config=runtime.current, needs=needs,
                                   controls=runtime.controls, hub=runtime.events,
                                   pipeline=runtime.pipeline, delivery=runtime.delivery,
                                   tasks=runtime.tasks, account_list=accounts,
                                   registry=runtime.providers, files=runtime.files))
-    app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
+    app.include_router(inbox_routes(runtime.store, runtime.current, runtime.events, needs))
     app.include_router(interaction_routes(runtime.store, runtime.pipeline.interactions, needs))
     app.include_router(takeover_routes(runtime.store, Takeovers(
         runtime.store, runtime.events, runtime.controls, runtime.delivery,
         runtime.pipeline.reply_to), needs))
-    app.include_router(console_routes(store=runtime.store, config=runtime.config, needs=needs,
+    app.include_router(console_routes(store=runtime.store, config=runtime.current, needs=needs,
                                       hub=runtime.events, account_list=accounts))
-    app.include_router(operator_routes(runtime.store, runtime.operators,
-                                       runtime.config.operators, runtime.config.agents, needs))
+    app.include_router(operator_routes(runtime.store, runtime.operators, runtime.current,
+                                       needs))
     app.include_router(file_routes(store=runtime.store, files=runtime.files, needs=needs))
     app.include_router(hook_routes(runtime.store, needs))
     app.add_middleware(OperatorAudit, store=runtime.store)
     app.include_router(pairing_routes(Pairings(runtime.store, runtime.delivery.deliver_claimed,
                                                runtime.delivery.lease),
-                                      runtime.config.bindings, needs))
+                                      runtime.current, needs))
 
     @app.get("/healthz", tags=["health"], responses={503: {"description": "nothing works"}})
     async def healthz() -> JSONResponse:

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from switchboard.api_interactions import interaction_story
+from switchboard.cli_common import print_table, table, when
 from switchboard.errors import ActionRefused, NotFound
 from switchboard.interactions import interaction_json, offline_answer
 from switchboard.store import Store
@@ -54,12 +54,12 @@ def add_interaction_commands(app: typer.Typer, with_store: WithStore, out: Conso
         if as_json:
             emit({"interactions": rows})
             return
-        table = Table("id", "state", "kind", "agent", "session", "since", "prompt")
-        table.columns[0].no_wrap = True
+        listed = table("id", "state", "kind", "agent", "since", "prompt",
+                       whole=("state", "since"))
         for row in rows:
-            table.add_row(row["id"], row["state"], row["kind"], row["agent"],
-                          row["session_id"], row["created_at"], row["prompt"][:60])
-        out.print(table)
+            listed.add_row(row["id"], row["state"], row["kind"], row["agent"],
+                           when(row["created_at"]), row["prompt"][:60])
+        print_table(listed, "no interactions match" if state or agent else "no interactions")
 
     @group.command("show")
     def show(interaction_id: str, as_json: json_option = False) -> None:

@@ -8,9 +8,18 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from switchboard.cli_common import ConfigOption, JsonOption, Target, err, target, with_store
+from switchboard.cli_common import (
+    ConfigOption,
+    JsonOption,
+    Target,
+    err,
+    print_table,
+    table,
+    target,
+    when,
+    with_store,
+)
 from switchboard.cli_common import console as out
 from switchboard.cli_common import group as command_group
 from switchboard.errors import NotFound, OperatorRefused
@@ -86,11 +95,12 @@ def add_operator_commands(app: typer.Typer) -> None:
         if as_json:
             sys.stdout.write(json.dumps({"operators": rows}) + "\n")
             return
-        table = Table("name", "role", "agents", "kept in", "created", "rotated")
+        listed = table("name", "role", "agents", "kept in", "created", "rotated", id_width=0,
+                       whole=("role", "created", "rotated"))
         for r in rows:
-            table.add_row(r["name"], r["role"], ", ".join(r["agents"] or ["every agent"]),
-                          r["source"], r["created_at"] or "-", r["rotated_at"] or "-")
-        out.print(table)
+            listed.add_row(r["name"], r["role"], ", ".join(r["agents"] or ["every agent"]),
+                           r["source"], when(r["created_at"]), when(r["rotated_at"]))
+        print_table(listed, "no operators")
 
     def change(name: str, config: str | None, action: str,
                work: Callable[[Store], Awaitable[None]]) -> None:

@@ -12,9 +12,9 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from switchboard import db
+from switchboard.cli_common import print_table, table, when
 from switchboard.errors import SwitchboardError
 
 T = TypeVar("T")
@@ -61,13 +61,14 @@ def pairing_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("code", "status", "account", "sender", "name", "expires / decided")
+    listed = table("code", "status", "account", "sender", "name", "expires / decided",
+                   id_width=8, whole=("status",))
     for row in rows:
-        when = row["expires_at"] if row["status"] in ("pending", "expired") else \
-            " ".join(filter(None, [row["decided_at"], row["decided_by"]]))
-        table.add_row(row["code"] or "-", row["status"], row["account"], row["sender"],
-                      row["sender_name"], when or "")
-    out.print(table)
+        at = when(row["expires_at"]) if row["status"] in ("pending", "expired") else \
+            " ".join(filter(None, [when(row["decided_at"]), row["decided_by"]]))
+        listed.add_row(row["code"] or "-", row["status"], row["account"], row["sender"],
+                       row["sender_name"], at)
+    print_table(listed, "no pairing codes or paired senders")
 
 
 @pairing_app.command("approve")

@@ -75,10 +75,10 @@ def sessions_list(
     if as_json:
         print_json({"sessions": sessions, "next_cursor": next_cursor})
         return
-    rows = table("id", "agent", "state", "source", "user", "last activity", "turns",
-                 whole=("state", "last activity"))
+    rows = table("id", "agent", "state", "user", "last activity", "turns",
+                 whole=("agent", "state", "last activity"))
     for s in sessions:
-        rows.add_row(s["id"], s["agent"], s["state"], s["source"], s["user_id"],
+        rows.add_row(s["id"], s["agent"], s["state"], f"{s['user_id']} ({s['source']})",
                      when(s["last_activity_at"]), str(s["turn_count"]))
     chosen = described(filters)
     print_table(rows, f"no sessions match {chosen} in {where.where}" if chosen

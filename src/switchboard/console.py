@@ -18,6 +18,7 @@ from channels.messages import InboundMessage
 from channels.rules import Match, match
 from sessions.events import EventHub
 from switchboard.config import Config
+from switchboard.current_config import CurrentConfig
 from switchboard.operators import Needs, Operator
 from switchboard.store import Store
 from switchboard.views import AccountList
@@ -84,7 +85,7 @@ def agent_rows(config: Config) -> list[dict[str, Any]]:
             for name, agent in config.agents.items()]
 
 
-def console_routes(*, store: Store, config: Config, needs: Needs, hub: EventHub,
+def console_routes(*, store: Store, config: CurrentConfig, needs: Needs, hub: EventHub,
                    account_list: AccountList) -> APIRouter:
     """The console page, its assets, and `/api/bindings`, `/api/match`, `/api/me`."""
     router = APIRouter()
@@ -117,12 +118,12 @@ def console_routes(*, store: Store, config: Config, needs: Needs, hub: EventHub,
 
     @router.get("/api/bindings", tags=["operators"], dependencies=[Depends(viewer)])
     async def bindings() -> dict[str, Any]:
-        return {"bindings": binding_rows(config), "agents": agent_rows(config),
+        return {"bindings": binding_rows(config()), "agents": agent_rows(config()),
                 "accounts": await account_list.rows()}
 
     @router.post("/api/match", tags=["operators"], dependencies=[Depends(viewer)])
     async def would_match(body: MatchBody) -> dict[str, Any]:
-        settings = config.accounts.get(body.account)
+        settings = config().accounts.get(body.account)
         if settings is not None and body.provider and settings.provider != body.provider:
             raise HTTPException(400, f"account {body.account} is a {settings.provider} "
                                 f"account, not {body.provider}")
@@ -136,7 +137,7 @@ def console_routes(*, store: Store, config: Config, needs: Needs, hub: EventHub,
             found = await store.turns.bindings_replied_in_thread(
                 message.account, message.conversation, message.thread)
             replied = list(found)
-        decision = match(message, config.bindings, frozenset(replied or ()))
+        decision = match(message, config().bindings, frozenset(replied or ()))
         if isinstance(decision, Match):
             return {"matched": True, "binding": decision.binding.name,
                     "agent": decision.binding.agent, "reason": decision.reason,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from inbox.settings import EmailSettings
 from sessions.events import EventHub
 from switchboard.config import Config
+from switchboard.current_config import CurrentConfig
 from switchboard.errors import AddressTaken, InboxRefused, NoSuchAgent, NoSuchInbox
 from switchboard.operators import Operator
 from switchboard.store import Inbox, Store
@@ -85,7 +86,7 @@ class InboxBody(BaseModel):
     local_part: str | None = None
 
 
-def inbox_routes(store: Store, config: Config, events: EventHub,
+def inbox_routes(store: Store, config: CurrentConfig, events: EventHub,
                  needs: Callable[[str], Callable[..., Any]]) -> APIRouter:
     """`POST /api/agents/{agent}/inbox`, `GET /api/inboxes`, `DELETE /api/inboxes/{address}`;
     `needs(role)` admits operators (`operators.operator_auth`)."""
@@ -98,7 +99,7 @@ def inbox_routes(store: Store, config: Config, events: EventHub,
                               ) -> dict[str, Any]:
         body = body or InboxBody()
         who.check(agent, f"agent {agent}")
-        inbox = await provision(store, config, agent, body.account, body.local_part)
+        inbox = await provision(store, config(), agent, body.account, body.local_part)
         events.publish("inbox.provisioned", {"email_address": inbox.address,
                                              "agent": agent, "account": inbox.account})
         return inbox_json(inbox)

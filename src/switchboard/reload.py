@@ -38,10 +38,12 @@ async def apply(runtime: Runtime, config: Config) -> None:
     runtime.redact.include(Redactor.from_config(config, runtime.database_url,
                                                 providers=runtime.providers))
     await runtime.accounts.stop()
-    runtime.config = config
+    runtime.config = runtime.current.config = config
     runtime.pipeline.config = config
     runtime.pipeline.handlers = build_handlers(config.agents, runtime.http)
     runtime.services.config = config
+    runtime.file_flow.config = config
+    runtime.pipeline.admission.accounts = config.accounts
     runtime.controls.agents = config.agents
     runtime.recovery.bindings = {}
     for binding in config.bindings:

@@ -28,6 +28,7 @@ from switchboard.api_sessions import TranscriptOnly
 from switchboard.clock import Clock
 from switchboard.config import Config
 from switchboard.controls import SessionControls
+from switchboard.current_config import CurrentConfig
 from switchboard.db import database_url as configured_database_url
 from switchboard.delivery import Delivery
 from switchboard.feed import EventFeed
@@ -72,6 +73,7 @@ class Runtime:
     hook_schedule: HookSchedule = field(default_factory=HookSchedule)  # webhook retries
 
     def __post_init__(self) -> None:
+        self.current = CurrentConfig(self.config)  # what the routers read (reload.apply)
         self.redact = Redactor.from_config(self.config,
                                            self.database_url or configured_database_url(),
                                            providers=self.providers)

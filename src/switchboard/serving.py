@@ -11,6 +11,7 @@ import signal
 from typing import Any, Literal
 
 import uvicorn
+from pythonjsonlogger.core import RESERVED_ATTRS
 
 from switchboard.reload import reload_config
 from switchboard.runtime import Runtime
@@ -29,7 +30,9 @@ def log_config(level: str, form: LogFormat) -> dict[str, Any]:
     if form == "json":
         formatter = {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": JSON_FIELDS,
                      "rename_fields": {"asctime": "time", "levelname": "level",
-                                       "name": "logger"}}
+                                       "name": "logger"},
+                     # uvicorn's copy of its message with terminal colours: not a field
+                     "reserved_attrs": [*RESERVED_ATTRS, "color_message"]}
     level = level.upper()
     return {
         "version": 1,

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from channels.adapter import Provider, capability_names
 from switchboard.config import Config
+from switchboard.current_config import CurrentConfig
 from switchboard.store import (
     AccountHealth,
     AuditRecord,
@@ -133,14 +134,15 @@ class AccountList:
     router needs of the running accounts, without the runtime (`adapters`: the running ones,
     for what they say of their own connection)."""
 
-    def __init__(self, config: Config, errors: Mapping[str, str], health: AccountHealthSource,
+    def __init__(self, config: CurrentConfig, errors: Mapping[str, str],
+                 health: AccountHealthSource,
                  providers: Mapping[str, Provider],
                  adapters: Mapping[str, Any] | None = None) -> None:
         self._config, self._errors, self._health = config, errors, health
         self._providers, self._adapters = providers, adapters
 
     async def rows(self) -> list[dict[str, Any]]:
-        return account_rows(self._config, self._errors, await self._health.health(),
+        return account_rows(self._config(), self._errors, await self._health.health(),
                             self._providers, self._adapters)
 
 

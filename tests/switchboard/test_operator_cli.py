@@ -167,6 +167,11 @@ def test_cli_version_help_and_tables_that_fit_80_columns(tmp_path, sqlite_url, m
     assert all(re.search(stamp, line) for line in lines if line.startswith("turn_"))
     shown = cli("turns", "show", ids[0], env=env)
     assert re.search(rf"^  {stamp}  received +event_id=Ev\d$", shown.stdout, re.M), shown.stdout
+    assert cli("operators", "add", "carol", "--role", "viewer", env=env).exit_code == 0
+    operators = cli("operators", "list", env=env).stdout  # the same format, the same rules
+    assert re.search(rf"^carol +viewer +every agent +database +{stamp} +- *$", operators, re.M), \
+        operators
+    assert said(cli("pairing", "list", env=env)) == "no pairing codes or paired senders"
 
 
 def record_turns(url: str, count: int) -> None:

@@ -108,7 +108,9 @@ def test_json_logs_are_one_object_per_line_for_uvicorn_and_ours(capsys):
             "turn %s: delivery failed", "turn_1", extra={"turn_id": "turn_1"})
         logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5",
                                                  "GET", "/healthz", "1.1", 200)
-        logging.getLogger("uvicorn.error").info("Application startup complete.")
+        logging.getLogger("uvicorn.error").info(  # as uvicorn logs it, with a coloured copy
+            "Started server process [%d]", 7,
+            extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
     finally:
         for handler in root.handlers:
             handler.flush()
@@ -120,6 +122,8 @@ def test_json_logs_are_one_object_per_line_for_uvicorn_and_ours(capsys):
     assert lines[0]["message"] == "turn turn_1: delivery failed"
     assert lines[0]["turn_id"] == "turn_1" and lines[0]["time"]
     assert lines[1]["message"] == '127.0.0.1:5 - "GET /healthz HTTP/1.1" 200'
+    assert lines[2]["message"] == "Started server process [7]"
+    assert "color_message" not in lines[2]  # no terminal colours in a JSON log
 
 
 def test_api_admin_token_is_accepted(tmp_path, sqlite_url, fake_slack):
