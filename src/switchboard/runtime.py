@@ -255,6 +255,7 @@ class Runtime:
                 await task
         self.pipeline.queue.clear()  # still recorded as this process's: recovery takes them
         await self.tasks.drain()
+        await self.feed.stop()
         self._stopping.set()
         if self._rejections is not None:
             await self._rejections

@@ -242,3 +242,4 @@ class SharedEvent:
     origin: str
     name: str
     data: dict[str, Any]
+    at: datetime | None = None
