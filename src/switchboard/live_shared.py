@@ -21,6 +21,7 @@ from switchboard.store.live import CHANNEL
 log = logging.getLogger(__name__)
 MOST_PENDING = 100_000  # beyond this (the database unreachable), the oldest are dropped
 RETRY = 0.5
+DELTA = "generation.delta"
 
 
 class LiveWriter:
@@ -30,24 +31,40 @@ class LiveWriter:
         self.store = store
         self.origin = origin
         self.pending: list[tuple[str, datetime, dict[str, Any]]] = []
+        self._last_of: dict[str, int] = {}  # turn id -> its newest pending event's index
         self._wake = asyncio.Event()
         self._dropped = 0
 
     def add(self, name: str, at: str, data: dict[str, Any]) -> None:
-        """The hub's relay: queue an event (called on the event loop, where it is published)."""
-        self.pending.append((name, datetime.fromisoformat(at.replace("Z", "+00:00")), data))
-        if len(self.pending) > MOST_PENDING:
-            del self.pending[:len(self.pending) - MOST_PENDING]
-            self._dropped += 1
+        """The hub's relay: queue an event (called on the event loop, where it is published).
+        A `generation.delta` whose turn's last pending event is a delta joins it: under load
+        a streamed reply is a few rows per batch, not one per token (same text, same order)."""
+        turn = data.get("turn_id")
+        last = self._last_of.get(turn) if turn else None
+        if name == DELTA and last is not None and self.pending[last][0] == DELTA:
+            _, first_at, first = self.pending[last]
+            joined = first.get("delta", "") + data.get("delta", "")
+            self.pending[last] = (DELTA, first_at, {**first, "delta": joined})
+        else:
+            self.pending.append((name, datetime.fromisoformat(at.replace("Z", "+00:00")), data))
+            if turn:
+                self._last_of[turn] = len(self.pending) - 1
+        if len(self.pending) > MOST_PENDING:  # the oldest tenth goes at once
+            drop = len(self.pending) - MOST_PENDING + MOST_PENDING // 10
+            del self.pending[:drop]
+            self._dropped += drop
+            self._last_of.clear()
         self._wake.set()
 
     async def flush(self) -> None:
         """Write what is pending (all of it, in one transaction)."""
         batch, self.pending = self.pending, []
+        self._last_of.clear()
         try:
             await self.store.live.share_many(self.origin, batch)
         except BaseException:
             self.pending[:0] = batch  # in order, before what came meanwhile
+            self._last_of.clear()
             raise
 
     async def run(self) -> None:
