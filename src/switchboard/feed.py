@@ -140,6 +140,7 @@ class EventFeed:
         finally:
             for task in self._tasks:
                 task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def stop(self) -> None:
         """Write what this process published and has not written yet (the writer's task is
