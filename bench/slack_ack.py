@@ -235,7 +235,7 @@ class Server:
 
 
 def switchboard_server(workdir: Path, api_url: str, session_scope: str,
-                       src: str | None = None) -> Server:
+                       src: str | None = None, database_url: str | None = None) -> Server:
     port, smtp_port = free_port(), free_port()
     config = workdir / "bindings.yaml"
     # The bare bolt app does not pace its replies, so neither does this row: both do the same
@@ -270,7 +270,7 @@ operators:
     database = workdir / "bench.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
-    env = {**os.environ, "SWITCHBOARD_DATABASE_URL": f"sqlite:///{database}"}
+    env = {**os.environ, "SWITCHBOARD_DATABASE_URL": database_url or f"sqlite:///{database}"}
     if src:  # another checkout's src/ ahead of the installed (editable) one
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(Path(src).resolve()), env.get("PYTHONPATH", "")) if p)
@@ -279,7 +279,8 @@ operators:
         command=[sys.executable, "-m", "switchboard", "serve", "--config", str(config),
                  "--port", str(port), "--smtp-port", str(smtp_port), "--log-level", "warning"],
         env=env, events_url=f"http://127.0.0.1:{port}/slack/{ACCOUNT}/events",
-        health_url=f"http://127.0.0.1:{port}/healthz", database=database)
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        database=None if database_url else database)
 
 
 def bare_server(api_url: str) -> Server:
@@ -614,6 +615,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy record each server during the measured run (collapsed stacks "
                         "with threads and idle frames, kept in the work directory; skews it)")
+    parser.add_argument("--database-url", metavar="URL",
+                        help="a fresh, migrated PostgreSQL database for the switchboard row "
+                             "instead of a new SQLite file (no SQLite cross-check then)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--verbose", action="store_true", help="print wrk's own output")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -636,7 +640,7 @@ def main() -> int:
         for name in [n.strip() for n in args.rows.split(",") if n.strip()]:
             if name == "switchboard":
                 server = switchboard_server(workdir, fake.api_url, args.session_scope,
-                                            args.switchboard_src)
+                                            args.switchboard_src, args.database_url)
             elif name in {"bare", "bolt", "bare bolt"}:
                 server = bare_server(fake.api_url)
             else:

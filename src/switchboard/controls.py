@@ -46,7 +46,8 @@ class SessionControls:
 
     async def _announce(self, name: str, data: dict[str, Any]) -> None:
         self.events.publish(name, data)
-        await self.store.live.share(self.origin, name, data)
+        if self.events.relay is None:  # a relayed hub shares what it publishes (feed.py)
+            await self.store.live.share(self.origin, name, data)
 
     async def _move(self, session_id: str, target: str, cause: str, actor: str,
                     transfer_to: str | None = None) -> StateChange | None:

@@ -1,24 +1,34 @@
 """Live events from other processes: each `serve` follows the shared-events table into its hub.
 
-A session action taken by `switchboard sessions …` (or by another `serve` on the same
-PostgreSQL database) is written to the table; every `serve` reads what is new about twice a
-second (an indexed `id > :last` query) and publishes it on its own `/api/events` streams.
-Events a process publishes itself reach its streams directly and are skipped here.
+On SQLite (one `serve`), a session action taken by `switchboard sessions …` is written to the
+table; `serve` reads what is new about twice a second (an indexed `id > :last` query) and
+publishes it on its own `/api/events` streams. Events a process publishes itself reach its
+streams directly and are skipped here.
+
+On PostgreSQL the table carries every event (live_shared.py): the hub relays what this process
+publishes to a batched writer, and this feed, woken by NOTIFY (or every `interval` without it),
+streams every new row, this process's own too, under the row's id. Starting, it replays the
+newest rows into the hub, so a client resumes with `Last-Event-ID` across a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
-from sessions.events import EventHub
+from sessions.events import EventHub, LiveEvent
+from switchboard.live_shared import LiveWriter, listen
 from switchboard.store import Store
+from switchboard.store.records import SharedEvent
 
 log = logging.getLogger(__name__)
+LIMIT = 500  # rows per read; a longer backlog is read in several
 
 
 class IdCursor:
@@ -65,28 +75,50 @@ class EventFeed:
         self.keep = keep  # seconds a read event stays in the table for slower followers
         self.cursor: IdCursor | None = None
         self._read: deque[tuple[float, int]] = deque()  # (when, cursor) to prune up to later
+        self.shared = not store.db.is_sqlite
+        self.writer = LiveWriter(store, origin) if self.shared else None
+        self.wake = asyncio.Event()  # set by NOTIFY: read now
+        self._tasks: list[asyncio.Task[None]] = []
+        if self.writer is not None:
+            hub.relay = self.writer.add
 
     async def start(self) -> None:
-        """Begin after what is already there: a new process streams what happens from now."""
-        self.cursor = IdCursor(await self.store.live.last_id())
+        """Begin after what is already there: a new process streams what happens from now
+        (shared: with the newest events replayed, for clients that resume)."""
+        if not self.shared:
+            self.cursor = IdCursor(await self.store.live.last_id())
+            return
+        replayed = await self.store.live.newest(self.hub.keep)
+        for row in replayed:
+            self.hub.deliver(_live(row))
+        self.cursor = IdCursor(replayed[-1].id if replayed else await self.store.live.last_id())
 
     async def poll(self) -> int:
         """Publish what other processes shared since the last poll; how many events."""
         assert self.cursor is not None, "start() first"
         cursor = self.cursor
-        rows = await self.store.live.after(cursor.last, cursor.late)
-        now = time.monotonic()
-        fresh = set(cursor.take([row.id for row in rows], now))
         published = 0
-        for row in rows:
-            if row.id in fresh and row.origin != self.origin:
-                self.hub.publish(row.name, row.data)
+        while True:
+            rows = await self.store.live.after(cursor.last, cursor.late, limit=LIMIT)
+            now = time.monotonic()
+            fresh = set(cursor.take([row.id for row in rows], now))
+            for row in rows:
+                if row.id not in fresh:
+                    continue
+                if self.shared:
+                    self.hub.deliver(_live(row))
+                elif row.origin != self.origin:
+                    self.hub.publish(row.name, row.data)
+                else:
+                    continue
                 published += 1
-                if self.react is not None:
+                if self.react is not None and row.origin != self.origin:
                     try:
                         self.react(row.name, row.data)
                     except Exception:
                         log.exception("reacting to the shared event %s failed", row.name)
+            if len(rows) < LIMIT:
+                break
         await self._prune(now)
         return published
 
@@ -101,12 +133,36 @@ class EventFeed:
             await self.store.live.prune(up_to)
 
     async def run(self) -> None:
-        """Poll forever (a background task of `serve`)."""
+        """Poll forever (a background task of `serve`); shared, write and LISTEN too."""
         if self.cursor is None:
             await self.start()
-        while True:
-            await asyncio.sleep(self.interval)
+        if self.writer is not None:
+            self._tasks = [asyncio.create_task(self.writer.run()),
+                           asyncio.create_task(listen(self.store, self.wake))]
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.interval)
+                self.wake.clear()
+                try:
+                    await self.poll()
+                except Exception:
+                    log.exception("reading shared live events failed")
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Write what this process published and has not written yet (the writer's task is
+        cancelled with run's)."""
+        if self.writer is not None and self.writer.pending:
             try:
-                await self.poll()
+                await self.writer.flush()
             except Exception:
-                log.exception("reading shared live events failed")
+                log.exception("writing the last shared live events failed")
+
+
+def _live(row: SharedEvent) -> LiveEvent:
+    at = row.at.astimezone(UTC).isoformat().replace("+00:00", "Z") if row.at else ""
+    return LiveEvent(row.id, row.name, at, row.data)

@@ -130,7 +130,8 @@ class InteractionDesk:
                 "turn_id": values["turn_id"], "agent": values["agent"], "kind": values["kind"],
                 "prompt": values["prompt"]}
         self.events.publish("interaction.requested", data)
-        self.tasks.spawn(self.store.live.share(self.origin, "interaction.requested", data))
+        if self.events.relay is None:  # a relayed hub shares what it publishes (feed.py)
+            self.tasks.spawn(self.store.live.share(self.origin, "interaction.requested", data))
 
     # --- answering ---------------------------------------------------------------------------
 
@@ -236,7 +237,8 @@ class InteractionDesk:
         """On this process's live events, and shared with the other processes."""
         name, data = decided_event(record)
         self.events.publish(name, data)
-        self.tasks.spawn(self.store.live.share(self.origin, name, data))
+        if self.events.relay is None:  # a relayed hub shares what it publishes (feed.py)
+            self.tasks.spawn(self.store.live.share(self.origin, name, data))
 
     @property
     def origin(self) -> str:

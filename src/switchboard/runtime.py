@@ -265,6 +265,7 @@ class Runtime:
         self.pipeline.queue.clear()  # still recorded as this process's: recovery takes them
         await self.tasks.drain()
         await self.hook_delivery.stop()
+        await self.feed.stop()
         self._stopping.set()
         if self._rejections is not None:
             await self._rejections

@@ -46,7 +46,8 @@ class Takeovers:
 
     async def _announce(self, name: str, data: dict[str, Any]) -> None:
         self.events.publish(name, data)
-        await self.store.live.share(self.controls.origin, name, data)
+        if self.events.relay is None:  # a relayed hub shares what it publishes (feed.py)
+            await self.store.live.share(self.controls.origin, name, data)
 
     async def _audit(self, actor: str, action: str, session_id: str,
                      detail: dict[str, Any] | None = None) -> None:

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, text
 
 from switchboard.models import SharedEvent as SharedEventRow
 from switchboard.store.database import Database
 from switchboard.store.records import SharedEvent
 
 events: Any = SharedEventRow.__table__
+COLUMNS = (events.c.id, events.c.origin, events.c.name, events.c.data, events.c.at)
 ADD = insert(events)
-AFTER = (select(events.c.id, events.c.origin, events.c.name, events.c.data)
+AFTER = (select(*COLUMNS)
          .where(events.c.id > bindparam("last")).order_by(events.c.id).limit(bindparam("limit")))
-AFTER_OR_LATE = (select(events.c.id, events.c.origin, events.c.name, events.c.data)
+AFTER_OR_LATE = (select(*COLUMNS)
                  .where((events.c.id > bindparam("last"))
                         | events.c.id.in_(bindparam("late", expanding=True)))
                  .order_by(events.c.id).limit(bindparam("limit")))
+NEWEST = select(*COLUMNS).order_by(events.c.id.desc()).limit(bindparam("limit"))
+# PostgreSQL: writers take this lock before their ids, so ids commit in the order they are
+# handed out and a follower reading `id > last` never passes one that commits later.
+IN_ORDER = text("SELECT pg_advisory_xact_lock(7395021)")
+CHANNEL = "switchboard_live"
+NOTIFY = text(f"NOTIFY {CHANNEL}")  # sent at commit; the followers LISTEN (feed.py)
 
 
 class LiveEventStore:
@@ -29,8 +37,25 @@ class LiveEventStore:
 
     async def share(self, origin: str, name: str, data: dict[str, Any]) -> None:
         """Write a live event for the other processes on this database to stream."""
-        row = {"at": self.db.clock.now(), "origin": origin, "name": name, "data": data}
-        await self.db.run_tx(lambda db: db.connection().execute(ADD, row))
+        await self.share_many(origin, [(name, self.db.clock.now(), data)])
+
+    async def share_many(self, origin: str,
+                         batch: Sequence[tuple[str, datetime, dict[str, Any]]]) -> None:
+        """Write many live events, in order, in one transaction (one multi-row INSERT)."""
+        rows = [{"at": at, "origin": origin, "name": name, "data": data}
+                for name, at, data in batch]
+        if not rows:
+            return
+
+        def work(db: Any) -> None:
+            connection = db.connection()
+            if not self.db.is_sqlite:
+                connection.execute(IN_ORDER)
+            connection.execute(ADD, rows)
+            if not self.db.is_sqlite:
+                connection.execute(NOTIFY)
+
+        await self.db.run_tx(work)
 
     async def last_id(self) -> int:
         """The newest shared event's id (0 when there is none): where a follower starts."""
@@ -47,9 +72,19 @@ class LiveEventStore:
         statement = AFTER_OR_LATE if late else AFTER
         rows = await self.db.run_tx(
             lambda db: list(db.connection().execute(statement, params).all()))
-        return [SharedEvent(row.id, row.origin, row.name, dict(row.data or {})) for row in rows]
+        return [_event(row) for row in rows]
+
+    async def newest(self, limit: int) -> list[SharedEvent]:
+        """The newest `limit` shared events, oldest first (what a starting process replays)."""
+        rows = await self.db.run_tx(
+            lambda db: list(db.connection().execute(NEWEST, {"limit": limit}).all()))
+        return [_event(row) for row in reversed(rows)]
 
     async def prune(self, up_to: int) -> None:
         """Forget shared events up to an id every follower has read long ago."""
         await self.db.run_tx(
             lambda db: db.connection().execute(delete(events).where(events.c.id <= up_to)))
+
+
+def _event(row: Any) -> SharedEvent:
+    return SharedEvent(row.id, row.origin, row.name, dict(row.data or {}), row.at)

@@ -245,3 +245,4 @@ class SharedEvent:
     origin: str
     name: str
     data: dict[str, Any]
+    at: datetime | None = None
