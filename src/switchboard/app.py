@@ -16,6 +16,7 @@ from switchboard import __version__
 from switchboard.api import api_routes
 from switchboard.api_interactions import interaction_routes
 from switchboard.api_operators import operator_routes
+from switchboard.api_outbound import outbound_routes
 from switchboard.api_pairing import pairing_routes
 from switchboard.audit import OperatorAudit
 from switchboard.console import console_routes
@@ -24,6 +25,7 @@ from switchboard.health import health
 from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
+from switchboard.outbound import Outbound
 from switchboard.pairing import Pairings
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SafeAnswers
@@ -59,6 +61,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
                                   registry=runtime.providers, files=runtime.files))
     app.include_router(inbox_routes(runtime.store, runtime.config, runtime.events, needs))
     app.include_router(interaction_routes(runtime.store, runtime.pipeline.interactions, needs))
+    app.include_router(outbound_routes(Outbound(runtime.pipeline), needs))
     app.include_router(console_routes(store=runtime.store, config=runtime.config, needs=needs,
                                       hub=runtime.events, account_list=accounts))
     app.include_router(operator_routes(runtime.store, runtime.operators,
