@@ -22,8 +22,8 @@ from conftest import (
     slack_message,
     wait_until,
 )
-from operator_cli import cli, said
 from fakes.mail import provision, send, turn_of
+from operator_cli import cli, said
 
 TG_SECRET = "tg-secret_123"
 
@@ -33,12 +33,16 @@ def slack_config(api_url: str, scope: str = "conversation") -> str:
 agents:
   triager: {{handler: echo}}
   other: {{handler: echo}}
+  spare: {{handler: echo}}
 accounts:
   slack-acme: {{provider: slack, bot_token: xoxb-test, signing_secret: {SIGNING_SECRET},
                 api_url: "{api_url}"}}
 bindings:
   - {{name: triage-slack, agent: triager, account: slack-acme, session_scope: {scope},
      follow_threads: true}}
+  - {{name: other-slack, agent: other, account: slack-acme, channels: [C0OTHER], dm: false,
+     mentions: false}}
+delivery: {{backoff: 0.05, max_backoff: 0.2, max_attempts: 2}}
 """
 
 
@@ -128,6 +132,15 @@ def test_slack_channel_thread_and_scope_refusals(serve, fake_slack):
                            thread_ts="1700000000.000100")
     reply = server.wait_turn(server.slack_event("slack-acme", answer).json()["turn_id"])
     assert reply["status"] == "delivered" and reply["session_id"] == started["session_id"]
+    # Slack refuses the post: the turn fails with Slack's words
+    fake_slack.fail_next("channel_not_found")
+    lost = sent(server, {"account": "slack-acme",
+                         "to": {"conversation": "C0GONE", "thread": "1700000000.000200"},
+                         "text": "anyone?"})
+    failed = server.wait_turn(lost["turn_id"])
+    assert failed["status"] == "failed" and failed["error"] == "channel_not_found"
+    assert failed["events"][-1]["name"] == "delivery_failed"
+    assert failed["events"][-1]["detail"]["error"] == "channel_not_found"
     fake_slack.missing_users.add("U0GONE")
     gone = send_message(server, {"account": "slack-acme", "to": {"user": "U0GONE"},
                                  "text": "hi"})
@@ -153,13 +166,18 @@ def test_validation_errors(serve, fake_slack):
         assert response.status_code == status, (request, response.text)
         assert words in response.text, (words, response.text)
     assert send_message(server, body, agent="ghost").status_code == 404
-    unbound = send_message(server, body, agent="other")
+    unbound = send_message(server, body, agent="spare")
     assert unbound.status_code == 409 and "no binding" in unbound.json()["detail"]
+    elsewhere = send_message(server, body, agent="other")  # other answers C0OTHER only
+    assert elsewhere.status_code == 409
+    assert "would go to agent triager" in elsewhere.json()["detail"]
+    theirs = send_message(server, {**body, "to": {"conversation": "C0OTHER"}})
+    assert theirs.status_code == 409 and "would go to agent other" in theirs.json()["detail"]
     limited = server.api("POST", "/api/operators", token=ADMIN,
                          json={"name": "other-ops", "role": "operator", "agents": ["other"]})
     assert limited.status_code in (200, 201), limited.text
-    theirs = send_message(server, body, token=limited.json()["token"])
-    assert theirs.status_code == 403
+    limited_send = send_message(server, body, token=limited.json()["token"])
+    assert limited_send.status_code == 403
     viewer = send_message(server, body, token=VIEWER)
     assert viewer.status_code == 403
     assert server.turns() == []  # nothing half-written
