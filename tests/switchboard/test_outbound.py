@@ -245,11 +245,20 @@ def test_scheduled_message_sent_once_at_its_time_and_cancel(serve, fake_slack):
     assert "cancelled" in names(cancelled.json())
     time.sleep(0.5)  # a few sweeps: nothing is due yet
     assert fake_slack.posts == []
-    server.runtime.clock.advance(timedelta(hours=2, seconds=1))
+    server.travel(hours=1, minutes=59)  # not due yet; the policy ended the idle session
+    assert server.api("GET", f"/api/sessions/{later['session_id']}").json()["state"] == "ended"
+    assert fake_slack.posts == []
+    server.travel(minutes=1, seconds=1)  # due: sent, and its session is live again
     turn = server.wait_turn(later["turn_id"])
     assert turn["status"] == "delivered"
     time.sleep(0.5)
     assert [p["text"] for p in fake_slack.posts] == ["Standup!"]  # once; the cancelled never
+    server.travel(seconds=1)
+    session = server.api("GET", f"/api/sessions/{later['session_id']}").json()
+    assert session["state"] == "live"
+    answer = slack_message("joining now", channel="D0ANNX", user="U0ANN", channel_type="im")
+    reply = server.wait_turn(server.slack_event("slack-acme", answer).json()["turn_id"])
+    assert reply["session_id"] == later["session_id"]
     again = server.api("POST", f"/api/turns/{later['turn_id']}/cancel", token=OPERATOR)
     assert again.status_code == 409 and "already sent" in again.json()["detail"]
     twice = server.api("POST", f"/api/turns/{kept['turn_id']}/cancel", token=OPERATOR)

@@ -13,13 +13,14 @@ from sqlmodel import col, select
 from channels.messages import OutboundMessage
 from sessions import Limits, StateChange
 from switchboard.errors import ActionRefused, NoSuchTurn
-from switchboard.models import Outbox, SessionMessage, Turn, TurnEvent, new_id
+from switchboard.models import Outbox, Session, SessionMessage, Turn, TurnEvent, new_id
 from switchboard.store import statements as sql
 from switchboard.store.database import Database
 from switchboard.store.records import OutboxEntry
 from switchboard.store.session_moves import ScopeRequest, open_in, transfer_of, transition
 
 OUTBOUND = "outbound"  # the `kind` of an outbound turn
+OUTBOUND_KEY = "outbound"  # in its outbox row's `extra`: delivering it is `sent_in_session`
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class OutboundStore:
             values = sql.outbox_row(
                 turn_id=turn_id, session_id=opened.session_id, provider=out.provider,
                 account=out.account, conversation=out.conversation, thread=out.thread,
-                reply_to=out.reply_to, text=out.text, extra=out.extra, next_attempt_at=due,
+                reply_to=out.reply_to, text=out.text, extra={**out.extra, OUTBOUND_KEY: True},
+                next_attempt_at=due,
                 created_at=now, attempts=1 if leased else 0,
                 claimed_until=now + lease if leased else None)
             values["id"] = connection.execute(sql.ADD_OUTBOX, values).scalar_one()
@@ -152,6 +154,28 @@ class OutboundStore:
         await self.db.run_tx(work)
 
 
+def sent_in_session(db: Any, session_id: str, now: datetime) -> None:
+    """An outbound message was sent (inside the transaction recording it): its session's
+    clock starts now, as if it had just been asked for. A scheduled message's session may have
+    idled or ended meanwhile: it is live again (`cause: outbound`), unless the scope has
+    another open session by now (the reply goes there, as any message would)."""
+    row = db.get(Session, session_id)
+    if row is None:
+        return
+    if row.state == "ended":
+        other = db.execute(sql.OPEN_IN_SCOPE, {"agent": row.agent,
+                                               "scope": row.scope_key}).scalars().first()
+        if other is not None or row.transferred_to:
+            return
+        transition(db, row, "live", cause="outbound", actor="outbound", now=now)
+        row.ended_at = None
+        row.end_cause = None
+    elif row.state == "idle":
+        transition(db, row, "live", cause="outbound", actor="outbound", now=now)
+    row.last_activity_at = now
+    db.add(row)
+
+
 def _not_cancelled(turn_id: str, status: str, turn: Turn) -> str:
     if status == "delivered":
         return f"turn {turn_id} was already sent; a sent message cannot be cancelled"
@@ -162,4 +186,5 @@ def _not_cancelled(turn_id: str, status: str, turn: Turn) -> str:
     return f"turn {turn_id} is being sent right now; it can no longer be cancelled"
 
 
-__all__ = ["OUTBOUND", "OutboundRequest", "OutboundStore", "Recorded"]
+__all__ = ["OUTBOUND", "OUTBOUND_KEY", "OutboundRequest", "OutboundStore", "Recorded",
+           "sent_in_session"]
