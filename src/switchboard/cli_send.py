@@ -1,6 +1,6 @@
 """`switchboard send AGENT --account A --to user:U123 TEXT [--at TIME]`: an agent starts a
-conversation, through the running `serve`'s API (it holds the provider connections: a Slack DM
-is opened there), and `switchboard turns cancel ID`: a scheduled message cancelled, on the
+conversation, through the running `serve`'s API (it holds the provider connections: a direct
+message is opened there), and `switchboard turns cancel ID`: a scheduled message cancelled, on the
 database `serve` uses (no server needed). docs/outbound.md has the contract."""
 
 from __future__ import annotations

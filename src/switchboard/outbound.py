@@ -1,5 +1,5 @@
-"""Messages an agent starts: a Slack DM, a message into a Telegram chat, a new mail, now or at
-a set time.
+"""Messages an agent starts: a direct message to a person, a message into a chat or channel, a
+new mail, now or at a set time.
 
 `send` reads top to bottom: the agent and the account → the adapter says what to deliver and
 what the person's reply will look like (`channels.outreach`) → the pipeline's own matching and
