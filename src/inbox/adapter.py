@@ -18,18 +18,26 @@ import os
 from collections.abc import Mapping
 from email import policy
 from email.errors import MessageError
+from email.utils import make_msgid
 from typing import Any
 
 from channels.adapter import Services, WebhookResult, reply_in_thread
 from channels.errors import DeliveryError, RejectedRequest
 from channels.files import as_chunks, inbound_file, skip_reason
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
+from channels.outreach import Outreach, Recipient, RecipientRefused
 from inbox.auth import check_sender, reply_address
 from inbox.automatic import auto_reply_reason
 from inbox.dns import txt_lookup
 from inbox.errors import MailboxError
 from inbox.mailbox import MailboxReader
-from inbox.outbound import compose_reply, reply_message_id, send_via_relay, write_to_maildir
+from inbox.outbound import (
+    compose_new,
+    compose_reply,
+    reply_message_id,
+    send_via_relay,
+    write_to_maildir,
+)
 from inbox.parse import ParsedEmail, attached_files, parse_email, to_inbound
 from inbox.provider import PROVIDER, Inbox, MailDirectory
 from inbox.settings import EmailSettings
@@ -189,7 +197,10 @@ class EmailAdapter:
         if not to:
             raise DeliveryError("the turn has no sender address to answer", permanent=True)
         try:
-            msg = compose_reply(
+            msg = compose_new(
+                inbox_address=extra.get("inbox") or out.conversation, to=to,
+                subject=extra.get("subject") or "", text=out.text,
+                message_id=extra["reply_id"]) if extra.get("outreach") else compose_reply(
                 inbox_address=extra.get("inbox") or out.conversation, to=to,
                 subject=extra.get("subject") or "", message_id=extra.get("message_id") or "",
                 reply_text=out.text, domain=extra.get("domain") or self.settings.mail_domain,
@@ -222,6 +233,27 @@ class EmailAdapter:
                                 permanent=True) from error
         return DeliveryReceipt(ours, {"maildir": path, **said})
 
+
+    async def outreach(self, agent: str, to: Recipient, text: str) -> Outreach:
+        """A new mail from the agent's inbox on this account; its Message-ID is chosen now and
+        remembered as a thread's root, so the person's reply joins that thread."""
+        if not to.email or "@" not in to.email or any(c in to.email for c in " <>,\r\n"):
+            raise RecipientRefused("email takes to.email, one address such as ann@example.com")
+        inbox = await self.directory.agent_inbox(agent, self.name)
+        if inbox is None:
+            raise RecipientRefused(f"agent {agent} has no inbox on account {self.name}: "
+                                   f"provision one (switchboard inbox provision {agent})")
+        address = to.email.strip().lower()
+        message_id = make_msgid(domain=self.settings.mail_domain)
+        await self.directory.remember_thread(self.name, message_id, message_id)
+        out = OutboundMessage(provider="email", account=self.name, conversation=inbox.address,
+                              text=text, extra={"outreach": True, "to": address,
+                                                "inbox": inbox.address, "reply_id": message_id,
+                                                "subject": to.subject or ""})
+        reply = InboundMessage(provider="email", account=self.name, event_id="",
+                               conversation=inbox.address, kind="dm", sender=address, text="",
+                               thread=message_id, mentioned=True, for_agent=inbox.agent)
+        return Outreach(out, reply)
 
     async def attach(self, msg: Any, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The agent's files as MIME attachments of the reply (a mail holds them whole)."""

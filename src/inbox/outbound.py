@@ -65,6 +65,24 @@ def compose_reply(
     return msg
 
 
+def compose_new(*, inbox_address: str, to: str, subject: str, text: str, message_id: str,
+                inbox_name: str = "", now: datetime | None = None) -> EmailMessage:
+    """A new mail from the inbox (an agent starting a conversation), with the Message-ID
+    chosen when it was asked for, so the reply's In-Reply-To finds its thread. A ValueError
+    means it cannot be built at all."""
+    msg = EmailMessage()
+    name = header_text(inbox_name)
+    msg["From"] = formataddr((name, inbox_address)) if name else inbox_address
+    msg["To"] = to
+    msg["Subject"] = header_text(subject) or "(no subject)"
+    msg["Date"] = format_datetime(now or datetime.now(UTC))
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: written by a program, not a reply
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(text)
+    return msg
+
+
 def reply_message_id(inbox_address: str, message_id: str, domain: str) -> str:
     """The Message-ID our reply to `message_id` at this inbox will have: known (and so
     remembered in its thread) when the mail arrives, long before the reply is written, and the

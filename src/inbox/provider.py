@@ -53,6 +53,10 @@ class MailDirectory(Protocol):
         was revoked (a revoked address stays revoked)."""
         ...
 
+    async def agent_inbox(self, agent: str, account: str) -> Inbox | None:
+        """The agent's first live inbox on the account (where its new mail comes from)."""
+        ...
+
     async def thread_root(self, account: str, message_ids: Iterable[str]) -> str | None:
         """The root of the first of `message_ids` (in the order given) that is known."""
         ...

@@ -17,6 +17,7 @@ from switchboard.api import api_routes
 from switchboard.api_hooks import hook_routes
 from switchboard.api_interactions import interaction_routes
 from switchboard.api_operators import operator_routes
+from switchboard.api_outbound import outbound_routes
 from switchboard.api_pairing import pairing_routes
 from switchboard.api_takeover import takeover_routes
 from switchboard.audit import OperatorAudit
@@ -26,6 +27,7 @@ from switchboard.health import health
 from switchboard.http_errors import install_error_answers
 from switchboard.inboxes import inbox_routes
 from switchboard.operators import operator_auth
+from switchboard.outbound import Outbound
 from switchboard.pairing import Pairings
 from switchboard.runtime import Runtime
 from switchboard.safe_answers import SafeAnswers
@@ -62,6 +64,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
                                   registry=runtime.providers, files=runtime.files))
     app.include_router(inbox_routes(runtime.store, runtime.current, runtime.events, needs))
     app.include_router(interaction_routes(runtime.store, runtime.pipeline.interactions, needs))
+    app.include_router(outbound_routes(Outbound(runtime.pipeline), needs))
     app.include_router(takeover_routes(runtime.store, Takeovers(
         runtime.store, runtime.events, runtime.controls, runtime.delivery,
         runtime.pipeline.reply_to), needs))

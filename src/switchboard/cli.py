@@ -29,6 +29,7 @@ from switchboard.cli_interactions import add_interaction_commands
 from switchboard.cli_operators import add_operator_commands
 from switchboard.cli_pairing import pairing_app
 from switchboard.cli_providers import add_provider_commands
+from switchboard.cli_send import add_send_commands
 from switchboard.cli_sessions import sessions_app
 from switchboard.cli_takeover import add_takeover_commands
 from switchboard.cli_turns import turns_app
@@ -165,6 +166,7 @@ def accounts(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
 
 add_operator_commands(app)
+add_send_commands(app, turns_app)
 # the database found as serve finds it, without --config (cli_common.target)
 add_interaction_commands(app, lambda work: with_store(target(None), work), console, err)
 add_provider_commands(app, PROVIDERS, lambda path: load(path or DEFAULT_CONFIG), console, err,

@@ -97,10 +97,20 @@ class AddressTaken(InboxRefused):
     """The address is already provisioned (possibly for another agent, possibly revoked)."""
 
 
+class OutboundRefused(SwitchboardError):
+    """An outbound message cannot be sent as asked (a recipient the provider does not take, a
+    scope its reply cannot be known in); the message says what to give instead."""
+
+
+class ProviderUnavailable(SwitchboardError):
+    """The provider could not be asked now (unreachable, rate-limited); try again."""
+
+
 __all__ = [
     "ActionRefused", "AddressTaken", "AgentError", "BadCursor", "BadFilter", "ConfigError",
     "InboxRefused", "NoSuchAgent", "NoSuchInbox", "NoSuchOperator", "NoSuchPairing",
-    "NoSuchTurn", "NotFound", "OperatorExists", "OperatorRefused", "OutOfScope", "Problem",
+    "NoSuchTurn", "NotFound", "OperatorExists", "OperatorRefused", "OutOfScope",
+    "OutboundRefused", "Problem", "ProviderUnavailable",
     "SessionError", "SessionNotFound", "SwitchboardError", "TooManyAttempts",
     "TransitionRefused",
 ]

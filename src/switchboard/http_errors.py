@@ -20,7 +20,9 @@ from switchboard.errors import (
     NotFound,
     OperatorExists,
     OperatorRefused,
+    OutboundRefused,
     OutOfScope,
+    ProviderUnavailable,
     SessionNotFound,
     TooManyAttempts,
     TransitionRefused,
@@ -39,6 +41,8 @@ STATUS: dict[type[Exception], int] = {
     OperatorExists: 409,
     OutOfScope: 403,
     TooManyAttempts: 429,
+    OutboundRefused: 400,
+    ProviderUnavailable: 503,
 }
 """Each error kind the API answers by itself; a subclass not listed takes its parent's status
 (Starlette looks handlers up along the class's MRO)."""

@@ -122,6 +122,12 @@ class AppServices:
             return await self.active_inbox(address, [account])
         return Inbox(row.address, row.agent, row.account)
 
+    async def agent_inbox(self, agent: str, account: str) -> Inbox | None:
+        for row in await self.store.inboxes.all(include_revoked=False):
+            if row.agent == agent and row.account == account:
+                return Inbox(row.address, row.agent, row.account)
+        return None
+
     async def thread_root(self, account: str, message_ids: Iterable[str]) -> str | None:
         return await self.store.inboxes.thread_root(account, message_ids)
 

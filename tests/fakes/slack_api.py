@@ -59,6 +59,8 @@ class FakeSlackAPI:
         self.refuse_status: str | None = None  # e.g. "not_allowed", "missing_scope"
         self.refuse_streams: str | None = None  # e.g. "not_allowed"
         self._faults: dict[str, list[tuple[str, Any]]] = {}
+        self.dms: dict[str, str] = {}  # user -> the bot's DM channel with them (conversations.open)
+        self.missing_users: set[str] = set()  # conversations.open answers user_not_found
 
     @property
     def api_url(self) -> str:
@@ -398,6 +400,25 @@ class FakeSlackAPI:
                      if m["thread_ts"] == thread and float(ts) >= oldest]
         return web.json_response({"ok": True, "messages": found, "has_more": False})
 
+    async def _open(self, request: web.Request) -> web.Response:
+        """conversations.open with `users`: the DM's channel, as Slack answers it
+        (`no_op`/`already_open` when it was open), or `user_not_found`."""
+        params = await self._params(request)
+        user = str(params.get("users") or "")
+        with self._lock:
+            self.calls.append((time.time(), "conversations.open", params))
+            if not user or "," in user:
+                return web.json_response({"ok": False, "error": "users_list_not_supplied"
+                                          if not user else "not_enough_users"})
+            if user in self.missing_users:
+                return web.json_response({"ok": False, "error": "user_not_found"})
+            opened = user in self.dms
+            channel = self.dms.setdefault(user, "D" + user.removeprefix("U") + "X")
+        answer: dict[str, Any] = {"ok": True, "channel": {"id": channel}}
+        if opened:
+            answer |= {"no_op": True, "already_open": True}
+        return web.json_response(answer)
+
     async def _unknown(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": "unknown_method"})
 
@@ -418,6 +439,7 @@ class FakeSlackAPI:
             app.router.add_post(f"/api/{method}", self._live)
         app.router.add_get("/link", self._link)
         app.router.add_route("*", "/api/conversations.replies", self._replies)
+        app.router.add_post("/api/conversations.open", self._open)
         app.router.add_route("*", "/api/{method}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

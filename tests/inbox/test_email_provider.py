@@ -67,6 +67,10 @@ class Application:
         self.writes.append(("inbox", address))
         return self.inboxes.setdefault(address, Inbox(address, agent, account))
 
+    async def agent_inbox(self, agent: str, account: str) -> Inbox | None:
+        return next((i for i in self.inboxes.values()
+                     if i.agent == agent and i.account == account), None)
+
     async def thread_root(self, account: str, message_ids: Iterable[str]) -> str | None:
         return next((self.threads[(account, m)] for m in message_ids
                      if (account, m) in self.threads), None)

@@ -19,6 +19,7 @@ from channels.files import OutboundFile
 from channels.interactions import Prompt, PromptMessage
 from channels.live import LIVE_KEY
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
+from channels.outreach import Outreach, Recipient, RecipientRefused
 from channels.slack import PROVIDER, interactions
 from channels.slack import live as slack_live
 from channels.slack.client import SlackAccount, delivery_error
@@ -165,6 +166,25 @@ class SlackAdapter:
         if prompt is not None:  # an interaction: Block Kit buttons (channels.slack.interactions)
             return DeliveryReceipt(await interactions.send_prompt(self.client, out, prompt))
         return DeliveryReceipt(await self.client.deliver(out))
+
+    async def outreach(self, agent: str, to: Recipient, text: str) -> Outreach:
+        """A DM to a user (opened with conversations.open), or a message into a conversation
+        (a thread of it). The person answers in the DM, or in the message's thread."""
+        if to.email:
+            raise RecipientRefused("Slack takes to.user (U…) or to.conversation (C…, D…)")
+        if to.user:
+            conversation, sender, thread = await self.client.open_dm(to.user), to.user, None
+        else:
+            conversation, sender, thread = str(to.conversation), "", to.thread
+        kind = "dm" if conversation.startswith("D") else "channel"
+        out = OutboundMessage(provider="slack", account=self.name, conversation=conversation,
+                              text=text, thread=thread)
+        # a top-level channel message is answered in a thread under it (starts_thread)
+        reply = InboundMessage(provider="slack", account=self.name, event_id="",
+                               conversation=conversation, kind=kind, sender=sender, text="",
+                               thread=thread, mentioned=True,
+                               starts_thread=kind != "dm" and thread is None)
+        return Outreach(out, reply)
 
     # --- files (channels.adapter.FileAdapter) ----------------------------------------------
 

@@ -211,6 +211,22 @@ class SlackAccount:
                                 permanent=True) from None
         return str(response.get("ts") or "")
 
+    async def open_dm(self, user: str) -> str:
+        """conversations.open with one user: the id of the bot's DM with them (opened if it
+        was not), or Slack's error word for word (`user_not_found`, `cannot_dm_bot`)."""
+        try:
+            response = await self.client.conversations_open(users=user)
+        except SlackApiError as error:
+            raise delivery_error(error) from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise DeliveryError(f"Slack unreachable: {_words(error)}", permanent=False) from None
+        channel = response.get("channel")
+        channel_id = channel.get("id") if isinstance(channel, dict) else None
+        if not channel_id:
+            raise DeliveryError("conversations.open answered without a channel id",
+                                permanent=False)
+        return str(channel_id)
+
     async def start_socket_mode(self, sink: EventSink,
                                 interactive: EventSink | None = None) -> None:
         """Receive events over Socket Mode; each is acknowledged after `sink` recorded it.

@@ -20,6 +20,7 @@ from channels.files import OutboundFile
 from channels.interactions import Prompt, PromptMessage
 from channels.live import LIVE_KEY
 from channels.messages import DeliveryReceipt, InboundMessage, OutboundMessage
+from channels.outreach import Outreach, Recipient, RecipientRefused
 from channels.telegram import PROVIDER, interactions
 from channels.telegram import live as telegram_live
 from channels.telegram.client import TelegramAccount
@@ -161,6 +162,22 @@ class TelegramAdapter:
         if prompt is not None:  # an interaction: its buttons (channels.telegram.interactions)
             return DeliveryReceipt(await interactions.send_prompt(self.client, out, prompt))
         return DeliveryReceipt(await self.client.deliver(out))
+
+    async def outreach(self, agent: str, to: Recipient, text: str) -> Outreach:
+        """A message into a chat (a topic of it): a user's private chat has the user's id,
+        groups have negative ids. The person answers in that chat (topic)."""
+        chat = to.user or to.conversation or ""
+        if to.email or not chat.lstrip("-").isdigit():
+            raise RecipientRefused("Telegram takes to.conversation (a chat id such as "
+                                   "-1001234567890, or a user's id for their private chat)")
+        private = not chat.startswith("-")
+        out = OutboundMessage(provider="telegram", account=self.name, conversation=chat,
+                              text=text, thread=to.thread)
+        reply = InboundMessage(provider="telegram", account=self.name, event_id="",
+                               conversation=chat, kind="dm" if private else "group",
+                               sender=chat if private else "", text="", thread=to.thread,
+                               mentioned=True)
+        return Outreach(out, reply)
 
     # --- files (channels.adapter.FileAdapter) ----------------------------------------------
 

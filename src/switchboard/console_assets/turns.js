@@ -4,7 +4,7 @@ import { interactionCards } from "./interaction_cards.js";
 import { withQuery } from "./api.js";
 import { badge, cell, fields, fill, h, input, json, ms, select, table, when } from "./dom.js";
 
-const STATUSES = ["pending", "held", "delivered", "failed", "ignored", "duplicate"];
+const STATUSES = ["pending", "held", "delivered", "failed", "ignored", "duplicate", "cancelled"];
 const FILTERS = ["status", "provider", "account", "agent", "q"];
 const HEADERS = ["Received", "From", "Message", "Status", "Agent", "Session",
   "Received → delivered"];

@@ -33,6 +33,7 @@ from switchboard.store.inboxes import InboxStore
 from switchboard.store.interactions import InteractionStore
 from switchboard.store.live import LiveEventStore
 from switchboard.store.operators import AuditLog, TokenStore, token_hash
+from switchboard.store.outbound import OutboundStore
 from switchboard.store.outbox import AgentResult, OutboxStore
 from switchboard.store.records import (
     AccountHealth,
@@ -70,6 +71,7 @@ class Store:
         self.sessions = SessionStore(self.db)
         self.accounts = AccountStore(self.db)
         self.outbox = OutboxStore(self.db, self.accounts, redact or Redactor())
+        self.outbound = OutboundStore(self.db)
         self.inboxes = InboxStore(self.db)
         self.cursors = CursorStore(self.db)
         self.live = LiveEventStore(self.db)

@@ -17,6 +17,7 @@ from switchboard.store import statements as sql
 from switchboard.store.accounts import AccountStore
 from switchboard.store.database import Database
 from switchboard.store.hooks import emit, emit_messages
+from switchboard.store.outbound import OUTBOUND_KEY, sent_in_session
 from switchboard.store.records import OutboxEntry, load
 
 
@@ -174,6 +175,8 @@ class OutboxStore:
                                {"turns": turns, "v_attempts": row.attempts,
                                 "v_message_id": provider_message_id, "v_at": now})
             self.accounts.note_traffic_in(db, row.account, outbound=True)
+            if row.session_id and row.extra.get(OUTBOUND_KEY):  # an agent started it
+                sent_in_session(db, row.session_id, now)
             connection.execute(sql.ADD_EVENTS, [
                 {"turn_id": turn_id, "at": now, "name": "delivered",
                  "detail": {"attempt": row.attempts, "provider_message_id": provider_message_id,
