@@ -1,0 +1,74 @@
+"""search: turns found by words of their text, and listings that stay fast at a million turns
+
+Listings page newest first by (received_at, id) with a keyset cursor, so their indexes end in
+`id` too; `q=` looks a turn up by its id, its session or its provider event id through an index
+each (event ids had none without the account); and the words of each turn's text are indexed:
+SQLite FTS5 (`turns_fts`, external content on `turns`, kept in step by triggers), PostgreSQL a
+GIN index on `to_tsvector('simple', text)`. Neither is in the models (SQLAlchemy has no type
+for them); `switchboard.search.SEARCH_OBJECTS` names them for the models-vs-migrations check.
+
+`turns_fts` is keyed by the rowid of `turns`: a migration that rebuilds `turns` (a batch
+"move and copy") must run `INSERT INTO turns_fts(turns_fts) VALUES ('rebuild')` after it.
+
+Revision ID: 0015_search
+Revises: 0010_interactions
+"""
+
+from alembic import op
+
+revision = "0015_search"
+down_revision = "0010_interactions"
+branch_labels = None
+depends_on = None
+
+# (name, new columns, old columns) of the turns and sessions indexes that gain `id`
+_KEYSET = [
+    ("ix_turns_received", "turns", ["received_at", "id"], ["received_at"]),
+    ("ix_turns_status_received", "turns", ["status", "received_at", "id"],
+     ["status", "received_at"]),
+    ("ix_turns_session_received", "turns", ["session_id", "received_at", "id"],
+     ["session_id", "received_at"]),
+    ("ix_turns_account_received", "turns", ["account", "received_at", "id"],
+     ["account", "received_at"]),
+    ("ix_sessions_started", "sessions", ["started_at", "id"], ["started_at"]),
+]
+
+SQLITE_UP = [
+    "CREATE VIRTUAL TABLE turns_fts USING fts5(text, content='turns', content_rowid='rowid',"
+    " tokenize='unicode61 remove_diacritics 2')",
+    "INSERT INTO turns_fts(turns_fts) VALUES ('rebuild')",
+    "CREATE TRIGGER turns_fts_insert AFTER INSERT ON turns BEGIN"
+    " INSERT INTO turns_fts(rowid, text) VALUES (new.rowid, new.text); END",
+    "CREATE TRIGGER turns_fts_delete AFTER DELETE ON turns BEGIN"
+    " INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.rowid, old.text); END",
+    "CREATE TRIGGER turns_fts_update AFTER UPDATE OF text ON turns BEGIN"
+    " INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.rowid, old.text);"
+    " INSERT INTO turns_fts(rowid, text) VALUES (new.rowid, new.text); END",
+]
+SQLITE_DOWN = ["DROP TRIGGER turns_fts_update", "DROP TRIGGER turns_fts_delete",
+               "DROP TRIGGER turns_fts_insert", "DROP TABLE turns_fts"]
+POSTGRES_UP = ["CREATE INDEX ix_turns_text_search ON turns USING gin "
+               "(to_tsvector('simple', text))"]
+POSTGRES_DOWN = ["DROP INDEX ix_turns_text_search"]
+
+
+def upgrade() -> None:
+    for name, table, columns, _ in _KEYSET:
+        op.drop_index(name, table_name=table)
+        op.create_index(name, table, columns)
+    op.create_index("ix_turns_event", "turns", ["event_id"])
+    op.create_index("ix_sessions_user_started", "sessions", ["user_id", "started_at"])
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for statement in SQLITE_UP if sqlite else POSTGRES_UP:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for statement in SQLITE_DOWN if sqlite else POSTGRES_DOWN:
+        op.execute(statement)
+    op.drop_index("ix_sessions_user_started", table_name="sessions")
+    op.drop_index("ix_turns_event", table_name="turns")
+    for name, table, _, columns in _KEYSET:
+        op.drop_index(name, table_name=table)
+        op.create_index(name, table, columns)
