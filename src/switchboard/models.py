@@ -35,6 +35,10 @@ class Turn(SQLModel, table=True):
         Index("ix_turns_status_received", "status", "received_at", "id"),
         Index("ix_turns_session_received", "session_id", "received_at", "id"),
         Index("ix_turns_account_received", "account", "received_at", "id"),
+        Index("ix_turns_provider_received", "provider", "received_at", "id"),
+        Index("ix_turns_agent_received", "agent", "received_at", "id"),
+        Index("ix_turns_binding_received", "binding", "received_at", "id"),
+        Index("ix_turns_conversation_received", "conversation", "received_at", "id"),
         Index("ix_turns_event", "event_id"),  # `q=` a provider event id, any account
         Index("ix_turns_thread", "account", "conversation", "thread"),
         # One original turn per provider event and per provider message; duplicates are kept
@@ -96,7 +100,8 @@ class Session(SQLModel, table=True):
     __table_args__ = (
         Index("ix_sessions_scope", "agent", "scope_key", "state"),
         Index("ix_sessions_started", "started_at", "id"),
-        Index("ix_sessions_user_started", "user_id", "started_at"),
+        *(Index(f"ix_sessions_{key}_started", key, "started_at", "id")
+          for key in ("agent", "state", "account", "source", "tag", "user_id")),
         Index("ix_sessions_state_activity", "state", "last_activity_at"),
         # Where a new session in a scope came from, when an earlier one was transferred: only
         # transferred sessions are indexed, so opening a session never scans the table.
