@@ -26,7 +26,6 @@ from switchboard.models import Turn
 turns: Any = Turn.__table__
 LISTED = [column for column in turns.c if column.name != "payload"]
 TURN_FILTERS = ("status", "provider", "account", "agent", "session_id", "binding", "conversation")
-EXACT = ("id", "session_id", "event_id")
 SEARCH_OBJECTS = frozenset({"turns_fts", "turns_fts_data", "turns_fts_idx", "turns_fts_docsize",
                             "turns_fts_config", "ix_turns_text_search"})
 """What migration 0015_search makes outside the models (for the models-vs-migrations check)."""
@@ -61,9 +60,14 @@ async def page_rows(db: AsyncSession, *, sqlite: bool, where: list[Any],
         query = sa.select(*LISTED).where(*where, *keyset).order_by(*_NEWEST).limit(limit)
         return list((await run(query)).all())
     found: dict[str, Any] = {}
-    for name in EXACT:  # each an indexed equality: the primary key, a session, an event
-        query = (sa.select(*LISTED).where(turns.c[name] == search, *where, *keyset)
-                 .order_by(*_NEWEST).limit(limit))
+    # An event's turns (the original and its retries) by their ids: asked with the filters and
+    # the order at once, SQLite (without statistics) walks the status index in order instead.
+    events = sa.select(turns.c.id).where(turns.c.event_id == search).limit(limit)
+    event_turns = list((await run(events)).scalars())
+    session = sa.select(*LISTED).where(turns.c.session_id == search, *where, *keyset)
+    for query in (sa.select(*LISTED).where(turns.c.id.in_([search, *event_turns]), *where,
+                                           *keyset),  # primary key lookups
+                  session.order_by(*_NEWEST).limit(limit)):  # a session may have many turns
         found.update((row.id, row) for row in (await run(query)).all())
     if terms := words(search):
         text_query = _text_query(sqlite, terms, where, after, limit)
