@@ -8,7 +8,9 @@ import hmac
 import json
 import os
 import secrets
+import shutil
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -62,13 +64,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _postgres_database() -> Iterator[str]:
+def _postgres_database(template: str | None = None) -> Iterator[str]:
     import psycopg
 
     name = f"sb_test_{secrets.token_hex(4)}"
     admin = POSTGRES_URL
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
         yield admin.rsplit("/", 1)[0] + "/" + name
     finally:
@@ -76,27 +78,58 @@ def _postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One database file migrated to the head, once per test process: each test gets a copy
+    (the same schema `db.upgrade` gives, without running every migration for every test)."""
+    path = tmp_path_factory.mktemp("template") / "switchboard.db"
+    db.upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:  # everything in the main file, nothing in the log
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres() -> Iterator[str | None]:
+    """A PostgreSQL database migrated to the head, once per test process, that each test's
+    database is created from (CREATE DATABASE … TEMPLATE); None when PostgreSQL is away."""
+    if _postgres_unavailable() is not None:
+        yield None
+        return
+    import psycopg
+
+    name = f"sb_template_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        db.upgrade(POSTGRES_URL.rsplit("/", 1)[0] + "/" + name)
+        yield name
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _sqlite_copy(template: Path, tmp_path: Path) -> str:
+    target = tmp_path / "switchboard.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database: SQLite always; PostgreSQL when SWITCHBOARD_TEST_POSTGRES_URL
     is set (CI sets it)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'switchboard.db'}"
-        db.upgrade(url)
-        yield url
+        yield _sqlite_copy(request.getfixturevalue("migrated_sqlite"), tmp_path)
         return
     if (reason := _postgres_unavailable()) is not None:
         pytest.skip(reason)
-    for url in _postgres_database():
-        db.upgrade(url)
-        yield url
+    yield from _postgres_database(request.getfixturevalue("migrated_postgres"))
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'switchboard.db'}"
-    db.upgrade(url)
-    return url
+def sqlite_url(tmp_path: Path, migrated_sqlite: Path) -> str:
+    return _sqlite_copy(migrated_sqlite, tmp_path)
 
 
 class Server:
