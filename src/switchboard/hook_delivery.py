@@ -110,6 +110,13 @@ class HookDelivery:
             error = f"no answer within {self.schedule.timeout:g} s"
         except httpx.HTTPError as failure:
             error = f"{type(failure).__name__}: {failure}"[:BODY_SHOWN]
+        except Exception as failure:  # not httpx's own (an ExceptionGroup from a connect):
+            # recorded as a failed attempt, so the delivery is retried, then dead, not leased
+            # again forever by a task that died
+            log.exception("webhook delivery %s: the POST raised", delivery.id)
+            while isinstance(failure, ExceptionGroup) and failure.exceptions:
+                failure = failure.exceptions[0]
+            error = f"{type(failure).__name__}: {failure}"[:BODY_SHOWN]
         ms = int((time.monotonic() - sent) * 1000)
         await self._settle(delivery, status, text, error, ms, dead=False)
 
