@@ -100,15 +100,25 @@ class HookDelivery:
         text: str | None = None
         error: str | None = None
         try:
-            response = await self._http().post(
-                hook.url, content=raw,
-                headers=headers(hook.secret, delivery.id, delivery.event, int(time.time()), raw))
+            # httpx's timeout is per read: a receiver trickling its answer would outlast the
+            # lease, and the delivery be claimed and POSTed again meanwhile
+            async with asyncio.timeout(self.schedule.timeout * 2):
+                response = await self._http().post(
+                    hook.url, content=raw, headers=headers(
+                        hook.secret, delivery.id, delivery.event, int(time.time()), raw))
             status, text = response.status_code, response.text[:BODY_SHOWN]
             if not 200 <= status < 300:
                 error = f"the receiver answered HTTP {status}"
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             error = f"no answer within {self.schedule.timeout:g} s"
         except httpx.HTTPError as failure:
+            error = f"{type(failure).__name__}: {failure}"[:BODY_SHOWN]
+        except Exception as failure:  # not httpx's own (an ExceptionGroup from a connect):
+            # recorded as a failed attempt, so the delivery is retried, then dead, not leased
+            # again forever by a task that died
+            log.exception("webhook delivery %s: the POST raised", delivery.id)
+            while isinstance(failure, ExceptionGroup) and failure.exceptions:
+                failure = failure.exceptions[0]
             error = f"{type(failure).__name__}: {failure}"[:BODY_SHOWN]
         ms = int((time.monotonic() - sent) * 1000)
         await self._settle(delivery, status, text, error, ms, dead=False)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, field_validator
 
 # Every event a webhook may subscribe to. To add one: name it here, and call
@@ -52,9 +53,16 @@ class WebhookConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        example = "write it as https://hooks.example.com/switchboard"
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL; write it as "
-                             "https://hooks.example.com/switchboard")
+            raise ValueError(f"{shown_url(value)!r} is not an http(s) URL; {example}")
+        try:  # what the delivery's HTTP client would refuse at every attempt (a bad port)
+            port = httpx.URL(value).port
+        except httpx.InvalidURL as error:
+            raise ValueError(f"{shown_url(value)!r} is not a usable URL ({error}); "
+                             f"{example}") from None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"{shown_url(value)!r}: port {port} is not 1 to 65535")
         return value
 
     @field_validator("events")

@@ -118,7 +118,7 @@ class Outbound:
         else:
             wait = (entry.next_attempt_at - store.clock.now()).total_seconds()
             if wait < TIMER_LIMIT:  # sooner than the sweep would notice, when time is real
-                pipeline.tasks.spawn(self._at(entry.id, wait))
+                self._at(entry.id, wait)
         return Sent(recorded.turn_id, recorded.session_id, entry.next_attempt_at)
 
     async def cancel(self, turn_id: str, actor: str) -> None:
@@ -126,9 +126,18 @@ class Outbound:
         await self.pipeline.store.outbound.cancel(turn_id, actor)
         self.pipeline.events.publish("turn.cancelled", {"turn_id": turn_id, "by": actor})
 
-    async def _at(self, outbox_id: int, wait: float) -> None:
-        await asyncio.sleep(max(wait, 0.0) + 0.01)  # the claim checks it is due
-        await self.pipeline.delivery.deliver(outbox_id)
+    def _at(self, outbox_id: int, wait: float) -> None:
+        """Attempt the message when it is due: a timer, not a sleeping task, so a shutdown
+        does not wait for it (`Tasks.drain` would, up to its timeout); after a restart the
+        outbox sweep sends it."""
+        tasks, delivery = self.pipeline.tasks, self.pipeline.delivery
+
+        def due() -> None:
+            if not tasks.draining:
+                tasks.spawn(delivery.deliver(outbox_id))
+
+        # the claim checks it is due
+        asyncio.get_running_loop().call_later(max(wait, 0.0) + 0.01, due)
 
     def _announce(self, turn_id: str, session_id: str, how: str, agent: str, ask: Send) -> None:
         events = self.pipeline.events

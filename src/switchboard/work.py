@@ -26,6 +26,7 @@ class Tasks:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.draining = False  # shutting down: timers start no more work (outbound.py)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(guard(work))
@@ -34,6 +35,7 @@ class Tasks:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Let running work finish (shutdown), then cancel what is left."""
+        self.draining = True
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:

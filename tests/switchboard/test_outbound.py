@@ -12,6 +12,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
+import pytest
+
 from conftest import (
     ADMIN,
     OPERATOR,
@@ -321,3 +323,21 @@ def test_cli_send_and_cancel(serve, fake_slack, database_url):
               "user:U0ANN", "--url", server.url, "--token", OPERATOR, env=env)
     assert now.exit_code == 0, said(now)
     assert wait_until(lambda: [p["text"] for p in fake_slack.posts] == ["Right now"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_message_due_soon_does_not_hold_up_shutdown(serve, fake_slack):
+    """Its timer is not work a shutdown waits for (the sweep sends it after a restart)."""
+    server = serve(slack_config(fake_slack.api_url))
+    soon = (datetime.now(UTC) + timedelta(seconds=0.5)).isoformat()
+    sent(server, {"account": "slack-acme", "to": {"user": "U0BOB"}, "text": "In a moment",
+                  "send_at": soon})
+    wait_until(lambda: [p["text"] for p in fake_slack.posts] == ["In a moment"])
+    at = (datetime.now(UTC) + timedelta(minutes=20)).isoformat()
+    later = sent(server, {"account": "slack-acme", "to": {"user": "U0ANN"}, "text": "Soon",
+                          "send_at": at})
+    assert server.turn(later["turn_id"])["delivery_status"] == "scheduled"
+    started = time.perf_counter()
+    server.stop()
+    assert time.perf_counter() - started < 5.0  # Tasks.drain waited 10 s for a sleeping task
+    assert [p["text"] for p in fake_slack.posts] == ["In a moment"]

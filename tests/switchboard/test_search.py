@@ -56,3 +56,30 @@ def test_q_finds_turns_by_words_and_ids_newest_first(serve: Any, fake_slack: Any
     assert "no turns match q=refund" in cli.stdout
     cli = run_cli(database_url, tmp_path, "turns", "list", "-q", "invoice", "--json")
     assert [t["id"] for t in json.loads(cli.stdout)["turns"]] == [ids[1], ids[0]]
+
+
+def test_a_mail_with_a_megabyte_of_words_is_recorded_and_found(serve: Any,
+                                                                mail_relay: Any) -> None:
+    """PostgreSQL's tsvector holds at most 1 MB: the text index reads the first 100,000
+    characters, so a long mail (a log pasted in) is recorded, and found by its first words."""
+    from fakes.mail import compose, provision, send, turn_of
+
+    _relay, port = mail_relay
+    server = serve(f"""
+agents:
+  triager: {{handler: echo}}
+accounts:
+  mail: {{provider: email, domain: agents.test, relay_host: 127.0.0.1, relay_port: {port}}}
+bindings:
+  - {{name: triage-mail, agent: triager, account: mail}}
+""")
+    inbox = provision(server, account="mail")
+    # 60,000 distinct words, as a dump of ids would be: over 1 MB of them as a tsvector
+    dump = " ".join(f"req{n:06d}x{n * 7919 % 1000003:07d}" for n in range(60_000))
+    message_id, raw = compose("ann@example.com", inbox, "Overnight failures:\n" + dump,
+                              subject="Job log")
+    send(server, "ann@example.com", inbox, raw)
+    turn = turn_of(server, inbox, message_id)
+    assert turn["status"] != "failed", turn
+    found = server.api("GET", "/api/turns", token=VIEWER, params={"q": "overnight failures"})
+    assert [t["id"] for t in found.json()["turns"]] == [turn["id"]]

@@ -5,7 +5,9 @@
   provider's payload (only one turn's page shows it).
 - `q=` is an exact turn id, session id or provider event id (one indexed equality each) or
   words of the message text, all of them (SQLite FTS5 `turns_fts`; PostgreSQL the GIN index on
-  `to_tsvector('simple', text)`; both made by migration 0015_search). On SQLite the words'
+  `to_tsvector('simple', left(text, 100000))`: a tsvector holds at most 1 MB, so on PostgreSQL
+  only a text's first 100,000 characters are searched; both made by migration 0015_search).
+  On SQLite the words'
   matches come in the order turns were recorded (the FTS rowid, read backwards, so a common
   word stops after one page instead of sorting every match); turns are recorded in the order
   they are received, so that is newest first too.
@@ -89,7 +91,8 @@ def _text_query(sqlite: bool, terms: list[str], where: list[Any],
         return query.order_by(_FTS.c.rowid.desc()).limit(limit)
     # The expression must be the index's own, with its configuration as a literal.
     query = sa.select(*LISTED).where(
-        sa.text("to_tsvector('simple', turns.text) @@ plainto_tsquery('simple', :words)")
+        sa.text("to_tsvector('simple', left(turns.text, 100000)) @@ "
+                "plainto_tsquery('simple', :words)")
         .bindparams(words=" ".join(terms)), *where)
     if after is not None:
         query = query.where(sa.tuple_(turns.c.received_at, turns.c.id) < after)

@@ -4,14 +4,15 @@ Listings page newest first by (received_at, id) with a keyset cursor, so their i
 `id` too; `q=` looks a turn up by its id, its session or its provider event id through an index
 each (event ids had none without the account); and the words of each turn's text are indexed:
 SQLite FTS5 (`turns_fts`, external content on `turns`, kept in step by triggers), PostgreSQL a
-GIN index on `to_tsvector('simple', text)`. Neither is in the models (SQLAlchemy has no type
-for them); `switchboard.search.SEARCH_OBJECTS` names them for the models-vs-migrations check.
+GIN index on `to_tsvector('simple', left(text, 100000))` (a tsvector holds 1 MB). Neither is
+in the models (SQLAlchemy has no type for them); `switchboard.store.search.SEARCH_OBJECTS` names
+them for the models-vs-migrations check.
 
 `turns_fts` is keyed by the rowid of `turns`: a migration that rebuilds `turns` (a batch
 "move and copy") must run `INSERT INTO turns_fts(turns_fts) VALUES ('rebuild')` after it.
 
 Revision ID: 0015_search
-Revises: 0010_interactions
+Revises: 0014_interactions_more
 """
 
 from alembic import op
@@ -61,8 +62,10 @@ SQLITE_UP = [
 ]
 SQLITE_DOWN = ["DROP TRIGGER turns_fts_update", "DROP TRIGGER turns_fts_delete",
                "DROP TRIGGER turns_fts_insert", "DROP TABLE turns_fts"]
+# At most the first 100,000 characters: a tsvector holds 1 MB, and a longer text of distinct
+# words (a log pasted into a mail) would fail the turn's INSERT (store/search.py says the same).
 POSTGRES_UP = ["CREATE INDEX ix_turns_text_search ON turns USING gin "
-               "(to_tsvector('simple', text))",
+               "(to_tsvector('simple', left(text, 100000)))",
                # The words' frequencies (statistics of the expression): with them the planner
                # walks the newest turns for a common word and reads the index for a rare one.
                "ANALYZE turns", "ANALYZE sessions"]
