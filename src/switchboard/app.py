@@ -66,7 +66,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(interaction_routes(runtime.store, runtime.pipeline.interactions, needs))
     app.include_router(outbound_routes(Outbound(runtime.pipeline), needs))
     app.include_router(takeover_routes(runtime.store, Takeovers(
-        runtime.store, runtime.events, runtime.controls, runtime.delivery,
+        runtime.store, runtime.controls, runtime.delivery,
         runtime.pipeline.reply_to), needs))
     app.include_router(console_routes(store=runtime.store, config=runtime.current, needs=needs,
                                       hub=runtime.events, account_list=accounts))

@@ -34,7 +34,7 @@ def _run(config: str | None, work: Callable[[Takeovers], Awaitable[Any]]) -> Any
     async def go(store: Store) -> Any:
         controls = SessionControls(store, EventHub(), origin=new_id("cli"), agents=agents,
                                    audited=True)
-        return await work(Takeovers(store, controls.events, controls, None, None))
+        return await work(Takeovers(store, controls, None, None))
 
     try:
         return run_with_store(where, go)

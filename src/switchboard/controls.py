@@ -44,7 +44,8 @@ class SessionControls:
         self.on_resumed = on_resumed
         self.forget_blobs = forget_blobs
 
-    async def _announce(self, name: str, data: dict[str, Any]) -> None:
+    async def announce(self, name: str, data: dict[str, Any]) -> None:
+        """On this process's live events, and shared with the other processes."""
         self.events.publish(name, data)
         if self.events.relay is None:  # a relayed hub shares what it publishes (feed.py)
             await self.store.live.share(self.origin, name, data)
@@ -54,7 +55,7 @@ class SessionControls:
         moved = await self.store.sessions.change_state(session_id, target, cause=cause,
                                                        actor=actor, transfer_to=transfer_to)
         if moved:
-            await self._announce("session.state_changed", moved.event())
+            await self.announce("session.state_changed", moved.event())
         return moved
 
     async def _audit(self, actor: str, action: str, session_id: str,
@@ -108,7 +109,7 @@ class SessionControls:
         unreferenced = await self.store.files.forget_session(session_id)
         if self.forget_blobs is not None:
             await self.forget_blobs(unreferenced)
-        await self._announce("session.deleted", {"session_id": session_id, "actor": actor})
+        await self.announce("session.deleted", {"session_id": session_id, "actor": actor})
         return f"session {session_id} is deleted (recorded in the audit log)"
 
     async def set_model(self, session_id: str, model: str | None, actor: str) -> str:

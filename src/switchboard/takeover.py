@@ -19,7 +19,6 @@ from typing import Any
 
 from channels.adapter import reply_in_thread
 from channels.messages import InboundMessage, OutboundMessage
-from sessions.events import EventHub
 from switchboard.controls import SessionControls
 from switchboard.delivery import Delivery
 from switchboard.errors import ActionRefused, SessionNotFound
@@ -33,21 +32,15 @@ ReplyTo = Callable[[InboundMessage, str], OutboundMessage]
 class Takeovers:
     """The operator's side of a session paused for people (API, console, CLI)."""
 
-    def __init__(self, store: Store, events: EventHub, controls: SessionControls,
+    def __init__(self, store: Store, controls: SessionControls,
                  delivery: Delivery | None, reply_to: ReplyTo | None) -> None:
         """`delivery`: attempt a reply here at once (None: the CLI; a running `serve`
         delivers it from the outbox). `reply_to`: where a reply to a message goes (the
         running adapters'); None where none runs: where the agent's last reply went."""
         self.store = store
-        self.events = events
         self.controls = controls
         self.delivery = delivery
         self.reply_to = reply_to
-
-    async def _announce(self, name: str, data: dict[str, Any]) -> None:
-        self.events.publish(name, data)
-        if self.events.relay is None:  # a relayed hub shares what it publishes (feed.py)
-            await self.store.live.share(self.controls.origin, name, data)
 
     async def _audit(self, actor: str, action: str, session_id: str,
                      detail: dict[str, Any] | None = None) -> None:
@@ -65,8 +58,8 @@ class Takeovers:
         session = await self._session(session_id)
         moved = await self.store.takeovers.take_over(session_id, operator)
         if moved is not None:
-            await self._announce("session.state_changed", moved.event())
-        await self._announce("session.taken_over", {"session_id": session_id,
+            await self.controls.announce("session.state_changed", moved.event())
+        await self.controls.announce("session.taken_over", {"session_id": session_id,
                                                     "agent": session.agent,
                                                     "operator": operator})
         await self._audit(operator, "takeover", session_id)
@@ -89,7 +82,7 @@ class Takeovers:
         row = await self.store.takeovers.record_reply(
             session, operator, out, self.delivery.lease if self.delivery else None,
             leased=leased)
-        await self._announce("session.message.created", {
+        await self.controls.announce("session.message.created", {
             "session_id": session_id, "turn_id": row.turn_id, "role": "operator",
             "operator": operator, "text": text})
         await self._audit(operator, "reply", session_id, {"turn_id": row.turn_id})
@@ -110,8 +103,8 @@ class Takeovers:
         missed)."""
         session = await self._session(session_id)
         done = await self.store.takeovers.hand_back(session_id, operator, replay_missed)
-        await self._announce("session.state_changed", done.change.event())
-        await self._announce("session.handed_back", {
+        await self.controls.announce("session.state_changed", done.change.event())
+        await self.controls.announce("session.handed_back", {
             "session_id": session_id, "agent": session.agent, "operator": operator,
             "replayed": len(done.replayed), "closed": len(done.closed)})
         await self._audit(operator, "handback", session_id,
