@@ -13,31 +13,12 @@ delivered, and the webhook deliveries written and attempted.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import socket
 import sqlite3
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-from pathlib import Path
 from typing import Any
 
-import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from fakes.telegram_api import FakeTelegramAPI  # noqa: E402
-
-SECRET = "bench-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+import telegram_ack  # the same flood (bench/ is the script's folder, first on sys.path)
 
 
 class SilentReceiver:
@@ -66,64 +47,16 @@ class SilentReceiver:
 
 
 def run(args: argparse.Namespace, hook_url: str | None) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="switchboard-hooks-bench-"))
-    with FakeTelegramAPI() as fake:
-        hooks = f"""
+    hooks = f"""
 webhooks:
   - {{url: "{hook_url}", events: ["*"], secret: bench-hook-secret}}
 """ if hook_url else ""
-        config = work / "bindings.yaml"
-        config.write_text(f"""
-agents:
-  triager: {{handler: echo}}
-accounts:
-  tg: {{provider: telegram, token: "123:bench", webhook_secret: {SECRET},
-        base_url: "{fake.base_url}"}}
-bindings:
-  - {{agent: triager, account: tg}}
-operators:
-  - {{name: bench, role: admin, token: bench-token}}
-{hooks}""")
-        port = free_port()
-        log = (work / "serve.log").open("wb")
-        database = work / "bench.db"
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port",
-             str(port), "--smtp-port", str(free_port()), "--log-level", "warning"],
-            cwd=work, stdout=log, stderr=subprocess.STDOUT,
-            env={"SWITCHBOARD_DATABASE_URL": f"sqlite:///{database}", "PATH": "/usr/bin:/bin",
-                 "PYTHONPATH": str(ROOT / "src")})
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            wrk = subprocess.run(
-                ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration:g}s",
-                 "--latency", "-s", str(ROOT / "bench" / "update.lua"),
-                 f"{url}/telegram/tg/webhook", "--", SECRET],
-                capture_output=True, text=True, check=True)
-            found = re.search(r"^BENCH_JSON (.*)$", wrk.stdout, re.MULTILINE)
-            assert found, wrk.stdout + wrk.stderr
-            data = json.loads(found.group(1))
-            acked = data["requests"] - data["non2xx"]
-            started = time.time()
-            while len(fake.calls("sendMessage")) < acked and time.time() - started < 120:
-                time.sleep(0.5)
-            data["replies"] = len(fake.calls("sendMessage"))
-            data["drain"] = time.time() - started
-        finally:
-            serve.terminate()
-            serve.wait(30)
-        with sqlite3.connect(database) as db:
-            data["hooks"] = dict(db.execute(
-                "SELECT state, count(*) FROM hook_deliveries GROUP BY state").fetchall())
-            data["hook_attempts"] = db.execute("SELECT count(*) FROM hook_attempts").fetchone()[0]
-        data["acked"] = acked
-        return data
+    data, work = telegram_ack.run(args, hooks, wait=120)
+    with sqlite3.connect(work / "bench.db") as db:
+        data["hooks"] = dict(db.execute(
+            "SELECT state, count(*) FROM hook_deliveries GROUP BY state").fetchall())
+        data["hook_attempts"] = db.execute("SELECT count(*) FROM hook_attempts").fetchone()[0]
+    return data
 
 
 def main() -> int:

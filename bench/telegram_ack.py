@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,12 +35,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=15)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+def run(args: argparse.Namespace, more_config: str = "", wait: float = 300
+        ) -> tuple[dict[str, Any], Path]:
+    """Serve an echo agent on a Telegram account (plus `more_config`), flood its webhook with
+    wrk for `args.duration` seconds, then wait up to `wait` seconds for the replies: wrk's
+    figures with `acked`, `replies` and `drain` (seconds), and the work folder (`bench.db`)."""
     work = Path(tempfile.mkdtemp(prefix="switchboard-tg-bench-"))
     with FakeTelegramAPI() as fake:
         config = work / "bindings.yaml"
@@ -53,7 +53,7 @@ bindings:
   - {{agent: triager, account: tg}}
 operators:
   - {{name: bench, role: admin, token: bench-token}}
-""")
+{more_config}""")
         port = free_port()
         log = (work / "serve.log").open("wb")
         serve = subprocess.Popen(
@@ -61,7 +61,7 @@ operators:
              str(port), "--smtp-port", str(free_port()), "--log-level", "warning"],
             cwd=work, stdout=log, stderr=subprocess.STDOUT,
             env={"SWITCHBOARD_DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
-                 "PATH": "/usr/bin:/bin"})
+                 "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")})
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(300):
@@ -78,15 +78,26 @@ operators:
             found = re.search(r"^BENCH_JSON (.*)$", wrk.stdout, re.MULTILINE)
             assert found, wrk.stdout + wrk.stderr
             data = json.loads(found.group(1))
-            acked = data["requests"] - data["non2xx"]
+            data["acked"] = acked = data["requests"] - data["non2xx"]
             started = time.time()
-            while len(fake.calls("sendMessage")) < acked and time.time() - started < 300:
+            while len(fake.calls("sendMessage")) < acked and time.time() - started < wait:
                 time.sleep(0.5)
-            replies = len(fake.calls("sendMessage"))
-            drain = time.time() - started
+            data["replies"] = len(fake.calls("sendMessage"))
+            data["drain"] = time.time() - started
         finally:
             serve.terminate()
             serve.wait(30)
+    return data, work
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    data, _ = run(args)
+    acked, replies, drain = data["acked"], data["replies"], data["drain"]
     seconds = data["duration_us"] / 1e6
     lat = {k: v / 1000 for k, v in data["latency_us"].items()}
     print(f"{'':12}{'acks/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'replies/s':>11}"
