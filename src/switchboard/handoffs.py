@@ -34,11 +34,11 @@ class Handoff:
     moved: list[StateChange] = field(default_factory=list)
 
     def __call__(self, db: Any) -> None:
-        """Inside the reply's transaction: pause the session for people."""
+        """Inside the reply's transaction: pause the session for people. (It may run twice: a
+        transaction committed with others runs again alone when one of them fails.)"""
         change = self.store.takeovers.handoff(db, self.session_id, self.turn_id, self.reason,
                                               self.agent)
-        if change is not None:
-            self.moved.append(change)
+        self.moved = [change] if change is not None else []
 
     def event(self) -> dict[str, Any]:
         """The data of `session.handoff_requested`: plain, so it can be forwarded as it is."""

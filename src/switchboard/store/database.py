@@ -8,6 +8,10 @@ pace of the slowest write. Here:
 - one thread (`DatabaseThread`) owns the write connection and runs whole transactions, one hop
   each, the ones that record webhook turns (`ack`) first; while acknowledgements keep coming the
   other work is metered to a share of the thread, so it cannot set their pace;
+- the turns' own work transactions (`group`: route, reply, delivery) that are waiting together
+  commit together, up to GROUP in one transaction: a commit (and the pages it writes to the
+  log) costs about as much as the statements of one of them. One that fails harms no
+  neighbour: the group is rolled back and each runs again alone;
 - a `Checkpointer` thread copies the write-ahead log into the database file, passively, so the
   fsync is never part of a commit an acknowledgement waits for (`wal_autocheckpoint=0`);
 - the async engine keeps one connection (`pool_size=1`): more only wait in the busy handler.
@@ -48,6 +52,7 @@ ACK, WORK = 0, 1  # ACK: the transaction that records webhook turns; WORK: every
 WORK_SHARE = 0.15
 QUIET = 0.005
 BURST = 0.05  # the most unmetered work time saved up for the next flood
+GROUP = 32  # the most `group` transactions committed as one
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -99,7 +104,7 @@ class Database:
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False,
                                             info=self.info)
         self._thread_engine = _thread_engine(engine)
-        self._thread = DatabaseThread() if self._thread_engine is not None else None
+        self._thread = DatabaseThread(self._open) if self._thread_engine is not None else None
         path = engine.url.database if self.is_sqlite else None
         self._checkpointer = Checkpointer(path) if path and path != ":memory:" else None
 
@@ -112,26 +117,30 @@ class Database:
         async with self._sessions() as db, db.begin():
             yield db
 
-    async def run_tx(self, work: Callable[[Session], T], *, ack: bool = False) -> T:
+    async def run_tx(self, work: Callable[[Session], T], *, ack: bool = False,
+                     group: bool = False) -> T:
         """Run `work` (plain synchronous ORM or Core code) as one transaction: on SQLite whole
         in the database thread, in one hop; elsewhere through the async session. The
-        transaction that records webhook turns (`ack`) goes first: others wait for it."""
-        engine, thread = self._thread_engine, self._thread
-        if engine is None or thread is None:
+        transaction that records webhook turns (`ack`) goes first: others wait for it.
+
+        `group`: on SQLite it may commit together with other such transactions waiting at the
+        same time, so `work` must have no effect outside `db` (it may run a second time, alone,
+        when the group it ran in was rolled back)."""
+        thread = self._thread
+        if thread is None:
             async with self._sessions() as db, db.begin():
                 return await db.run_sync(work)
-
-        def run() -> T:
-            with Session(engine, expire_on_commit=False, info=self.info) as db, db.begin():
-                return work(db)
-
         if ack:
             self._acks_waiting.clear()
         try:
-            return await thread.run(run, ACK if ack else WORK)
+            return await thread.run(work, ACK if ack else WORK, group=group)
         finally:
             if ack:
                 self._acks_waiting.set()
+
+    def _open(self) -> Session:
+        """An ORM session on the database thread's connection (SQLite)."""
+        return Session(self._thread_engine, expire_on_commit=False, info=self.info)
 
     def naive(self, value: datetime) -> datetime:
         """Times as bound parameters: SQLite compares strings, so drop the zone there."""
@@ -151,17 +160,32 @@ class Database:
             self._checkpointer.stop()
 
 
+class Job:
+    """One transaction waiting for the database thread."""
+
+    __slots__ = ("future", "group", "loop", "work")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
+                 work: Callable[[Session], Any], group: bool) -> None:
+        self.loop, self.future, self.work, self.group = loop, future, work, group
+
+    def settle(self, result: Any, error: BaseException | None) -> None:
+        self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+
+
 class DatabaseThread:
     """A single worker thread that runs whole transactions, acknowledgements first.
 
     Acknowledgements never wait behind a queue of other work, only behind the one transaction
     already running; during a flood of them the other work is metered to WORK_SHARE of the
-    thread, and catches up when the flood stops.
+    thread, and catches up when the flood stops. `group` jobs waiting next to each other
+    commit as one transaction (up to GROUP).
     """
 
-    def __init__(self, name: str = "sb-db") -> None:
-        self._acks: deque[Any] = deque()
-        self._work: deque[Any] = deque()
+    def __init__(self, open_session: Callable[[], Session], name: str = "sb-db") -> None:
+        self._open = open_session
+        self._acks: deque[Job] = deque()
+        self._work: deque[Job] = deque()
         self._ready = threading.Condition()
         self._stopping = False
         self._budget = BURST
@@ -169,36 +193,41 @@ class DatabaseThread:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def _next(self) -> tuple[Any, bool] | None:
-        """The next job and whether it is an acknowledgement; None once stopped."""
+    def _next(self) -> tuple[list[Job], bool] | None:
+        """The next jobs and whether they are an acknowledgement; None once stopped."""
         with self._ready:
             while True:
                 if self._acks:
-                    return self._acks.popleft(), True
-                if self._work and self._stopping:
-                    return self._work.popleft(), False
+                    return [self._acks.popleft()], True
+                if self._work and (self._stopping or self._may_work()):
+                    return self._take_work(), False
                 if self._work:
-                    now = time.monotonic()
-                    self._budget = min(BURST, self._budget + (now - self._refilled) * WORK_SHARE)
-                    self._refilled = now
-                    if self._budget > 0 or now - self._last_ack > QUIET:
-                        return self._work.popleft(), False
                     self._ready.wait(min(QUIET, -self._budget / WORK_SHARE))
                 elif self._stopping:
                     return None
                 else:
                     self._ready.wait()
 
+    def _may_work(self) -> bool:
+        now = time.monotonic()
+        self._budget = min(BURST, self._budget + (now - self._refilled) * WORK_SHARE)
+        self._refilled = now
+        return self._budget > 0 or now - self._last_ack > QUIET
+
+    def _take_work(self) -> list[Job]:
+        """The first work job, and the `group` jobs right behind it when it is one."""
+        jobs = [self._work.popleft()]
+        while jobs[0].group and self._work and self._work[0].group and len(jobs) < GROUP:
+            jobs.append(self._work.popleft())
+        return jobs
+
     def _run(self) -> None:
         while (picked := self._next()) is not None:
-            (loop, future, work), ack = picked
+            jobs, ack = picked
             started = time.monotonic()
-            try:
-                result = work()
-            except BaseException as error:  # handed to the awaiting coroutine
-                loop.call_soon_threadsafe(_settle, future, None, error)
-            else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+            if len(jobs) == 1 or not self._together(jobs):
+                for job in jobs:
+                    self._alone(job)
             finished = time.monotonic()
             with self._ready:
                 if ack:
@@ -206,11 +235,33 @@ class DatabaseThread:
                 elif self._acks or started - self._last_ack <= QUIET:  # metered in a flood
                     self._budget -= finished - started
 
-    async def run(self, work: Callable[[], T], priority: int = WORK) -> T:
+    def _alone(self, job: Job) -> None:
+        try:
+            with self._open() as db, db.begin():
+                result = job.work(db)
+        except BaseException as error:  # handed to the awaiting coroutine
+            job.settle(None, error)
+        else:
+            job.settle(result, None)
+
+    def _together(self, jobs: list[Job]) -> bool:
+        """Run `jobs` as one transaction; False (all rolled back) when one of them fails."""
+        try:
+            with self._open() as db, db.begin():
+                results = [job.work(db) for job in jobs]
+        except Exception:
+            return False
+        for job, result in zip(jobs, results, strict=True):
+            job.settle(result, None)
+        return True
+
+    async def run(self, work: Callable[[Session], T], priority: int = WORK, *,
+                  group: bool = False) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._ready:
-            (self._acks if priority == ACK else self._work).append((loop, future, work))
+            (self._acks if priority == ACK else self._work).append(
+                Job(loop, future, work, group))
             self._ready.notify()
         return await future
 

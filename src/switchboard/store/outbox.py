@@ -97,7 +97,7 @@ class OutboxStore:
             return self._add(db, turn_id, outbound, session_id=session_id,
                              batch=turn_ids[:-1], lease=lease)
 
-        return await self.db.run_tx(work)
+        return await self.db.run_tx(work, group=True)
 
     async def record_notice(self, turn_id: str, outbound: OutboundMessage,
                             keep_status: bool = True, lease: timedelta | None = None,
@@ -112,7 +112,7 @@ class OutboxStore:
             return self._add(db, turn_id, outbound, notice=keep_status, lease=lease,
                              leased=leased)
 
-        return await self.db.run_tx(work)
+        return await self.db.run_tx(work, group=True)
 
     def _add(self, db: Any, turn_id: str, outbound: OutboundMessage, *,
              session_id: str | None = None, batch: list[str] | None = None,
@@ -188,7 +188,7 @@ class OutboxStore:
                                             "attempt": row.attempts,
                                             "provider_message_id": provider_message_id})
 
-        return await self.db.run_tx(work)
+        return await self.db.run_tx(work, group=True)
 
     async def failed(self, row: OutboxEntry, error: str, *, retry_at: datetime | None,
                      detail: dict[str, Any], extra: dict[str, Any] | None = None) -> None:

@@ -48,25 +48,25 @@ class SessionStore:
         A scope whose latest session was transferred goes to the target agent instead."""
         now = self.clock.now()
 
-        def work(db: Any) -> Opened:
-            nonlocal request
+        def work(db: Any) -> Opened:  # no side effects: it may run twice (run_tx's `group`)
+            asked = request
             events: list[tuple[str, dict[str, Any]]] = [
-                ("routed", {"binding": request.binding, "agent": request.agent,
+                ("routed", {"binding": asked.binding, "agent": asked.agent,
                             "reason": route_reason})]
-            transfer = transfer_of(db, request.agent, request.scope_key)
+            transfer = transfer_of(db, asked.agent, asked.scope_key)
             if transfer is not None:
                 target, source = transfer
                 events.append(("transferred", {"from_session": source, "agent": target}))
-                request = replace(request, agent=target)
-            opened = open_in(db, request, policy, now, self.db.naive)
-            values: dict[str, Any] = {"binding": request.binding, "agent": request.agent,
+                asked = replace(asked, agent=target)
+            opened = open_in(db, asked, policy, now, self.db.naive)
+            values: dict[str, Any] = {"binding": asked.binding, "agent": asked.agent,
                                       "route_reason": route_reason}
             if not opened.refused:
                 values["session_id"] = opened.session_id
                 name = {"created": "session_created", "reopened": "session_reopened"}.get(
                     opened.how, "session_resumed")
                 events.append((name, {"session_id": opened.session_id,
-                                      "scope": request.scope_key}))
+                                      "scope": asked.scope_key}))
             connection = db.connection()
             connection.execute(
                 sql.ROUTE_TURN_TO_SESSION if "session_id" in values else sql.ROUTE_TURN,
@@ -76,7 +76,7 @@ class SessionStore:
                 for name, detail in events])
             return opened
 
-        return await self.db.run_tx(work)
+        return await self.db.run_tx(work, group=True)
 
     async def get(self, session_id: str) -> SessionRecord | None:
         async with self.db.tx() as db:

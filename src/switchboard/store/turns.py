@@ -164,7 +164,7 @@ class TurnStore:
                                              "session_id": turn.session_id,
                                              "error": fields.get("error")})
 
-        await self.db.run_tx(work)
+        await self.db.run_tx(work, group=True)
 
     async def note(self, turn_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Append timeline events to a turn, in order, in one transaction."""
@@ -174,7 +174,7 @@ class TurnStore:
             for name, detail in events:
                 db.add(TurnEvent(turn_id=turn_id, at=now, name=name, detail=detail))
 
-        await self.db.run_tx(work)
+        await self.db.run_tx(work, group=True)
 
     async def get(self, turn_id: str) -> TurnRecord | None:
         async with self.db.tx() as db:
