@@ -10,6 +10,7 @@ from sqlmodel import select
 from switchboard.models import AccountHealth as HealthRow
 from switchboard.models import Cursor, RejectedCount, Turn
 from switchboard.rejections import Key, RejectionCounter
+from switchboard.store import fast
 from switchboard.store.database import Database
 from switchboard.store.records import AccountHealth, aware
 
@@ -68,7 +69,7 @@ class AccountStore:
             values["last_outbound_at"] = now
         if error is not None:
             values.update(last_error=error, last_error_at=now)
-        db.connection().execute(self._health_upsert(tuple(values)), {
+        fast.execute(db, self._health_upsert(tuple(values)), {
             "v_account": account, **{f"v_{name}": value for name, value in values.items()}})
 
     def _health_upsert(self, columns: tuple[str, ...]) -> Any:

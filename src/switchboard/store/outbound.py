@@ -14,6 +14,7 @@ from channels.messages import OutboundMessage
 from sessions import Limits, StateChange
 from switchboard.errors import ActionRefused, NoSuchTurn
 from switchboard.models import Outbox, Session, SessionMessage, Turn, TurnEvent, new_id
+from switchboard.store import fast
 from switchboard.store import statements as sql
 from switchboard.store.database import Database
 from switchboard.store.hooks import emit_messages
@@ -121,7 +122,7 @@ class OutboundStore:
                 next_attempt_at=due,
                 created_at=now, attempts=1 if leased else 0,
                 claimed_until=now + lease if leased else None)
-            values["id"] = connection.execute(sql.ADD_OUTBOX, values).scalar_one()
+            values["id"] = fast.insert_id(db, sql.ADD_OUTBOX, values)
             return Recorded(turn_id, opened.session_id, opened.how, OutboxEntry(**values),
                             leased, (*moved, *opened.transitions))
 

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from channels.messages import OutboundMessage
 from switchboard.models import Outbox, Turn, TurnEvent
 from switchboard.redact import Redactor
+from switchboard.store import fast
 from switchboard.store import statements as sql
 from switchboard.store.accounts import AccountStore
 from switchboard.store.database import Database
@@ -70,24 +71,23 @@ class OutboxStore:
                         for item in result.activity]
             entries.append({"role": "agent", "text": result.reply,
                             "data": {"model": result.model} if result.model else {}})
-            connection = db.connection()
             messages = [{"session_id": session_id, "at": now, "turn_id": turn_id, **entry}
                         for entry in entries]
-            connection.execute(sql.ADD_MESSAGES, messages)
+            fast.execute(db, sql.ADD_MESSAGES, messages)
             emit_messages(db, messages)
             touch = {"session": session_id, "now": now, "answered": len(turn_ids)}
             if result.context is not None:
-                connection.execute(sql.TOUCH_SESSION_CONTEXT, {**touch,
+                fast.execute(db, sql.TOUCH_SESSION_CONTEXT, {**touch,
                                                                "v_context": result.context})
             else:
-                connection.execute(sql.TOUCH_SESSION, touch)
-            connection.execute(sql.REPLIED, {"turns": turn_ids, "v_reply": result.reply,
-                                             "v_agent_ms": result.duration_ms,
-                                             "v_session_id": session_id})
+                fast.execute(db, sql.TOUCH_SESSION, touch)
+            fast.execute(db, sql.REPLIED, [
+                {"turn": answered, "v_reply": result.reply, "v_agent_ms": result.duration_ms,
+                 "v_session_id": session_id} for answered in turn_ids])
             detail = {"duration_ms": result.duration_ms,
                       **({"model": result.model} if result.model else {}),
                       **({"together_with": turn_ids} if len(turn_ids) > 1 else {})}
-            connection.execute(sql.ADD_EVENTS, [
+            fast.execute(db, sql.ADD_EVENTS, [
                 {"turn_id": turn_id, "at": now, "name": name, "detail": note}
                 for name, note in notes] + [
                 {"turn_id": answered, "at": now, "name": "agent_replied", "detail": detail}
@@ -128,7 +128,7 @@ class OutboxStore:
             reply_to=outbound.reply_to, text=outbound.text, extra=outbound.extra,
             next_attempt_at=now, created_at=now, attempts=1 if leased else 0,
             claimed_until=now + (lease or timedelta(seconds=30)) if leased else None)
-        values["id"] = db.connection().execute(sql.ADD_OUTBOX, values).scalar_one()
+        values["id"] = fast.insert_id(db, sql.ADD_OUTBOX, values)
         return OutboxEntry(**values)
 
     async def due(self, limit: int = 100) -> list[int]:
@@ -168,16 +168,16 @@ class OutboxStore:
         now = self.clock.now()
 
         def work(db: Any) -> Any:
-            connection = db.connection()
-            connection.execute(sql.OUTBOX_DELIVERED, {"row": row.id})
+            fast.execute(db, sql.OUTBOX_DELIVERED, {"row": row.id})
             turns = [*row.batch, row.turn_id]
-            connection.execute(sql.TURNS_DELIVERED if row.notice else sql.TURNS_DELIVERED_ANSWERED,
-                               {"turns": turns, "v_attempts": row.attempts,
-                                "v_message_id": provider_message_id, "v_at": now})
+            fast.execute(db, sql.TURNS_DELIVERED if row.notice else sql.TURNS_DELIVERED_ANSWERED,
+                               [{"turn": turn, "v_attempts": row.attempts,
+                                 "v_message_id": provider_message_id, "v_at": now}
+                                for turn in turns])
             self.accounts.note_traffic_in(db, row.account, outbound=True)
             if row.session_id and row.extra.get(OUTBOUND_KEY):  # an agent started it
                 sent_in_session(db, row.session_id, now)
-            connection.execute(sql.ADD_EVENTS, [
+            fast.execute(db, sql.ADD_EVENTS, [
                 {"turn_id": turn_id, "at": now, "name": "delivered",
                  "detail": {"attempt": row.attempts, "provider_message_id": provider_message_id,
                             **detail}} for turn_id in turns] + [

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, update
@@ -18,6 +19,7 @@ from sqlmodel import col, select
 from sessions import OPEN_STATES, Cutoff, Limits, StateChange, check_transition, expiry
 from sessions.policy import reopen_since
 from switchboard.models import Session, new_id
+from switchboard.store import fast
 from switchboard.store import statements as sql
 from switchboard.store.hooks import emit, emit_messages, session_data
 from switchboard.store.records import SessionRecord, aware, load
@@ -54,22 +56,32 @@ class Opened:
     session: SessionRecord | None = None
 
 
-def transfer_of(db: Any, agent: str, scope_key: str) -> tuple[str, str] | None:
-    """When this agent's latest session in the scope was transferred: (target, source)."""
-    latest = db.connection().execute(
-        sql.LATEST_IN_SCOPE, {"agent": agent, "scope": scope_key}).first()
+def latest_in_scope(db: Any, agent: str, scope_key: str) -> Any:
+    """This agent's latest session in the scope (id, state, transferred_to), or None."""
+    return fast.first(db, sql.LATEST_IN_SCOPE, {"agent": agent, "scope": scope_key})
+
+
+def transferred(latest: Any) -> tuple[str, str] | None:
+    """(target, source) when `latest` (of `latest_in_scope`) was transferred."""
     if latest is not None and latest.state == "ended" and latest.transferred_to:
         return latest.transferred_to, latest.id
     return None
 
 
+def transfer_of(db: Any, agent: str, scope_key: str) -> tuple[str, str] | None:
+    """When this agent's latest session in the scope was transferred: (target, source)."""
+    return transferred(latest_in_scope(db, agent, scope_key))
+
+
 def open_in(db: Any, request: ScopeRequest, policy: Limits, now: datetime,
-            naive: Naive) -> Opened:
+            naive: Naive, *, new_scope: bool = False) -> Opened:
     """Resume the scope's open session (ending it first when the policy says it expired),
-    reopen one ended within keep_alive, refuse over the limit, or open a new one."""
+    reopen one ended within keep_alive, refuse over the limit, or open a new one.
+    `new_scope`: the agent is known to have no session in the scope (`latest_in_scope` said so in
+    this transaction), so there is none to resume or reopen."""
     moved: list[StateChange] = []
-    row = db.execute(sql.OPEN_IN_SCOPE, {"agent": request.agent,
-                                         "scope": request.scope_key}).scalars().first()
+    row = None if new_scope else db.execute(sql.OPEN_IN_SCOPE, {
+        "agent": request.agent, "scope": request.scope_key}).scalars().first()
     if row is not None:
         started, last = aware(row.started_at) or now, aware(row.last_activity_at) or now
         cause = expiry(row.state, started, last, policy, now)
@@ -83,7 +95,7 @@ def open_in(db: Any, request: ScopeRequest, policy: Limits, now: datetime,
             return Opened(row.id, "resumed", before, state=row.state, transitions=tuple(moved),
                           agent=request.agent, session=load(SessionRecord, row))
         moved.append(transition(db, row, "ended", cause=cause, actor="policy", now=now))
-    recent = _recent_ended(db, request, policy, now, naive)
+    recent = None if new_scope else _recent_ended(db, request, policy, now, naive)
     if recent is not None:
         moved.append(transition(db, recent, "live", cause="keep_alive", actor=request.user_id,
                                 now=now))
@@ -104,20 +116,21 @@ def open_in(db: Any, request: ScopeRequest, policy: Limits, now: datetime,
                 f"user {request.user_id} already has {open_count} open session"
                 f"{'s' if open_count != 1 else ''} with agent {request.agent} "
                 f"(max_concurrent_per_user is {limit})"))
-    parent = db.connection().execute(sql.TRANSFERRED_FROM, {
-        "scope": request.scope_key, "agent": request.agent}).scalar()
-    fresh = Session(
-        id=new_id("ses"), agent=request.agent, account=request.account,
-        provider=request.provider, binding=request.binding, scope_key=request.scope_key,
-        state="live", source=request.source, user_id=request.user_id,
-        user_name=request.user_name, started_at=now, last_activity_at=now,
-        parent_session_id=parent,
-    )
-    connection = db.connection()
-    connection.execute(sql.ADD_SESSION, fresh.model_dump())
+    source = fast.first(db, sql.TRANSFERRED_FROM, {"scope": request.scope_key,
+                                                  "agent": request.agent})
+    parent = source.id if source is not None else None
+    # every column, as a plain row: a model instance (validated) costs more than the insert
+    values = {**sql.SESSION_DEFAULTS, "id": new_id("ses"), "agent": request.agent,
+              "account": request.account, "provider": request.provider,
+              "binding": request.binding, "scope_key": request.scope_key, "state": "live",
+              "source": request.source, "user_id": request.user_id,
+              "user_name": request.user_name, "started_at": now, "last_activity_at": now,
+              "parent_session_id": parent, "context": {}}
+    fresh = SimpleNamespace(**values)
+    fast.execute(db, sql.ADD_SESSION, values)
     started = {"session_id": fresh.id, "at": now, "role": "system", "text": "session started",
                "turn_id": None, "data": {"state": "live"}}
-    connection.execute(sql.ADD_MESSAGES, started)
+    fast.execute(db, sql.ADD_MESSAGES, started)
     emit(db, "session.created", session_data(fresh), now)
     emit_messages(db, [started])
     return Opened(fresh.id, "created", transitions=tuple(moved), agent=request.agent,
@@ -175,7 +188,7 @@ def note_changes(db: Any, changes: list[StateChange], at: datetime) -> None:
     """The one writer of state changes into transcripts (actions, arrivals and sweeps)."""
     if changes:
         entries = [change.transcript_entry(at) for change in changes]
-        db.connection().execute(sql.ADD_MESSAGES, entries)
+        fast.execute(db, sql.ADD_MESSAGES, entries)
         for change in changes:
             emit(db, "session.state_changed", {
                 "session_id": change.session_id, "from": change.before, "to": change.target,

@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sessions import OPEN_STATES, Limits, StateChange, sweep_cutoffs
 from switchboard.errors import ActionRefused, SessionNotFound
 from switchboard.models import AuditEntry, Session, SessionMessage, new_id
+from switchboard.store import fast
 from switchboard.store import statements as sql
 from switchboard.store.database import Database
 from switchboard.store.hooks import emit, emit_messages, session_data
@@ -25,9 +26,11 @@ from switchboard.store.records import (
 from switchboard.store.session_moves import (
     Opened,
     ScopeRequest,
+    latest_in_scope,
     open_in,
     sweep_rule,
     transfer_of,
+    transferred,
     transition,
 )
 
@@ -53,12 +56,14 @@ class SessionStore:
             events: list[tuple[str, dict[str, Any]]] = [
                 ("routed", {"binding": asked.binding, "agent": asked.agent,
                             "reason": route_reason})]
-            transfer = transfer_of(db, asked.agent, asked.scope_key)
+            latest = latest_in_scope(db, asked.agent, asked.scope_key)
+            transfer = transferred(latest)
             if transfer is not None:
                 target, source = transfer
                 events.append(("transferred", {"from_session": source, "agent": target}))
                 asked = replace(asked, agent=target)
-            opened = open_in(db, asked, policy, now, self.db.naive)
+            opened = open_in(db, asked, policy, now, self.db.naive,
+                             new_scope=latest is None)
             values: dict[str, Any] = {"binding": asked.binding, "agent": asked.agent,
                                       "route_reason": route_reason}
             if not opened.refused:
@@ -67,11 +72,10 @@ class SessionStore:
                     opened.how, "session_resumed")
                 events.append((name, {"session_id": opened.session_id,
                                       "scope": asked.scope_key}))
-            connection = db.connection()
-            connection.execute(
-                sql.ROUTE_TURN_TO_SESSION if "session_id" in values else sql.ROUTE_TURN,
+            fast.execute(
+                db, sql.ROUTE_TURN_TO_SESSION if "session_id" in values else sql.ROUTE_TURN,
                 {"turn": turn_id, **{f"v_{k}": v for k, v in values.items()}})
-            connection.execute(sql.ADD_EVENTS, [
+            fast.execute(db, sql.ADD_EVENTS, [
                 {"turn_id": turn_id, "at": now, "name": name, "detail": detail}
                 for name, detail in events])
             return opened

@@ -23,7 +23,7 @@ outbox: Any = Outbox.__table__
 
 ADD_EVENTS = insert(turn_events)
 ADD_MESSAGES = insert(messages)
-ADD_OUTBOX = insert(outbox).returning(outbox.c.id)
+ADD_OUTBOX = insert(outbox)  # its id: fast.insert_id
 ADD_SESSION = insert(sessions)
 
 ROUTE_TURN = update(turns).where(turns.c.id == bindparam("turn")).values(
@@ -37,7 +37,8 @@ TOUCH_SESSION = update(sessions).where(sessions.c.id == bindparam("session")).va
 TOUCH_SESSION_CONTEXT = TOUCH_SESSION.values(
     context=bindparam("v_context", type_=sessions.c.context.type))
 
-REPLIED = update(turns).where(turns.c.id.in_(bindparam("turns", expanding=True))).values(
+# one parameter set per turn (executemany): an expanding IN is compiled again for each call
+REPLIED = update(turns).where(turns.c.id == bindparam("turn")).values(
     reply_text=bindparam("v_reply"), agent_ms=bindparam("v_agent_ms"), delivery_status="pending",
     session_id=bindparam("v_session_id"))
 
@@ -46,8 +47,7 @@ OUTBOX_DELIVERED = update(outbox).where(outbox.c.id == bindparam("row")).values(
 _DELIVERED = {"delivery_status": "delivered", "delivery_attempts": bindparam("v_attempts"),
               "provider_message_id": bindparam("v_message_id"), "error": None,
               "delivered_at": bindparam("v_at")}
-TURNS_DELIVERED = update(turns).where(
-    turns.c.id.in_(bindparam("turns", expanding=True))).values(**_DELIVERED)
+TURNS_DELIVERED = update(turns).where(turns.c.id == bindparam("turn")).values(**_DELIVERED)
 TURNS_DELIVERED_ANSWERED = TURNS_DELIVERED.values(status="delivered")
 
 LATEST_IN_SCOPE = select(sessions.c.id, sessions.c.state, sessions.c.transferred_to).where(
@@ -65,6 +65,12 @@ RECENT_ENDED = select(Session).where(
 TRANSFERRED_FROM = select(sessions.c.id).where(
     sessions.c.scope_key == bindparam("scope"), sessions.c.transferred_to == bindparam("agent"),
 ).order_by(sessions.c.ended_at.desc()).limit(1)
+
+
+# a new session row's columns before its own values (Core inserts fill no model defaults)
+SESSION_DEFAULTS: dict[str, Any] = {
+    **{column.name: None for column in sessions.c}, "state": "live", "source": "api",
+    "user_id": "", "user_name": "", "turn_count": 0}
 
 
 def outbox_row(**values: Any) -> dict[str, Any]:

@@ -10,13 +10,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, update
-from sqlalchemy import insert as sa_insert
 from sqlmodel import Session, col, select
 
 from channels.adapter import Recorded
 from channels.messages import InboundMessage
 from switchboard.models import Session as SessionRow
 from switchboard.models import SessionMessage, Turn, TurnEvent, Worker, new_id
+from switchboard.store import fast
+from switchboard.store import statements as sql
 from switchboard.store.database import Database
 from switchboard.store.hooks import emit, emit_messages, emit_turns_received, routes_of, turn_data
 from switchboard.store.records import (
@@ -45,6 +46,7 @@ class TurnStore:
         self.worker = worker  # the process that works on the turns it records (see Worker)
         self._group: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._group_writer: asyncio.Task[None] | None = None
+        self._add_turns = db.insert(Turn.__table__).on_conflict_do_nothing()  # built once
 
     async def record(self, message: InboundMessage, payload: dict[str, Any],
                      extra: Mapping[str, Any] | None = None) -> Recorded:
@@ -129,19 +131,19 @@ class TurnStore:
     async def _insert_turns(self, rows: list[dict[str, Any]]) -> set[str]:
         """Plain rows through SQLAlchemy Core: the hottest write there is, and ORM objects
         would cost more than the insert itself."""
-        turns, events = Turn.__table__, TurnEvent.__table__
+        turns = Turn.__table__
         ids = [row["id"] for row in rows]
 
         def write(db: Session) -> set[str]:
             connection = db.connection()
-            connection.execute(self.db.insert(turns).on_conflict_do_nothing(), rows)
+            fast.execute(db, self._add_turns, rows)
             inserted = set(connection.execute(
                 select(turns.c.id).where(turns.c.id.in_(ids))).scalars())
             received = [{"turn_id": row["id"], "at": row["received_at"], "name": "received",
                          "detail": {"event_id": row["event_id"]}}
                         for row in rows if row["id"] in inserted]
             if received:
-                connection.execute(sa_insert(events), received)
+                fast.execute(db, sql.ADD_EVENTS, received)
                 emit_turns_received(db, (row for row in rows if row["id"] in inserted))
             return inserted
 
