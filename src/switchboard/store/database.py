@@ -245,14 +245,23 @@ class DatabaseThread:
             job.settle(result, None)
 
     def _together(self, jobs: list[Job]) -> bool:
-        """Run `jobs` as one transaction; False (all rolled back) when one of them fails."""
+        """Run `jobs` as one transaction; False (all rolled back) when one of them fails.
+        An acknowledgement arriving meanwhile ends the group early: it waits for one job and
+        the commit, not the whole group, and the jobs not run yet go back to the front."""
+        results: list[Any] = []
         try:
             with self._open() as db, db.begin():
-                results = [job.work(db) for job in jobs]
+                for job in jobs:
+                    if results and self._acks:
+                        break
+                    results.append(job.work(db))
         except Exception:
             return False
-        for job, result in zip(jobs, results, strict=True):
+        for job, result in zip(jobs, results, strict=False):
             job.settle(result, None)
+        if len(results) < len(jobs):
+            with self._ready:
+                self._work.extendleft(reversed(jobs[len(results):]))
         return True
 
     async def run(self, work: Callable[[Session], T], priority: int = WORK, *,
