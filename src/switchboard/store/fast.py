@@ -38,7 +38,8 @@ class _Plan:
         return out
 
 
-# by statement object (held, so its id is never reused) and parameter names; the statements
+# by statement object (held, so its id is never reused) and parameter names (the processors
+# depend on the dialect's type only: every SQLite engine here has the same); the statements
 # passed here are built once (module constants), so this stays small; past PLANS_MAX a
 # statement built per call would only cost memory, so it goes the usual way instead
 _PLANS: dict[tuple[Any, tuple[str, ...]], _Plan | None] = {}
