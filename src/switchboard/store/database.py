@@ -255,7 +255,7 @@ class DatabaseThread:
                     if results and self._acks:
                         break
                     results.append(job.work(db))
-        except Exception:
+        except BaseException:  # each runs again alone, and hears its own error there
             return False
         for job, result in zip(jobs, results, strict=False):
             job.settle(result, None)
