@@ -9,7 +9,7 @@ from sessions.states import STATES
 from switchboard.errors import BadFilter
 from switchboard.providers import PROVIDERS
 
-TURN_STATUSES = ("pending", "held", "delivered", "failed", "ignored", "duplicate",
+TURN_STATUSES = ("queued", "pending", "held", "delivered", "failed", "ignored", "duplicate",
                  "cancelled")
 """Every status a turn can have (`delivered` and `failed` are final)."""
 SESSION_STATES = STATES
