@@ -9,8 +9,8 @@ from sessions.states import STATES
 from switchboard.errors import BadFilter
 from switchboard.providers import PROVIDERS
 
-TURN_STATUSES = ("queued", "pending", "held", "delivered", "failed", "ignored", "duplicate",
-                 "cancelled")
+TURN_STATUSES = ("pending", "held", "delivered", "failed", "ignored", "duplicate",
+                 "cancelled", "queued")
 """Every status a turn can have (`delivered` and `failed` are final)."""
 SESSION_STATES = STATES
 SESSION_TAGS = ("test", "live")

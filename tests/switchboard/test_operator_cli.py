@@ -78,7 +78,8 @@ def test_unknown_filter_values_are_refused_with_the_allowed_ones(tmp_path, sqlit
         turns = server.api("GET", "/api/turns", params={"status": "bogus"})
         assert turns.status_code == 400
         assert turns.json() == {"detail": "status: 'bogus' is not one of pending, held, "
-                                          "delivered, failed, ignored, duplicate, cancelled"}
+                                          "delivered, failed, ignored, duplicate, cancelled, "
+                                          "queued"}
         sessions = server.api("GET", "/api/sessions", params={"state": "gone", "tag": "x"})
         assert sessions.status_code == 400
         assert sessions.json()["detail"] == (
