@@ -32,6 +32,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -318,6 +319,10 @@ class Row:
     wrk_cpu: float = 0.0  # cores wrk used
     fake_cpu: float = 0.0  # cores the fake Web API used
     others_cpu: float = 0.0  # cores everything else on the machine used
+    rss_before_mb: float = 0.0  # the server's resident memory just before the measured run
+    rss_load_mb: float = 0.0  # its peak while wrk ran
+    rss_catchup_mb: float = 0.0  # its peak from the end of the load until the replies settled
+    rss_after_mb: float = 0.0  # once the replies settled
     db: dict[str, Any] = field(default_factory=dict)
     stderr: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -350,6 +355,40 @@ def process_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident memory now (VmRSS), in MB; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) / 1024 if found else 0.0
+
+
+class RssSampler:
+    """Samples a process's VmRSS every `every` s in a thread; `peak()` is the largest since
+    the last `peak()` (the load, then the catch-up)."""
+
+    def __init__(self, pid: int, every: float = 0.1) -> None:
+        self.pid, self.every = pid, every
+        self._peak = rss_mb(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._peak = max(self._peak, rss_mb(self.pid))
+
+    def peak(self) -> float:
+        peak, self._peak = max(self._peak, rss_mb(self.pid)), 0.0
+        return peak
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def wait_for_replies(fake: FakeSlack, expected: int, *, timeout: float, settle: float,
@@ -488,6 +527,8 @@ def run_row(server: Server, fake: FakeSlack, events: Events, workdir: Path,
                 row.notes.append(f"py-spy profile: {out}")
             say(f"load {args.duration:g}s, {args.connections} connections, "
                 f"{total} distinct events ready")
+            row.rss_before_mb = rss_mb(process.pid)
+            sampler = RssSampler(process.pid)
             started = time.time()
             cpu_before = process_cpu(process.pid)
             fake_before = process_cpu(fake.process.pid)
@@ -497,9 +538,13 @@ def run_row(server: Server, fake: FakeSlack, events: Events, workdir: Path,
             server_cpu = process_cpu(process.pid) - cpu_before
             fake_cpu = process_cpu(fake.process.pid) - fake_before
             others = cpu_times()[0] - machine_before - server_cpu - fake_cpu - result.cpu_s
+            row.rss_load_mb = sampler.peak()
             say("load done; waiting for replies")
             counts = wait_for_replies(fake, result.acks, timeout=args.reply_timeout,
                                       settle=args.settle, database=server.database)
+            row.rss_catchup_mb = sampler.peak()
+            sampler.stop()
+            row.rss_after_mb = rss_mb(process.pid)
             if profiler is not None:
                 profiler.wait(60)
             if args.verbose:
@@ -559,12 +604,14 @@ def run_row(server: Server, fake: FakeSlack, events: Events, workdir: Path,
 def table(rows: list[Row]) -> str:
     head = (f"{'':<12} {'acks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
             f"{'replies/s':>10} {'acks':>7} {'replies':>8} {'non2xx':>7} {'cpu':>5} {'wrk':>5}"
-            "  every reply")
+            f" {'RSS MB: before':>14} {'load':>5} {'catch-up':>8} {'after':>5}  every reply")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.name:<12} {r.acks_per_s:>9.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} "
                      f"{r.max_ms:>8.1f} {r.replies_per_s:>10.0f} {r.acks:>7} {r.replies:>8} "
-                     f"{r.non_2xx:>7} {r.server_cpu:>5.2f} {r.wrk_cpu:>5.2f}  "
+                     f"{r.non_2xx:>7} {r.server_cpu:>5.2f} {r.wrk_cpu:>5.2f} "
+                     f"{r.rss_before_mb:>14.0f} {r.rss_load_mb:>5.0f} {r.rss_catchup_mb:>8.0f} "
+                     f"{r.rss_after_mb:>5.0f}  "
                      f"{'yes' if r.every_reply else 'NO'}")
     return "\n".join(lines)
 

@@ -83,7 +83,10 @@ def create_app(runtime: Runtime) -> ASGIApp:
     async def healthz() -> JSONResponse:
         """`ok`; `degraded` with the reasons (an account that did not start, an SMTP server
         that could not listen); 503 `down` when nothing works (the database, every account)."""
-        status, body = await health(runtime.config, runtime.account_errors, runtime.store)
+        queue = runtime.pipeline.queue
+        status, body = await health(runtime.config, runtime.account_errors, runtime.store,
+                                    queue={"memory": len(queue), "database": queue.waiting,
+                                           "refilled": queue.refilled})
         return JSONResponse(body, status_code=status)  # SafeAnswers redacts it
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)

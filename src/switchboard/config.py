@@ -90,6 +90,8 @@ class DeliveryConfig(_Strict):
     max_backoff: Duration = timedelta(minutes=5)
     agent_concurrency: int = Field(default=16, ge=1)
     workers: int = Field(default=16, ge=1)  # turns worked on at once, per process
+    # turns a process holds in memory; beyond, they wait in the database (docs/delivery.md)
+    queue_limit: int = Field(default=5000, ge=2)
     lease: Duration = timedelta(seconds=30)  # how long one delivery attempt may hold its row
     worker_timeout: Duration = timedelta(seconds=15)  # silence after which a process is dead
 

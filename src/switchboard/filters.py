@@ -10,7 +10,7 @@ from switchboard.errors import BadFilter
 from switchboard.providers import PROVIDERS
 
 TURN_STATUSES = ("pending", "held", "delivered", "failed", "ignored", "duplicate",
-                 "cancelled")
+                 "cancelled", "queued")
 """Every status a turn can have (`delivered` and `failed` are final)."""
 SESSION_STATES = STATES
 SESSION_TAGS = ("test", "live")

@@ -13,9 +13,12 @@ from switchboard.store import Store
 
 
 async def health(config: Config, account_errors: Mapping[str, str], store: Store,
-                 timeout: float = 1.0) -> tuple[int, dict[str, Any]]:
+                 timeout: float = 1.0, queue: Mapping[str, int] | None = None
+                 ) -> tuple[int, dict[str, Any]]:
     """(status code, body): 200 `ok`; 200 `degraded` with the reasons when something works;
-    503 when nothing does (the database is unreachable, or every enabled account is down)."""
+    503 when nothing does (the database is unreachable, or every enabled account is down).
+    `queue`: this process's recorded turns waiting, in memory and in the database."""
+    extra = {"queue": dict(queue)} if queue is not None else {}
     accounts: dict[str, str] = {}
     reasons: dict[str, str] = {}
     for name in config.accounts:
@@ -30,12 +33,12 @@ async def health(config: Config, account_errors: Mapping[str, str], store: Store
     if database is not None:
         reasons["database"] = database
     if not reasons:
-        return 200, {"status": "ok", "accounts": accounts}
+        return 200, {"status": "ok", "accounts": accounts, **extra}
     working = [name for name, state in accounts.items() if state == "enabled"]
     down = database is not None or (not working and any(
         state == "failing" for state in accounts.values()))
     return (503 if down else 200), {"status": "down" if down else "degraded",
-                                    "accounts": accounts, "reasons": reasons}
+                                    "accounts": accounts, "reasons": reasons, **extra}
 
 
 async def _database(store: Store, timeout: float) -> str | None:

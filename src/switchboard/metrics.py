@@ -44,6 +44,16 @@ class Metrics:
         self.outbox_depth = Gauge("switchboard_outbox_depth",
                                   "Replies waiting for delivery (pending or retrying)",
                                   registry=r)
+        self.queued = Gauge("switchboard_queue_turns",
+                            "Recorded turns of this process waiting in memory for a worker",
+                            registry=r)
+        self.backlog = Gauge("switchboard_queue_backlog",
+                             "Recorded turns of this process waiting in the database "
+                             "(status queued) because the queue was full",
+                             registry=r)
+        self.refilled = Counter("switchboard_queue_refilled",
+                                "Turns read back from the database into the queue",
+                                registry=r)
         self.files = Counter("switchboard_files", "Files by provider, direction (in, out) "
                              "and outcome (stored, skipped, failed, delivered)",
                              ["provider", "direction", "outcome"], registry=r)

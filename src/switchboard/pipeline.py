@@ -95,7 +95,10 @@ class Pipeline:
         self.delivery = delivery
         self.tasks = tasks
         self.metrics = metrics
-        self.queue = TurnQueue(self.handle, config.delivery.workers, tasks)
+        self.queue = TurnQueue(self.handle, config.delivery.workers, tasks,
+                               config.delivery.queue_limit, self.read_back)
+        metrics.queued.set_function(lambda: len(self.queue))
+        metrics.backlog.set_function(lambda: self.queue.waiting)
         self.scope_lock = ScopeLocks()
         self.arrivals = Line()  # per conversation: routing in arrival order
         self.admission = Admission(config.accounts, store, self.reply_to)
@@ -112,8 +115,14 @@ class Pipeline:
         The caller acknowledges the provider when this returns.
         """
         message = storable_message(message)  # what an adapter let through must not fail a commit
-        recorded = await self.store.turns.record(message, message.raw, extra)
+        spill = self.queue.arrive()  # the queue is full: the turn waits in the database
+        try:
+            recorded = await self.store.turns.record(message, message.raw, extra, queued=spill)
+        except BaseException:
+            self.queue.arrived(spill)
+            raise
         if recorded.duplicate_of is not None:
+            self.queue.arrived(spill)
             self.metrics.turns.labels(message.provider, "duplicate").inc()
         else:
             self.events.publish("turn.received", {"turn_id": recorded.turn_id,
@@ -121,8 +130,14 @@ class Pipeline:
                                                   "account": message.account})
             # the payload is recorded; the queue keeps the message without it, so a long
             # queue holds few objects for the cyclic collector to walk
-            self.queue.enqueue(recorded.turn_id, replace(message, raw={}))
+            self.queue.arrived(spill, recorded.turn_id, replace(message, raw={}))
         return recorded
+
+    async def read_back(self, limit: int) -> list[tuple[str, InboundMessage]]:
+        """Turns that waited in the database for room in the queue, oldest first."""
+        turns = await self.store.backlog.take(limit)
+        self.metrics.refilled.inc(len(turns))
+        return [(turn.id, replace(message_from_turn(turn), raw={})) for turn in turns]
 
     # --- the journey after the acknowledgement -----------------------------------------------
 

@@ -27,11 +27,19 @@ class Recovery:
 
     async def recover(self, stale_after: timedelta = timedelta(seconds=15)) -> int:
         """Queue turns whose process died before their agent ran (this one's, after a restart,
-        or another's); how many. Deliveries a dead process left half-done are retried by
-        `Delivery.deliver_due` when their lease expires."""
-        orphans = await self.store.turns.claim_orphans(stale_after)
+        or another's), as many as the queue has room for; how many (those the dead process
+        left waiting in the database are this process's to read back). Deliveries a dead
+        process left half-done are retried by `Delivery.deliver_due` when their lease
+        expires."""
+        queue = self.pipeline.queue
+        room = min(500, queue.room())
+        orphans = await self.store.turns.claim_orphans(stale_after, limit=room)
         for turn_id in orphans:
-            self.pipeline.queue.enqueue(turn_id)
+            queue.enqueue(turn_id)
+        if len(orphans) < room:  # none is left in memory's order: then those that waited
+            queue.adopted(await self.store.backlog.adopt(stale_after))
+        else:
+            queue.refill_soon()
         return len(orphans)
 
     def resume_held(self, session_id: str) -> None:

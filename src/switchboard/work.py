@@ -53,16 +53,43 @@ async def guard(work: Coroutine[Any, Any, None]) -> None:
         log.exception("turn work failed")
 
 
+Refill = Callable[[int], Coroutine[Any, Any, list[tuple[str, InboundMessage]]]]
+REFILL_BATCH = 500  # turns read back from the database per query
+
+
 class TurnQueue:
     """Recorded turns waiting for `journey`. At most `workers` turns are worked at once; the
-    rest wait as plain entries in a queue, not as tasks."""
+    rest wait as plain entries in a queue, not as tasks.
 
-    def __init__(self, journey: Journey, workers: int, tasks: Tasks) -> None:
+    Memory: with a `limit`, a received turn that finds the queue full is recorded as `queued`
+    and waits only in the database (`arrive`, `arrived`); once one does, every later one does
+    too until `refill` (this process's `queued` turns, oldest first, at most n) has caught up,
+    so no turn overtakes one that waits there. Below `limit // 2` the queue refills in
+    batches, one query each."""
+
+    def __init__(self, journey: Journey, workers: int, tasks: Tasks, limit: int | None = None,
+                 refill: Refill | None = None) -> None:
         self._journey = journey
         self._workers = workers
         self._tasks = tasks
         self._queue: deque[tuple[str, InboundMessage | None]] = deque()
         self._runners = 0
+        self.limit = limit if refill is not None else None
+        self._refill = refill
+        self._reserved = 0  # received turns being recorded that go to memory
+        self._recording = 0  # received turns being recorded as `queued`
+        self.backlog = 0  # this process's `queued` turns recorded and not yet read back
+        self._recorded = 0  # how many `queued` turns were recorded, ever (see `_read_back`)
+        self._refilling = False
+        self.refilled = 0  # how many turns were read back, ever
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def waiting(self) -> int:
+        """Turns of this process waiting in the database (recorded as `queued`)."""
+        return max(0, self.backlog)
 
     def enqueue(self, turn_id: str, message: InboundMessage | None = None) -> None:
         """Queue a recorded turn; without `message` the journey reads it from the store."""
@@ -71,10 +98,88 @@ class TurnQueue:
             self._runners += 1
             self._tasks.spawn(self._run())
 
+    def room(self) -> int:
+        """How many more turns memory takes (recovery claims no more than that)."""
+        if self.limit is None:
+            return REFILL_BATCH
+        if self.backlog > 0 or self._recording:
+            return 0
+        return max(0, self.limit - len(self._queue) - self._reserved)
+
+    def arrive(self) -> bool:
+        """A received turn is about to be recorded: True when it is to wait in the database
+        (recorded as `queued`), False when it comes to memory. Tell `arrived` how it went."""
+        if self.limit is None:
+            return False
+        if self.backlog > 0 or self._recording \
+                or len(self._queue) + self._reserved >= self.limit:
+            self._recording += 1
+            return True
+        self._reserved += 1
+        return False
+
+    def arrived(self, spilled: bool, turn_id: str | None = None,
+                message: InboundMessage | None = None) -> None:
+        """The turn `arrive` was asked about is recorded (`turn_id`), or not (None: a
+        duplicate, or the commit failed)."""
+        if not spilled:
+            if self.limit is not None:
+                self._reserved -= 1
+            if turn_id is not None:
+                self.enqueue(turn_id, message)
+            return
+        self._recording -= 1
+        if turn_id is not None:
+            self.backlog += 1
+            self._recorded += 1
+        self.refill_soon()
+
+    def adopted(self, count: int) -> None:
+        """`count` more turns wait in the database for this process (a dead one's)."""
+        self.backlog += count
+        self._recorded += count
+        self.refill_soon()
+
+    def refill_soon(self) -> None:
+        """Read turns back from the database when memory has room for a batch. Not while a
+        turn bound for memory is still being recorded: it arrived before the ones waiting."""
+        if self._refill is None or self._refilling or self.backlog <= 0 or self._reserved:
+            return
+        assert self.limit is not None
+        if len(self._queue) > self.limit // 2:
+            return
+        self._refilling = True
+        self._tasks.spawn(self._read_back())
+
+    async def _read_back(self) -> None:
+        assert self._refill is not None and self.limit is not None
+        try:
+            while self.backlog > 0 and len(self._queue) <= self.limit // 2:
+                wanted = min(REFILL_BATCH, self.limit - len(self._queue))
+                quiet, recorded = not self._recording, self._recorded
+                batch = await self._refill(wanted)
+                if self._refill is None:  # shut down meanwhile: recovery takes them (pending)
+                    return
+                self.refilled += len(batch)
+                if quiet and recorded == self._recorded and len(batch) < wanted:
+                    self.backlog = 0  # none was being recorded meanwhile: all are back
+                else:
+                    self.backlog -= len(batch)  # below 0 for a moment: read back before
+                    # `arrived` counted it
+                for turn_id, message in batch:
+                    self.enqueue(turn_id, message)
+                if not batch:
+                    break
+        finally:
+            self._refilling = False
+
     async def _run(self) -> None:
         try:
             while self._queue:
-                await guard(self._journey(*self._queue.popleft()))
+                entry = self._queue.popleft()
+                if self.backlog > 0:
+                    self.refill_soon()
+                await guard(self._journey(*entry))
         finally:
             self._runners -= 1
 
@@ -82,6 +187,7 @@ class TurnQueue:
         """Forget what is still queued (shutdown): those turns stay recorded as this
         process's, and recovery takes them over."""
         self._queue.clear()
+        self._refill = None
 
 
 class Place:

@@ -78,7 +78,8 @@ def test_unknown_filter_values_are_refused_with_the_allowed_ones(tmp_path, sqlit
         turns = server.api("GET", "/api/turns", params={"status": "bogus"})
         assert turns.status_code == 400
         assert turns.json() == {"detail": "status: 'bogus' is not one of pending, held, "
-                                          "delivered, failed, ignored, duplicate, cancelled"}
+                                          "delivered, failed, ignored, duplicate, cancelled, "
+                                          "queued"}
         sessions = server.api("GET", "/api/sessions", params={"state": "gone", "tag": "x"})
         assert sessions.status_code == 400
         assert sessions.json()["detail"] == (
@@ -142,8 +143,8 @@ def test_cli_version_help_and_tables_that_fit_80_columns(tmp_path, sqlite_url, m
     helped = cli("turns", "list", "-h")
     assert helped.exit_code == 0
     assert "<bool>" not in helped.stdout and "--json" in helped.stdout
-    assert "[pending|held|delivered|failed|ignored|duplicate|cancelled]" in said(helped) or \
-        "<pending|held|delivered|failed|ignored|duplicate|cancelled>" in said(helped)
+    assert "[pending|held|delivered|failed|ignored|duplicate|cancelled|queued]" in said(helped) or \
+        "<pending|held|delivered|failed|ignored|duplicate|cancelled|queued>" in said(helped)
 
     (tmp_path / "bindings.yaml").write_text(EXAMPLE.read_text())
     env = {"SWITCHBOARD_DATABASE_URL": sqlite_url}

@@ -4,7 +4,7 @@ import { interactionCards } from "./interaction_cards.js";
 import { withQuery } from "./api.js";
 import { badge, cell, fields, fill, h, input, json, ms, select, table, when } from "./dom.js";
 
-const STATUSES = ["pending", "held", "delivered", "failed", "ignored", "duplicate", "cancelled"];
+const STATUSES = ["pending", "held", "delivered", "failed", "ignored", "duplicate", "cancelled", "queued"];
 const FILTERS = ["status", "provider", "account", "agent", "q"];
 const HEADERS = ["Received", "From", "Message", "Status", "Agent", "Session",
   "Received → delivered"];
@@ -193,6 +193,9 @@ function describe(event, turn) {
       return [`Transferred to agent ${d.agent}`, `from session ${d.from_session}`, "info"];
     case "held":
       return ["Held", d.reason || "the session is paused", "warn"];
+    case "refilled":
+      return ["Read back into the queue", "it waited in the database while the queue was full",
+        "info"];
     case "agent_replied":
       return [`Agent replied in ${ms(d.duration_ms)}`, d.model ? `model ${d.model}` : "", "ok"];
     case "agent_failed":

@@ -10,6 +10,7 @@
     store.tokens    operators kept in the database (hashes of their tokens)
     store.audit     what operators did, by name
     store.workers   this process's heartbeat, for recovery by the others
+    store.backlog   turns waiting in the database for room in this process's queue
     store.interactions  agents' requests to people and every answer attempt
     store.files     files of turns (their bytes are the file store's) and their deliveries
     store.counters  counts in windows (rate limits, loop guards), shared between processes
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from switchboard.clock import Clock
 from switchboard.redact import Redactor
 from switchboard.store.accounts import AccountStore, CursorStore
+from switchboard.store.backlog import BacklogStore
 from switchboard.store.database import Database, create_engine
 from switchboard.store.files import FileRecord, FileRows, NewFile
 from switchboard.store.guards import Count, CounterStore, PairingRecord, PairingStore
@@ -78,6 +80,7 @@ class Store:
         self.tokens = TokenStore(self.db)
         self.audit = AuditLog(self.db)
         self.workers = WorkerStore(self.db, worker)
+        self.backlog = BacklogStore(self.db, worker)
         self.interactions = InteractionStore(self.db, worker)
         self.files = FileRows(self.db)
         self.counters = CounterStore(self.db)

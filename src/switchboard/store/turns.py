@@ -34,6 +34,7 @@ from switchboard.store.session_moves import paused_reason
 log = logging.getLogger(__name__)
 
 SOLO_BUDGET = 5.0  # seconds: how long a failed group's turns may take, written one at a time
+WAITING = ("pending", "queued")  # acknowledged, not answered yet (queued: not even started)
 TURN_FILTERS = ("status", "provider", "account", "agent", "session_id", "binding", "conversation")
 
 
@@ -49,8 +50,9 @@ class TurnStore:
         self._add_turns = db.insert(Turn.__table__).on_conflict_do_nothing()  # built once
 
     async def record(self, message: InboundMessage, payload: dict[str, Any],
-                     extra: Mapping[str, Any] | None = None) -> Recorded:
+                     extra: Mapping[str, Any] | None = None, queued: bool = False) -> Recorded:
         """Insert the turn, or, when the event or message is already recorded, a duplicate of it.
+        `queued`: the turn waits in the database for room in this process's queue (work.py).
 
         The partial unique indexes on (account, event_id) and (account, dedupe_key) decide,
         so two processes racing on one retry still record a single original.
@@ -59,6 +61,8 @@ class TurnStore:
         extra = extra or {}
         row = _turn_row(message, payload, extra, now)
         row["owner"] = self.worker
+        if queued:
+            row["status"] = "queued"
         if await self._commit_in_group(row):
             return Recorded(row["id"])
         async with self.db.tx() as db:
@@ -233,10 +237,13 @@ class TurnStore:
             ))
             return frozenset(b for b in rows.all() if b)
 
-    async def claim_orphans(self, stale_after: timedelta) -> list[str]:
+    async def claim_orphans(self, stale_after: timedelta, limit: int = 500) -> list[str]:
         """Take over turns acknowledged but never answered whose process died (no heartbeat
-        for `stale_after`), oldest first. Each is claimed with a conditional update, so of
-        several processes recovering at once exactly one gets it."""
+        for `stale_after`), oldest first, at most `limit` (those it left `queued` are adopted
+        by `store.backlog`). Each is claimed with a conditional update, so of several
+        processes recovering at once exactly one gets it."""
+        if limit <= 0:
+            return []
         cutoff = self.db.naive(self.clock.now() - stale_after)
         async with self.db.tx() as db:
             rows = (await db.exec(
@@ -246,13 +253,14 @@ class TurnStore:
                        col(Turn.delivery_status).is_(None),
                        or_(col(Turn.owner).is_(None), col(Worker.id).is_(None),
                            Worker.heartbeat_at < cutoff))
-                .order_by(col(Turn.received_at), col(Turn.id)).limit(500))).all()
+                .order_by(col(Turn.received_at), col(Turn.id)).limit(limit))).all()
         claimed = []
         for turn_id, owner in rows:
             async with self.db.tx() as db:
                 owned = col(Turn.owner).is_(None) if owner is None else Turn.owner == owner
-                result = await db.exec(update(Turn).where(Turn.id == turn_id, owned)
-                                       .values(owner=self.worker))
+                result = await db.exec(
+                    update(Turn).where(Turn.id == turn_id, owned, Turn.status == "pending")
+                    .values(owner=self.worker))
                 if result.rowcount == 1:
                     db.add(TurnEvent(turn_id=turn_id, at=self.clock.now(), name="recovered",
                                      detail={"from_worker": owner, "worker": self.worker}))
@@ -309,7 +317,7 @@ class TurnStore:
                     return
                 earlier = (await db.exec(select(Turn.id).where(
                     Turn.account == account, Turn.conversation == conversation,
-                    Turn.status == "pending", col(Turn.reply_text).is_(None),
+                    col(Turn.status).in_(WAITING), col(Turn.reply_text).is_(None),
                     or_(col(Turn.owner).is_(None), Turn.owner != self.worker),
                     Turn.received_at > mine.received_at - timedelta(minutes=10),
                     or_(Turn.received_at < mine.received_at,
