@@ -30,16 +30,10 @@ def _when(**kw: Any) -> Any:
 class Turn(SQLModel, table=True):
     __tablename__ = "turns"
     __table_args__ = (
-        # Listings page newest first by (received_at, id): each filter's index ends so.
-        Index("ix_turns_received", "received_at", "id"),
-        Index("ix_turns_status_received", "status", "received_at", "id"),
-        Index("ix_turns_session_received", "session_id", "received_at", "id"),
-        Index("ix_turns_account_received", "account", "received_at", "id"),
-        Index("ix_turns_provider_received", "provider", "received_at", "id"),
-        Index("ix_turns_agent_received", "agent", "received_at", "id"),
-        Index("ix_turns_binding_received", "binding", "received_at", "id"),
-        Index("ix_turns_conversation_received", "conversation", "received_at", "id"),
-        Index("ix_turns_event", "event_id"),  # `q=` a provider event id, any account
+        Index("ix_turns_received", "received_at"),
+        Index("ix_turns_status_received", "status", "received_at"),
+        Index("ix_turns_session_received", "session_id", "received_at"),
+        Index("ix_turns_account_received", "account", "received_at"),
         Index("ix_turns_thread", "account", "conversation", "thread"),
         # One original turn per provider event and per provider message; duplicates are kept
         # beside them (status 'duplicate') so an operator sees every retry.
@@ -49,8 +43,10 @@ class Turn(SQLModel, table=True):
         Index("uq_turns_message", "account", "dedupe_key", unique=True,
               sqlite_where=text("status != 'duplicate' AND dedupe_key IS NOT NULL"),
               postgresql_where=text("status != 'duplicate' AND dedupe_key IS NOT NULL")),
-        # The words of `text` are indexed outside the models (migration 0015_search): SQLite
-        # FTS5 `turns_fts`, kept in step by triggers; PostgreSQL a GIN index on to_tsvector.
+        # No index more: each costs every turn's INSERT or its UPDATEs after routing and
+        # delivery (store/search.py reads listings through these). The words of `text` are
+        # indexed outside the models (migration 0015_search): SQLite FTS5 `turns_fts`, filled
+        # in batches off the ack path (store/text_index.py); PostgreSQL a GIN index.
     )
 
     id: str = Field(primary_key=True)
@@ -99,9 +95,9 @@ class Session(SQLModel, table=True):
     __tablename__ = "sessions"
     __table_args__ = (
         Index("ix_sessions_scope", "agent", "scope_key", "state"),
-        Index("ix_sessions_started", "started_at", "id"),
-        *(Index(f"ix_sessions_{key}_started", key, "started_at", "id")
-          for key in ("agent", "state", "account", "source", "tag", "user_id")),
+        Index("ix_sessions_started", "started_at"),
+        # `user=`: a person has a few sessions among a million (set once, never updated)
+        Index("ix_sessions_user_started", "user_id", "started_at"),
         Index("ix_sessions_state_activity", "state", "last_activity_at"),
         # Where a new session in a scope came from, when an earlier one was transferred: only
         # transferred sessions are indexed, so opening a session never scans the table.

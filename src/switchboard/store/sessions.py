@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import delete, tuple_, update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 
 from sessions import OPEN_STATES, Limits, StateChange, sweep_cutoffs
@@ -118,8 +118,9 @@ class SessionStore:
         if cursor:
             at, ident = decode_cursor(cursor)
             at = naive(at)
-            # one row-value comparison: a range of ix_sessions_started (started_at, id)
-            query = query.where(tuple_(col(Session.started_at), col(Session.id)) < (at, ident))
+            # a range of started_at, which ix_sessions_started serves (an OR alone is a scan)
+            query = query.where(col(Session.started_at) <= at,
+                                (col(Session.started_at) < at) | (col(Session.id) < ident))
         query = query.order_by(col(Session.started_at).desc(), col(Session.id).desc())
         async with self.db.tx() as db:
             rows = list((await db.exec(query.limit(limit + 1))).all())

@@ -28,7 +28,7 @@ from switchboard.store.records import (
     encode_cursor,
     load,
 )
-from switchboard.store.search import conditions, page_rows
+from switchboard.store.search import page_rows
 from switchboard.store.session_moves import paused_reason
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class TurnStore:
             at, ident = decode_cursor(cursor)
             after = (self.db.naive(at), ident)
         async with self.db.tx() as db:
-            rows = await page_rows(db, sqlite=self.db.is_sqlite, where=conditions(filters),
+            rows = await page_rows(db, sqlite=self.db.is_sqlite, filters=filters,
                                    after=after, limit=limit + 1,
                                    search=(search or "").strip() or None)
         page = [_listed(row) for row in rows[:limit]]
