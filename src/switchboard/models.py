@@ -34,7 +34,8 @@ class Turn(SQLModel, table=True):
         Index("ix_turns_status_received", "status", "received_at"),
         Index("ix_turns_session_received", "session_id", "received_at"),
         Index("ix_turns_account_received", "account", "received_at"),
-        Index("ix_turns_thread", "account", "conversation", "thread"),
+        # ends in received_at: a conversation's newest page is found in the index alone
+        Index("ix_turns_thread", "account", "conversation", "thread", "received_at"),
         # One original turn per provider event and per provider message; duplicates are kept
         # beside them (status 'duplicate') so an operator sees every retry.
         Index("uq_turns_event", "account", "event_id", unique=True,

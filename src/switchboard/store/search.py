@@ -39,7 +39,7 @@ SEARCH_OBJECTS = frozenset({"turns_fts", "turns_fts_data", "turns_fts_idx", "tur
                             "turns_fts_config", "turns_fts_mark", "ix_turns_text_search"})
 """What migration 0015_search makes outside the models (for the models-vs-migrations check)."""
 
-FEW = 2000  # a conversation with fewer turns than this in an account is sorted, not walked
+FEW = 5000  # a conversation with fewer turns in an account is read by the thread index
 _FTS: Any = sa.table("turns_fts", sa.column("rowid"))
 _ROWID = sa.literal_column("turns.rowid")
 _NEWEST = (turns.c.received_at.desc(), turns.c.id.desc())
@@ -93,11 +93,12 @@ class _Reader:
         found = await self.rows(query)
         return found[0][0] if found else None
 
-    async def few(self, account: str, conversation: str) -> bool:
+    async def turns_in(self, account: str, conversation: str) -> int:
+        """How many turns the conversation has in the account, up to FEW (the index alone)."""
         inner = (sa.select(sa.literal(1)).where(turns.c.account == account,
                                                 turns.c.conversation == conversation)
                  .limit(FEW).subquery())
-        return (await self.rows(sa.select(sa.func.count()).select_from(inner)))[0][0] < FEW
+        return int((await self.rows(sa.select(sa.func.count()).select_from(inner)))[0][0])
 
 
 def _newest(where: list[Any], limit: int) -> Any:
@@ -122,12 +123,34 @@ async def page_rows(db: AsyncSession, *, sqlite: bool, filters: Mapping[str, Any
         if provider and await read.provider_of(account) != provider:
             continue
         mine = [*where, turns.c.account == account, *_before(after)]
-        if conversation and await read.few(account, conversation):
-            mine.append(turns.c.conversation == conversation)  # the thread index, then sorted
-        elif conversation:  # `|| ''` keeps the planner off the thread index: a walk in time
+        many = await read.turns_in(account, conversation) if conversation else FEW
+        if many == 0:
+            continue
+        if many < FEW:
+            mine.append(turns.c.conversation == conversation)
+            found.extend(await _conversation(read, mine, account, conversation, after, limit))
+            continue
+        if conversation:  # `|| ''` keeps the planner off the thread index: a walk in time
             mine.append(turns.c.conversation.concat(sa.literal_column("''")) == conversation)
         found.extend(await read.rows(_newest(mine, limit)))
     return _merged(found, limit)
+
+
+async def _conversation(read: _Reader, where: list[Any], account: str, conversation: str,
+                        after: tuple[datetime, str] | None, limit: int) -> list[Any]:
+    """A conversation's newest turns in an account, through the thread index: its 2×`limit`-th
+    newest received_at, read from the index alone (it ends in received_at), bounds the rows
+    read and sorted (twice the page: other filters, duplicates, leave some out); when that is
+    still too few, all of them."""
+    upto = [turns.c.received_at <= after[0]] if after else []
+    nth = (sa.select(turns.c.received_at)
+           .where(turns.c.account == account, turns.c.conversation == conversation, *upto)
+           .order_by(turns.c.received_at.desc()).limit(1).offset(2 * limit - 1))
+    if found := await read.rows(nth):
+        rows = await read.rows(_newest([*where, turns.c.received_at >= found[0][0]], limit))
+        if len(rows) >= limit:
+            return rows
+    return await read.rows(_newest(where, limit))
 
 
 def _merged(rows: list[Any], limit: int) -> list[Any]:

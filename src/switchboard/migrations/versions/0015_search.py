@@ -6,7 +6,9 @@ The words of each turn's text are indexed: SQLite FTS5 `turns_fts` (external con
 PostgreSQL a GIN index on `to_tsvector('simple', left(text, 100000))` (a tsvector holds 1 MB).
 Neither is in the models (SQLAlchemy has no type for them);
 `switchboard.store.search.SEARCH_OBJECTS` names them for the models-vs-migrations check.
-`turns` gets no other index (each costs the write path); sessions one on (user_id, started_at).
+`turns` gets no other index (each costs the write path): its thread index ends in
+received_at instead (a conversation's newest page is found in it); sessions get one on
+(user_id, started_at).
 
 `turns_fts` is keyed by the rowid of `turns`: a migration that rebuilds `turns` (a batch
 "move and copy") must run `INSERT INTO turns_fts(turns_fts) VALUES ('rebuild')` after it.
@@ -41,6 +43,10 @@ POSTGRES_DOWN = ["DROP INDEX ix_turns_text_search"]
 
 
 def upgrade() -> None:
+    # the thread index ends in received_at: a conversation's newest page from the index alone
+    op.drop_index("ix_turns_thread", table_name="turns")
+    op.create_index("ix_turns_thread", "turns", ["account", "conversation", "thread",
+                                                 "received_at"])
     op.create_index("ix_sessions_user_started", "sessions", ["user_id", "started_at"])
     sqlite = op.get_bind().dialect.name == "sqlite"
     for statement in SQLITE_UP if sqlite else POSTGRES_UP:
@@ -52,3 +58,5 @@ def downgrade() -> None:
     for statement in SQLITE_DOWN if sqlite else POSTGRES_DOWN:
         op.execute(statement)
     op.drop_index("ix_sessions_user_started", table_name="sessions")
+    op.drop_index("ix_turns_thread", table_name="turns")
+    op.create_index("ix_turns_thread", "turns", ["account", "conversation", "thread"])
