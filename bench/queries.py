@@ -280,6 +280,11 @@ def fill_sqlite(path: str, fill: Fill, batch: int = 20_000) -> None:
             f"INSERT INTO sessions ({', '.join(session_cols)}) "
             f"VALUES ({', '.join('?' * len(session_cols))})",
             (tuple(value(s.get(c)) for c in session_cols) for s in fill.session_rows()))
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'turns_fts_mark'").fetchone():
+        with connection:  # what the server's indexer (store/text_index.py) would do at start
+            connection.execute("INSERT INTO turns_fts(rowid, text) SELECT rowid, text FROM turns")
+            connection.execute("UPDATE turns_fts_mark SET last_rowid = "
+                               "(SELECT coalesce(max(rowid), 0) FROM turns)")
     connection.execute("ANALYZE")
     connection.close()
 

@@ -38,6 +38,8 @@ def turns_list(
     account: Annotated[str | None, typer.Option(help="Only this account's turns")] = None,
     agent: Annotated[str | None, typer.Option(help="Only turns routed to this agent")] = None,
     session_id: Annotated[str | None, typer.Option(help="Only this session's turns")] = None,
+    search: Annotated[str | None, typer.Option(
+        "--search", "-q", help="A turn, session or event id, or words of the message")] = None,
     cursor: CursorOption = None, limit: LimitOption = 50,
     config: ConfigOption = None, as_json: JsonOption = False,
 ) -> None:
@@ -47,7 +49,7 @@ def turns_list(
     filters = {"status": status, "provider": provider, "account": account, "agent": agent,
                "session_id": session_id}
     where = target(config)
-    page = with_store(where, lambda s: s.turns.page(filters, cursor, limit))
+    page = with_store(where, lambda s: s.turns.page(filters, cursor, limit, search=search))
     turns, next_cursor = [turn_json(t) for t in page.items], page.next_cursor
     if as_json:
         print_json({"turns": turns, "next_cursor": next_cursor})
@@ -56,7 +58,7 @@ def turns_list(
     for t in turns:
         rows.add_row(t["id"], t["status"], when(t["received_at"]),
                      escape(f"{t['sender']} ({t['account']})"), escape(t["agent"] or "-"))
-    chosen = described(filters)
+    chosen = described({**filters, "q": search})
     print_table(rows, f"no turns match {chosen} in {where.where}" if chosen
                 else f"no turns in {where.where}")
     if next_cursor:

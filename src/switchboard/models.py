@@ -34,7 +34,8 @@ class Turn(SQLModel, table=True):
         Index("ix_turns_status_received", "status", "received_at"),
         Index("ix_turns_session_received", "session_id", "received_at"),
         Index("ix_turns_account_received", "account", "received_at"),
-        Index("ix_turns_thread", "account", "conversation", "thread"),
+        # ends in received_at: a conversation's newest page is found in the index alone
+        Index("ix_turns_thread", "account", "conversation", "thread", "received_at"),
         # One original turn per provider event and per provider message; duplicates are kept
         # beside them (status 'duplicate') so an operator sees every retry.
         Index("uq_turns_event", "account", "event_id", unique=True,
@@ -43,6 +44,10 @@ class Turn(SQLModel, table=True):
         Index("uq_turns_message", "account", "dedupe_key", unique=True,
               sqlite_where=text("status != 'duplicate' AND dedupe_key IS NOT NULL"),
               postgresql_where=text("status != 'duplicate' AND dedupe_key IS NOT NULL")),
+        # No index more: each costs every turn's INSERT or its UPDATEs after routing and
+        # delivery (store/search.py reads listings through these). The words of `text` are
+        # indexed outside the models (migration 0015_search): SQLite FTS5 `turns_fts`, filled
+        # in batches off the ack path (store/text_index.py); PostgreSQL a GIN index.
     )
 
     id: str = Field(primary_key=True)
@@ -92,6 +97,8 @@ class Session(SQLModel, table=True):
     __table_args__ = (
         Index("ix_sessions_scope", "agent", "scope_key", "state"),
         Index("ix_sessions_started", "started_at"),
+        # `user=`: a person has a few sessions among a million (set once, never updated)
+        Index("ix_sessions_user_started", "user_id", "started_at"),
         Index("ix_sessions_state_activity", "state", "last_activity_at"),
         # Where a new session in a scope came from, when an earlier one was transferred: only
         # transferred sessions are indexed, so opening a session never scans the table.

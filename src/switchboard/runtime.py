@@ -149,6 +149,7 @@ class Runtime:
 
         self._background.append(asyncio.create_task(self._sweep_files()))
         self._background.append(asyncio.create_task(self.hook_delivery.run()))
+        self._background.append(asyncio.create_task(self.store.text_index.run()))
         self._rejections = asyncio.create_task(self._write_rejections())
         self.scheduler = AsyncIOScheduler()
         self.scheduler.add_job(self.sweep_sessions, "interval", seconds=self.session_sweep,

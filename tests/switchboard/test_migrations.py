@@ -12,14 +12,18 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from switchboard import db, models  # noqa: F401  (models registers the tables)
+from switchboard.store.search import SEARCH_OBJECTS
 
 
 def test_migrations_build_the_models_schema(database_url: str) -> None:
     engine = sa.create_engine(db.driver_url(database_url, asynchronous=False))  # as upgrade() does
     try:
         with engine.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection),
-                                           SQLModel.metadata)
+            # The full-text indexes of 0015_search have no model (SQLAlchemy has no type for
+            # them): they are left out here, and checked by tests/switchboard/test_search.py.
+            context = MigrationContext.configure(connection, opts={
+                "include_name": lambda name, kind, parent: name not in SEARCH_OBJECTS})
+            differences = compare_metadata(context, SQLModel.metadata)
     finally:
         engine.dispose()
     assert differences == [], f"models and migrations disagree: {differences}"

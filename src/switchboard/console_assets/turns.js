@@ -75,6 +75,17 @@ function turnRow(turn) {
     cell("Received → delivered", took(turn)));
 }
 
+// What the API's q= matches, for turns that arrive live: an exact id, or every word of the
+// search among the words of the text (the server's full-text index decides for listed pages).
+function searched(turn, q) {
+  const query = q.trim();
+  if ([turn.id, turn.session_id, turn.event_id].includes(query)) return true;
+  const words = (text) => (text || "").toLowerCase().match(/[\p{L}\p{N}]+/gu) || [];
+  const have = new Set(words(turn.text));
+  const wanted = words(query);
+  return wanted.length > 0 && wanted.every((word) => have.has(word));
+}
+
 function newer(a, b) {
   const ta = Date.parse(a.received_at);
   const tb = Date.parse(b.received_at);
@@ -93,7 +104,7 @@ export async function turnsView(main, ctx) {
     select("account", "Account", accounts, filters.account),
     select("agent", "Agent", agents, filters.agent),
     input("q", "Search", filters.q, { type: "search",
-      placeholder: "turn id, session id or provider event id" }),
+      placeholder: "words of the message, or a turn, session or event id" }),
     h("div", { class: "actions" },
       h("button", { type: "submit", class: "primary", text: "Apply" }),
       h("button", { type: "button", text: "Clear",
@@ -123,7 +134,7 @@ export async function turnsView(main, ctx) {
   let cursor = null;
 
   function matches(turn) {
-    if (filters.q && ![turn.id, turn.session_id, turn.event_id].includes(filters.q)) return false;
+    if (filters.q && !searched(turn, filters.q)) return false;
     if (turn.status === "duplicate" && filters.status !== "duplicate") return false;
     return ["status", "provider", "account", "agent"]
       .every((key) => !filters[key] || turn[key] === filters[key]);

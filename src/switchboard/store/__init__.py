@@ -17,6 +17,7 @@
     store.pairings  senders paired with an account (dm_policy: pairing)
     store.hooks     outbound webhook deliveries and their attempts (emit: store/hooks.py)
     store.takeovers sessions paused for people: takeovers, operator replies, handoffs
+    store.text_index  SQLite's word index of turns, filled in batches off the ack path
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from switchboard.store.records import (
 from switchboard.store.session_moves import Opened, ScopeRequest
 from switchboard.store.sessions import SessionStore
 from switchboard.store.takeovers import TakeoverStore
+from switchboard.store.text_index import TextIndex
 from switchboard.store.turns import TurnStore
 from switchboard.store.workers import WorkerStore
 
@@ -70,6 +72,7 @@ class Store:
         self.db = Database(engine, clock, info={INFO_KEY: self.hook_routes})
         self.clock = clock
         self.turns = TurnStore(self.db, worker)
+        self.text_index = TextIndex(self.db)  # SQLite's word index, filled off the ack path
         self.sessions = SessionStore(self.db)
         self.accounts = AccountStore(self.db)
         self.outbox = OutboxStore(self.db, self.accounts, redact or Redactor())

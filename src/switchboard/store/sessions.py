@@ -122,8 +122,9 @@ class SessionStore:
         if cursor:
             at, ident = decode_cursor(cursor)
             at = naive(at)
-            query = query.where((Session.started_at < at)
-                                | ((Session.started_at == at) & (Session.id < ident)))
+            # a range of started_at, which ix_sessions_started serves (an OR alone is a scan)
+            query = query.where(col(Session.started_at) <= at,
+                                (col(Session.started_at) < at) | (col(Session.id) < ident))
         query = query.order_by(col(Session.started_at).desc(), col(Session.id).desc())
         async with self.db.tx() as db:
             rows = list((await db.exec(query.limit(limit + 1))).all())

@@ -29,13 +29,13 @@ from switchboard.store.records import (
     encode_cursor,
     load,
 )
+from switchboard.store.search import page_rows
 from switchboard.store.session_moves import paused_reason
 
 log = logging.getLogger(__name__)
 
 SOLO_BUDGET = 5.0  # seconds: how long a failed group's turns may take, written one at a time
 WAITING = ("pending", "queued")  # acknowledged, not answered yet (queued: not even started)
-TURN_FILTERS = ("status", "provider", "account", "agent", "session_id", "binding", "conversation")
 
 
 class TurnStore:
@@ -272,28 +272,18 @@ class TurnStore:
         """Newest first, filtered, one page and the cursor of the next (None at the end).
 
         Duplicates are listed only when asked for with status=duplicate: a retried event is
-        one turn, with its retries on its timeline.
+        one turn, with its retries on its timeline. `search` is an exact turn, session or
+        event id, or words of the text (`store/search.py`). Listed turns have no payload.
         """
-        query = select(Turn)
-        for key in TURN_FILTERS:
-            if filters.get(key):
-                query = query.where(getattr(Turn, key) == filters[key])
-        if filters.get("agents") is not None:  # an operator limited to these agents
-            query = query.where(col(Turn.agent).in_(filters["agents"]))
-        if filters.get("status") != "duplicate":
-            query = query.where(Turn.status != "duplicate")
-        if search:
-            query = query.where(or_(Turn.id == search, Turn.session_id == search,
-                                    Turn.event_id == search))
+        after = None
         if cursor:
             at, ident = decode_cursor(cursor)
-            at = self.db.naive(at)
-            query = query.where(or_(Turn.received_at < at,
-                                    and_(Turn.received_at == at, Turn.id < ident)))
-        query = query.order_by(col(Turn.received_at).desc(), col(Turn.id).desc()).limit(limit + 1)
+            after = (self.db.naive(at), ident)
         async with self.db.tx() as db:
-            rows = list((await db.exec(query)).all())
-        page = [load(TurnRecord, row) for row in rows[:limit]]
+            rows = await page_rows(db, sqlite=self.db.is_sqlite, filters=filters,
+                                   after=after, limit=limit + 1,
+                                   search=(search or "").strip() or None)
+        page = [_listed(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             next_cursor = encode_cursor(page[-1].received_at, page[-1].id)
@@ -398,6 +388,21 @@ def _turn_row(message: InboundMessage, payload: dict[str, Any], extra: Mapping[s
                   "starts_thread": message.starts_thread, "for_agent": message.for_agent,
                   **({"ignore_reason": message.ignore_reason} if message.ignore_reason else {})},
     }
+
+
+def _listed(row: Any) -> TurnRecord:
+    """A listed turn: every field but the provider's payload, which listings do not read."""
+    return load(TurnRecord, _WithoutPayload(row))
+
+
+class _WithoutPayload:
+    __slots__ = ("row",)
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return {} if name == "payload" else getattr(self.row, name)
 
 
 def _duplicate_reason(message: InboundMessage, original: Turn) -> str:
