@@ -36,7 +36,7 @@ class Recovery:
         orphans = await self.store.turns.claim_orphans(stale_after, limit=room)
         for turn_id in orphans:
             queue.enqueue(turn_id)
-        if len(orphans) < room:  # none is left in memory's order: then those that waited
+        if len(orphans) < room:  # every pending one is claimed: then the queued, newer ones
             queue.adopted(await self.store.backlog.adopt(stale_after))
         else:
             queue.refill_soon()
