@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, literal_column, update
 from sqlmodel import col, select
 
 from sessions import OPEN_STATES, Limits, StateChange, sweep_cutoffs
@@ -35,6 +35,21 @@ from switchboard.store.session_moves import (
 )
 
 SESSION_FILTERS = ("agent", "state", "source", "tag", "account")
+
+
+FEW = 2000  # an agent or a state with fewer sessions is read through its index, then sorted
+
+
+async def _equal(db: Any, key: str, value: Any) -> Any:
+    """`key = value`, or for an agent or a state with FEW sessions or more (most are ended)
+    `key || '' = value`: kept off its index (agent, … / state, …), the listing walks
+    ix_sessions_started newest first and stops after a page instead of sorting them all."""
+    column = getattr(Session, key)
+    if key in ("agent", "state"):
+        inner = select(Session.id).where(column == value).limit(FEW).subquery()
+        if (await db.exec(select(func.count()).select_from(inner))).one() >= FEW:
+            return col(column).concat(literal_column("''")) == value
+    return column == value
 
 
 class SessionStore:
@@ -104,9 +119,6 @@ class SessionStore:
         """Newest first, filtered; ended sessions past `archive_after` only when asked."""
         naive = self.db.naive
         query = select(Session)
-        for key in SESSION_FILTERS:
-            if filters.get(key):
-                query = query.where(getattr(Session, key) == filters[key])
         if filters.get("user"):
             query = query.where(Session.user_id == filters["user"])
         if filters.get("agents") is not None:  # an operator limited to these agents
@@ -127,6 +139,9 @@ class SessionStore:
                                 (col(Session.started_at) < at) | (col(Session.id) < ident))
         query = query.order_by(col(Session.started_at).desc(), col(Session.id).desc())
         async with self.db.tx() as db:
+            for key in SESSION_FILTERS:
+                if filters.get(key):
+                    query = query.where(await _equal(db, key, filters[key]))
             rows = list((await db.exec(query.limit(limit + 1))).all())
         page = [load(SessionRecord, row) for row in rows[:limit]]
         more = len(rows) > limit
