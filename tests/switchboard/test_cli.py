@@ -266,7 +266,8 @@ def test_serve_generates_an_admin_token_once_and_stops_cleanly(tmp_path):
         health = first.wait_healthy(url)
         assert health.status_code == 200
         assert health.json() == {"status": "ok", "accounts": {
-            "slack-acme": "disabled", "tg": "disabled", "mail": "enabled"}}
+            "slack-acme": "disabled", "tg": "disabled", "mail": "enabled"},
+            "queue": {"memory": 0, "database": 0, "refilled": 0}}
 
         with httpx.Client(base_url=url, timeout=10) as http:
             authorized = http.get("/api/turns", headers={"Authorization": f"Bearer {token}"})

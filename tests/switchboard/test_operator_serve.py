@@ -20,6 +20,8 @@ from operator_cli import EXAMPLE, cli, said
 
 # --- 5. /healthz reflects the listeners and the database ----------------------------------
 
+QUIET = {"memory": 0, "database": 0, "refilled": 0}  # /healthz: no turn waiting
+
 
 MAIL_YAML = """
 agents: {triager: {handler: echo}}
@@ -59,10 +61,11 @@ def test_healthz_is_degraded_or_down_when_smtp_cannot_listen(tmp_path, sqlite_ur
         if with_slack:
             assert health.status_code == 200
             assert body == {"status": "degraded", "accounts": {
-                "slack-acme": "enabled", "mail": "failing"}, "reasons": {}}
+                "slack-acme": "enabled", "mail": "failing"}, "reasons": {}, "queue": QUIET}
         else:
             assert health.status_code == 503
-            assert body == {"status": "down", "accounts": {"mail": "failing"}, "reasons": {}}
+            assert body == {"status": "down", "accounts": {"mail": "failing"}, "reasons": {},
+                            "queue": QUIET}
     finally:
         taken.close()
         server.stop()
