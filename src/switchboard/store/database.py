@@ -170,7 +170,10 @@ class Job:
         self.loop, self.future, self.work, self.group = loop, future, work, group
 
     def settle(self, result: Any, error: BaseException | None) -> None:
-        self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+        try:
+            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+        except RuntimeError:  # its loop is closed: nobody waits for it, and the thread goes on
+            log.debug("a database job finished after its event loop closed")
 
 
 class DatabaseThread:
