@@ -7,19 +7,21 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+import yaml
 
 from channels.adapter import Provider
 from fakes.slack_api import FakeSlackAPI
@@ -295,24 +297,65 @@ def serve(tmp_path: Path, database_url: str) -> Iterator[Callable[[str], Server]
         server.stop()
 
 
-def slack_config(api_url: str, **binding: Any) -> str:
-    """One echo agent bound to one Slack account; binding keys override the defaults."""
-    rules = {"agent": "triager", "account": "slack-acme", "dm": True, "mentions": True,
-             **binding}
-    lines = "\n".join(f"    {k}: {json.dumps(v)}" for k, v in rules.items() if k != "agent")
-    return f"""
-agents:
-  triager: {{handler: echo, model: small}}
-accounts:
-  slack-acme:
-    provider: slack
-    bot_token: xoxb-test
-    signing_secret: {SIGNING_SECRET}
-    api_url: {api_url}
-bindings:
-  - agent: triager
-{lines}
-"""
+def yaml_value(value: Any) -> str:
+    """`value` as YAML flow text: a word YAML reads back as the same string stays bare, anything
+    else is written as JSON (which YAML reads)."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{key}: {yaml_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(yaml_value(item) for item in value) + "]"
+    if isinstance(value, str) and re.fullmatch(r"[\w./-]+", value) \
+            and yaml.safe_load(value) == value:
+        return value
+    return json.dumps(value)
+
+
+def config_yaml(*, agents: Mapping[str, Mapping[str, Any]],
+                accounts: Mapping[str, Mapping[str, Any]],
+                bindings: Sequence[Mapping[str, Any]],
+                sections: Mapping[str, Any] | None = None) -> str:
+    """bindings.yaml text from plain values, one key a line in accounts and bindings (so a test
+    can find a key's line, or insert one before it); `sections` are top-level keys such as
+    `delivery` or `files`."""
+    lines = ["", "agents:", *(f"  {name}: {yaml_value(spec)}" for name, spec in agents.items()),
+             "accounts:"]
+    for name, settings in accounts.items():
+        lines += [f"  {name}:", *(f"    {key}: {yaml_value(v)}" for key, v in settings.items())]
+    lines.append("bindings:")
+    for binding in bindings:
+        rows = [f"{key}: {yaml_value(v)}" for key, v in binding.items()]
+        lines += [f"  - {rows[0]}", *(f"    {row}" for row in rows[1:])]
+    lines += [f"{key}: {yaml_value(v)}" for key, v in (sections or {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+def slack_config(api_url: str, *, agents: Mapping[str, Mapping[str, Any]] | None = None,
+                 account_settings: Mapping[str, Any] | None = None,
+                 bindings: Sequence[Mapping[str, Any]] | None = None,
+                 sections: Mapping[str, Any] | None = None, **binding: Any) -> str:
+    """The Slack account `slack-acme` on the fake Slack at `api_url` (`account_settings` added
+    to it), with an echo agent `triager` bound to it by default; binding keys override the
+    default binding's, or `bindings` replaces it; `agents` replaces the echo agent."""
+    if bindings is None:
+        bindings = [{"agent": "triager", "account": "slack-acme", "dm": True, "mentions": True,
+                     **binding}]
+    elif binding:
+        raise TypeError(f"give `bindings` or one binding's keys, not both: {sorted(binding)}")
+    account = {"provider": "slack", "bot_token": "xoxb-test", "signing_secret": SIGNING_SECRET,
+               "api_url": api_url, **(account_settings or {})}
+    return config_yaml(agents=agents or {"triager": {"handler": "echo", "model": "small"}},
+                       accounts={"slack-acme": account}, bindings=bindings, sections=sections)
+
+
+def mail_config(relay_port: int, *, account_settings: Mapping[str, Any] | None = None,
+                sections: Mapping[str, Any] | None = None, **binding: Any) -> str:
+    """The email account `mail` (domain agents.test, replies through the relay on
+    `relay_port`) with an echo agent `triager` bound to it; binding keys are added."""
+    account = {"provider": "email", "domain": "agents.test", "relay_host": "127.0.0.1",
+               "relay_port": relay_port, **(account_settings or {})}
+    return config_yaml(agents={"triager": {"handler": "echo"}}, accounts={"mail": account},
+                       bindings=[{"agent": "triager", "account": "mail", **binding}],
+                       sections=sections)
 
 
 def sse_events(url: str, token: str, last_event_id: str | None = None
