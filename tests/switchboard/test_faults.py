@@ -15,8 +15,8 @@ import pytest
 
 from conftest import (
     OPERATORS_YAML,
-    SIGNING_SECRET,
     ServeProcess,
+    slack_config,
     slack_message,
     slack_signature,
 )
@@ -30,20 +30,16 @@ delivery:
 """
 
 
-def write_config(tmp_path: Path, api_url: str, extra: str = "") -> Path:
+def echo_config(api_url: str, **delivery: Any) -> str:
+    """An echo agent bound to the fake Slack's account (`delivery:` settings when given)."""
+    return slack_config(api_url, agents={"triager": {"handler": "echo"}},
+                        bindings=[{"agent": "triager", "account": "slack-acme"}],
+                        sections={"delivery": delivery} if delivery else None)
+
+
+def write_config(tmp_path: Path, api_url: str) -> Path:
     path = tmp_path / "bindings.yaml"
-    path.write_text(f"""
-agents:
-  triager: {{handler: echo}}
-accounts:
-  slack-acme:
-    provider: slack
-    bot_token: xoxb-test
-    signing_secret: {SIGNING_SECRET}
-    api_url: {api_url}
-bindings:
-  - {{agent: triager, account: slack-acme}}
-{FAST_RECOVERY}{extra}{OPERATORS_YAML}""")
+    path.write_text(echo_config(api_url) + FAST_RECOVERY + OPERATORS_YAML)
     return path
 
 
@@ -162,7 +158,7 @@ def test_provider_down_then_back_is_retried_until_delivered(serve, fake_slack):
 
 
 def test_permanent_failure_after_max_attempts(serve, fake_slack):
-    server = serve(_inline_config(fake_slack.api_url, "\n  max_attempts: 3"))
+    server = serve(_inline_config(fake_slack.api_url, max_attempts=3))
     fake_slack.server_error_next(times=10)
     event = slack_message("<@UBOT> hello?", etype="app_mention")
     turn = server.wait_turn(server.slack_event("slack-acme", event).json()["turn_id"],
@@ -171,19 +167,8 @@ def test_permanent_failure_after_max_attempts(serve, fake_slack):
     assert "500" in turn["error"]
 
 
-def _inline_config(api_url: str, delivery_extra: str = "") -> str:
-    return f"""
-agents:
-  triager: {{handler: echo}}
-accounts:
-  slack-acme: {{provider: slack, bot_token: xoxb-test, signing_secret: {SIGNING_SECRET},
-               api_url: "{api_url}"}}
-bindings:
-  - {{agent: triager, account: slack-acme}}
-delivery:
-  backoff: 100ms
-  max_backoff: 300ms{delivery_extra}
-"""
+def _inline_config(api_url: str, **delivery: Any) -> str:
+    return echo_config(api_url, **{"backoff": "100ms", "max_backoff": "300ms", **delivery})
 
 
 
@@ -192,8 +177,8 @@ def test_provider_down_for_a_minute_then_back(serve, fake_slack, database_url):
     once it is back, exactly once each."""
     if not database_url.startswith("sqlite"):
         pytest.skip("a minute of real time once is enough; the retry path is the same on both")
-    server = serve(_inline_config(fake_slack.api_url).replace(
-        "max_backoff: 300ms", "max_backoff: 5s\n  max_attempts: 100"))
+    server = serve(_inline_config(fake_slack.api_url, max_backoff="5s",
+                                  max_attempts=100))
     fake_slack.down_for(60)
     turns = [server.slack_event("slack-acme", slack_message(f"<@UBOT> outage {n}",
                                                             etype="app_mention")).json()

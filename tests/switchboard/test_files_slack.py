@@ -9,29 +9,17 @@ from __future__ import annotations
 import base64
 import time
 
-from conftest import SIGNING_SECRET, slack_message, wait_until
+from conftest import slack_config, slack_message, wait_until
 from fakes.agents import FileAgent
 
 SHOT = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 50
 
 
-
 def config(api_url: str, agent_url: str) -> str:
-    return f"""
-agents:
-  helper: {{handler: http, url: "{agent_url}/turn"}}
-accounts:
-  slack-acme:
-    provider: slack
-    bot_token: xoxb-test
-    signing_secret: {SIGNING_SECRET}
-    api_url: {api_url}
-files: {{fetch_backoff: 0.05}}
-delivery: {{backoff: 0.05}}
-bindings:
-  - {{agent: helper, account: slack-acme, channels: [C0SUPPORT]}}
-"""
-
+    return slack_config(api_url, agents={"helper": {"handler": "http", "url": f"{agent_url}/turn"}},
+                        bindings=[{"agent": "helper", "account": "slack-acme",
+                                   "channels": ["C0SUPPORT"]}],
+                        sections={"files": {"fetch_backoff": 0.05}, "delivery": {"backoff": 0.05}})
 
 
 def test_a_shared_file_reaches_the_agent_and_its_file_lands_in_the_thread(

@@ -12,27 +12,14 @@ from urllib.parse import urlencode
 
 import pytest
 
-from conftest import SIGNING_SECRET, slack_message, slack_signature
+from conftest import SIGNING_SECRET, slack_config, slack_message, slack_signature
 from fakes.agents import ScriptedAgent, asks_approval
 
 
 def config(api_url: str, agent_url: str) -> str:
-    return f"""
-agents:
-  helpdesk: {{handler: http, url: "{agent_url}/turn"}}
-accounts:
-  slack-acme:
-    provider: slack
-    bot_token: xoxb-test
-    signing_secret: {SIGNING_SECRET}
-    api_url: {api_url}
-bindings:
-  - agent: helpdesk
-    account: slack-acme
-    dm: true
-    mentions: true
-    channels: [C0SUPPORT]
-"""
+    return slack_config(api_url,
+                        agents={"helpdesk": {"handler": "http", "url": f"{agent_url}/turn"}},
+                        agent="helpdesk", channels=["C0SUPPORT"])
 
 
 def wait_for(check: Any, timeout: float = 6.0) -> Any:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import SIGNING_SECRET, run_cli, slack_config, slack_message
+from conftest import mail_config, run_cli, slack_config, slack_message
 from fakes.mail import compose, provision, running_relay, send, turn_of
 
 
@@ -43,9 +43,8 @@ def test_rate_limit_per_sender_ignores_with_reason_and_notices_once(serve, fake_
 
 
 def test_rate_limit_per_conversation_from_the_account(serve, fake_slack):
-    config = slack_config(fake_slack.api_url).replace(
-        f"signing_secret: {SIGNING_SECRET}\n",
-        f"signing_secret: {SIGNING_SECRET}\n    rate_limit: {{per_conversation: 2/min}}\n")
+    config = slack_config(fake_slack.api_url,
+                          account_settings={"rate_limit": {"per_conversation": "2/min"}})
     server = serve(config)
     turns = [settled(server, server.slack_event("slack-acme", slack_message(
         f"<@UBOT> hi {i}", etype="app_mention", user=f"U{i}"))) for i in range(3)]
@@ -55,20 +54,11 @@ def test_rate_limit_per_conversation_from_the_account(serve, fake_slack):
 
 
 def bot_config(api_url: str) -> str:
-    return f"""
-agents:
-  triager: {{handler: echo}}
-accounts:
-  slack-acme:
-    provider: slack
-    bot_token: xoxb-test
-    signing_secret: {SIGNING_SECRET}
-    api_url: {api_url}
-    allow_bots: true
-    loop_guard: {{replies: 3, window: 60s, cooldown: 30s}}
-bindings:
-  - {{agent: triager, account: slack-acme, channels: [C0BOTS]}}
-"""
+    return slack_config(api_url, agents={"triager": {"handler": "echo"}},
+                        account_settings={"allow_bots": True, "loop_guard": {
+                            "replies": 3, "window": "60s", "cooldown": "30s"}},
+                        bindings=[{"agent": "triager", "account": "slack-acme",
+                                   "channels": ["C0BOTS"]}])
 
 
 def bot_says(text: str) -> dict[str, Any]:
@@ -102,19 +92,8 @@ def test_a_two_bot_loop_is_stopped_within_budget_with_the_reason(serve, fake_sla
 
 def test_email_replies_per_correspondent_are_budgeted(serve, tmp_path):
     with running_relay() as (captured, relay_port):
-        server = serve(f"""
-agents:
-  triager: {{handler: echo}}
-accounts:
-  mail:
-    provider: email
-    domain: agents.test
-    relay_host: 127.0.0.1
-    relay_port: {relay_port}
-    loop_guard: {{replies: 2, window: 1h, cooldown: 1h}}
-bindings:
-  - {{agent: triager, account: mail, session_scope: thread}}
-""")
+        server = serve(mail_config(relay_port, account_settings={"loop_guard": {
+            "replies": 2, "window": "1h", "cooldown": "1h"}}, session_scope="thread"))
         inbox = provision(server, account="mail")
         turns = []
         for i in range(3):  # an auto-responder the headers do not give away
@@ -131,9 +110,9 @@ bindings:
 def test_check_refuses_a_rate_it_cannot_read_with_file_and_line(tmp_path: Path,
                                                                 sqlite_url: str):
     path = tmp_path / "bindings.yaml"
-    text = slack_config("http://127.0.0.1:9/api/", rate_limit="10/fortnight",
-                        dm_policy="sometimes").replace(
-        "    api_url:", "    loop_guard: {replies: 0, window: soon}\n    api_url:")
+    text = slack_config("http://127.0.0.1:9/api/",
+                        account_settings={"loop_guard": {"replies": 0, "window": "soon"}},
+                        rate_limit="10/fortnight", dm_policy="sometimes")
     path.write_text(text)
     at = next(i for i, row in enumerate(text.splitlines(), 1) if "rate_limit" in row)
     checked = run_cli(sqlite_url, tmp_path, "check", "--config", str(path))

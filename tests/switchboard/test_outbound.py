@@ -18,9 +18,10 @@ from conftest import (
     ADMIN,
     OPERATOR,
     OPERATORS_YAML,
-    SIGNING_SECRET,
     VIEWER,
     ServeProcess,
+    mail_config,
+    slack_config,
     slack_message,
     wait_until,
 )
@@ -30,22 +31,15 @@ from operator_cli import cli, said
 TG_SECRET = "tg-secret_123"
 
 
-def slack_config(api_url: str, scope: str = "conversation") -> str:
-    return f"""
-agents:
-  triager: {{handler: echo}}
-  other: {{handler: echo}}
-  spare: {{handler: echo}}
-accounts:
-  slack-acme: {{provider: slack, bot_token: xoxb-test, signing_secret: {SIGNING_SECRET},
-                api_url: "{api_url}"}}
-bindings:
-  - {{name: triage-slack, agent: triager, account: slack-acme, session_scope: {scope},
-     follow_threads: true}}
-  - {{name: other-slack, agent: other, account: slack-acme, channels: [C0OTHER], dm: false,
-     mentions: false}}
-delivery: {{backoff: 0.05, max_backoff: 0.2, max_attempts: 2}}
-"""
+def outbound_config(api_url: str, scope: str = "conversation") -> str:
+    """Two echo agents on the fake Slack's account (`other` only in C0OTHER), and a spare."""
+    return slack_config(
+        api_url, agents={name: {"handler": "echo"} for name in ("triager", "other", "spare")},
+        bindings=[{"name": "triage-slack", "agent": "triager", "account": "slack-acme",
+                   "session_scope": scope, "follow_threads": True},
+                  {"name": "other-slack", "agent": "other", "account": "slack-acme",
+                   "channels": ["C0OTHER"], "dm": False, "mentions": False}],
+        sections={"delivery": {"backoff": 0.05, "max_backoff": 0.2, "max_attempts": 2}})
 
 
 def telegram_config(base_url: str) -> str:
@@ -84,7 +78,7 @@ def names(turn: dict[str, Any]) -> list[str]:
 
 
 def test_slack_dm_opens_the_conversation_and_the_reply_joins_the_session(serve, fake_slack):
-    server = serve(slack_config(fake_slack.api_url))
+    server = serve(outbound_config(fake_slack.api_url))
     started = sent(server, {"account": "slack-acme", "to": {"user": "U0ANN"},
                             "text": "Your laptop is ready for pickup."})
     turn = server.wait_turn(started["turn_id"])
@@ -119,7 +113,7 @@ def test_slack_dm_opens_the_conversation_and_the_reply_joins_the_session(serve, 
 
 
 def test_slack_channel_thread_and_scope_refusals(serve, fake_slack):
-    server = serve(slack_config(fake_slack.api_url, scope="thread"))
+    server = serve(outbound_config(fake_slack.api_url, scope="thread"))
     refused = send_message(server, {"account": "slack-acme", "to": {"conversation": "C0OPS"},
                                     "text": "Deploy at 5?"})
     assert refused.status_code == 400 and "to.thread" in refused.json()["detail"]
@@ -150,7 +144,7 @@ def test_slack_channel_thread_and_scope_refusals(serve, fake_slack):
 
 
 def test_validation_errors(serve, fake_slack):
-    server = serve(slack_config(fake_slack.api_url))
+    server = serve(outbound_config(fake_slack.api_url))
     body = {"account": "slack-acme", "to": {"user": "U1"}, "text": "hi"}
     cases = [
         ({**body, "colour": "red"}, 400, "unknown field colour"),
@@ -202,14 +196,7 @@ def test_telegram_chat_and_its_reply(serve, fake_telegram):
 
 def test_email_outreach_and_the_reply_threads_into_it(serve, mail_relay):
     relay, port = mail_relay
-    server = serve(f"""
-agents:
-  triager: {{handler: echo}}
-accounts:
-  mail: {{provider: email, domain: agents.test, relay_host: 127.0.0.1, relay_port: {port}}}
-bindings:
-  - {{name: triage-mail, agent: triager, account: mail, session_scope: thread}}
-""")
+    server = serve(mail_config(port, name="triage-mail", session_scope="thread"))
     inbox = provision(server, account="mail")
     started = sent(server, {"account": "mail", "to": {"email": "Ann@Example.com",
                                                       "subject": "Your ticket"},
@@ -235,7 +222,7 @@ bindings:
 
 
 def test_scheduled_message_sent_once_at_its_time_and_cancel(serve, fake_slack):
-    server = serve(slack_config(fake_slack.api_url))
+    server = serve(outbound_config(fake_slack.api_url))
     at = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     later = sent(server, {"account": "slack-acme", "to": {"user": "U0ANN"}, "text": "Standup!",
                           "send_at": at})
@@ -273,7 +260,7 @@ def test_scheduled_message_survives_sigkill_and_is_sent_once(tmp_path, database_
     """SIGKILL before the time; the restarted serve (on PostgreSQL, two of them racing)
     sends it once."""
     path = tmp_path / "bindings.yaml"
-    path.write_text(slack_config(fake_slack.api_url) + OPERATORS_YAML)
+    path.write_text(outbound_config(fake_slack.api_url) + OPERATORS_YAML)
     first = ServeProcess(path, database_url, tmp_path)
     try:
         at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
@@ -300,7 +287,7 @@ def test_scheduled_message_survives_sigkill_and_is_sent_once(tmp_path, database_
 
 
 def test_cli_send_and_cancel(serve, fake_slack, database_url):
-    server = serve(slack_config(fake_slack.api_url))
+    server = serve(outbound_config(fake_slack.api_url))
     env = {"SWITCHBOARD_DATABASE_URL": database_url}
     result = cli("send", "triager", "Hello from the CLI", "--account", "slack-acme",
                  "--to", "user:U0ANN", "--at", "2h", "--url", server.url, "--token", OPERATOR,
@@ -328,7 +315,7 @@ def test_cli_send_and_cancel(serve, fake_slack, database_url):
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_message_due_soon_does_not_hold_up_shutdown(serve, fake_slack):
     """Its timer is not work a shutdown waits for (the sweep sends it after a restart)."""
-    server = serve(slack_config(fake_slack.api_url))
+    server = serve(outbound_config(fake_slack.api_url))
     soon = (datetime.now(UTC) + timedelta(seconds=0.5)).isoformat()
     sent(server, {"account": "slack-acme", "to": {"user": "U0BOB"}, "text": "In a moment",
                   "send_at": soon})

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import SIGNING_SECRET, Server, slack_message, wait_until
+from conftest import Server, slack_config, slack_message, wait_until
 from fakes.agents import HTTPAgent
 from fakes.slack_api import FakeSlackAPI
 
@@ -26,19 +26,9 @@ def slow_agent() -> Iterator[HTTPAgent]:
 
 
 def config(api_url: str, agent_url: str, workers: int = 2, limit: int = 5) -> str:
-    return f"""
-agents:
-  helper: {{handler: http, url: "{agent_url}/turn"}}
-accounts:
-  slack-acme:
-    provider: slack
-    bot_token: xoxb-test
-    signing_secret: {SIGNING_SECRET}
-    api_url: {api_url}
-bindings:
-  - {{name: help, agent: helper, account: slack-acme}}
-delivery: {{workers: {workers}, queue_limit: {limit}}}
-"""
+    return slack_config(api_url, agents={"helper": {"handler": "http", "url": f"{agent_url}/turn"}},
+                        bindings=[{"name": "help", "agent": "helper", "account": "slack-acme"}],
+                        sections={"delivery": {"workers": workers, "queue_limit": limit}})
 
 
 def post(server: Server, channel: str, text: str) -> str:

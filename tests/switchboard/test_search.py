@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import VIEWER, run_cli, slack_config, slack_message
+from conftest import VIEWER, mail_config, run_cli, slack_config, slack_message
 
 
 # Messages as Slack sends them in `app_mention` events: a user mention, then the text.
@@ -81,14 +81,7 @@ def test_a_mail_with_a_megabyte_of_words_is_recorded_and_found(serve: Any,
     from fakes.mail import compose, provision, send, turn_of
 
     _relay, port = mail_relay
-    server = serve(f"""
-agents:
-  triager: {{handler: echo}}
-accounts:
-  mail: {{provider: email, domain: agents.test, relay_host: 127.0.0.1, relay_port: {port}}}
-bindings:
-  - {{name: triage-mail, agent: triager, account: mail}}
-""")
+    server = serve(mail_config(port, name="triage-mail"))
     inbox = provision(server, account="mail")
     # 60,000 distinct words, as a dump of ids would be: over 1 MB of them as a tsvector
     dump = " ".join(f"req{n:06d}x{n * 7919 % 1000003:07d}" for n in range(60_000))

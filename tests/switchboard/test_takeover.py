@@ -19,10 +19,10 @@ import pytest
 from conftest import (
     ADMIN,
     OPERATOR,
-    SIGNING_SECRET,
     VIEWER,
     read_sse,
     run_cli,
+    slack_config,
     slack_message,
     wait_until,
 )
@@ -44,21 +44,10 @@ def agent() -> Iterator[ScriptedAgent]:
         yield fake
 
 
-def slack_config(api_url: str, agent_url: str) -> str:
-    return f"""
-agents:
-  helpdesk: {{handler: http, url: "{agent_url}/turn"}}
-accounts:
-  slack-acme:
-    provider: slack
-    bot_token: xoxb-test
-    signing_secret: {SIGNING_SECRET}
-    api_url: {api_url}
-bindings:
-  - agent: helpdesk
-    account: slack-acme
-    dm: true
-"""
+def config(api_url: str, agent_url: str) -> str:
+    return slack_config(api_url,
+                        agents={"helpdesk": {"handler": "http", "url": f"{agent_url}/turn"}},
+                        bindings=[{"agent": "helpdesk", "account": "slack-acme", "dm": True}])
 
 
 def dm(server: Any, text: str, until: Any = None) -> dict[str, Any]:
@@ -88,7 +77,7 @@ def session(server: Any, session_id: str) -> dict[str, Any]:
 
 def test_takeover_keeps_the_agent_silent_the_operator_replies_then_hands_back(
         serve: Any, fake_slack: Any, agent: ScriptedAgent) -> None:
-    server = serve(slack_config(fake_slack.api_url, agent.url))
+    server = serve(config(fake_slack.api_url, agent.url))
     first = dm(server, "my printer is on fire", settled)
     assert first["status"] == "delivered"
     session_id = first["session_id"]
@@ -172,7 +161,7 @@ def test_handback_can_replay_what_the_agent_missed_in_one_run(
         serve: Any, fake_slack: Any, agent: ScriptedAgent, database_url: str,
         tmp_path: Path) -> None:
     """On SQLite the operator answers from the terminal (a running serve delivers it)."""
-    server = serve(slack_config(fake_slack.api_url, agent.url))
+    server = serve(config(fake_slack.api_url, agent.url))
     session_id = dm(server, "hi", settled)["session_id"]
     path = f"/api/sessions/{session_id}"
     assert server.api("POST", f"{path}/takeover", OPERATOR).status_code == 200
@@ -317,7 +306,7 @@ def test_the_console_lists_a_handoff_and_an_operator_takes_it_over(
         serve: Any, fake_slack: Any, agent: ScriptedAgent, page: Any) -> None:
     from playwright.sync_api import expect
 
-    server = serve(slack_config(fake_slack.api_url, agent.url))
+    server = serve(config(fake_slack.api_url, agent.url))
     session_id = dm(server, "can a human help me?", settled)["session_id"]
 
     def sign_in(tab: Any, token: str) -> None:

@@ -15,10 +15,10 @@ import pytest
 
 from conftest import (
     OPERATORS_YAML,
-    SIGNING_SECRET,
     ServeProcess,
     _postgres_database,
     _postgres_unavailable,
+    slack_config,
     slack_message,
     slack_signature,
 )
@@ -34,18 +34,9 @@ def slow_agent() -> Iterator[HTTPAgent]:
 
 
 def config(api_url: str, agent_url: str, coalesce: bool = False) -> str:
-    return f"""
-agents:
-  helper: {{handler: http, url: "{agent_url}/turn"}}
-accounts:
-  slack-acme:
-    provider: slack
-    bot_token: xoxb-test
-    signing_secret: {SIGNING_SECRET}
-    api_url: {api_url}
-bindings:
-  - {{name: help, agent: helper, account: slack-acme, coalesce: {json.dumps(coalesce)}}}
-"""
+    return slack_config(api_url, agents={"helper": {"handler": "http", "url": f"{agent_url}/turn"}},
+                        bindings=[{"name": "help", "agent": "helper", "account": "slack-acme",
+                                   "coalesce": coalesce}])
 
 
 def event_body(text: str) -> bytes:
