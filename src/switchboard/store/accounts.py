@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import bindparam, func
@@ -24,6 +25,9 @@ class AccountStore:
         self.db = db
         self.clock = db.clock
         self.rejections = RejectionCounter()
+        # held from reading the counts to writing them, and by `health` while it reads both:
+        # otherwise a read between the write's commit and `written` missed the batch
+        self._counting = asyncio.Lock()
 
     def count_rejected(self, account: str, reason: str) -> None:
         """Count a request that never became a turn (bad signature, stale, too big, ...): in
@@ -37,6 +41,10 @@ class AccountStore:
     async def flush_rejected(self) -> dict[Key, int]:
         """Add the counts not yet written to the database (additively: several processes
         sharing one database add up); returns what was written."""
+        async with self._counting:
+            return await self._flush_rejected()
+
+    async def _flush_rejected(self) -> dict[Key, int]:
         batch = self.rejections.take()
         if not batch:
             return batch
@@ -87,14 +95,17 @@ class AccountStore:
 
     async def health(self) -> dict[str, AccountHealth]:
         """Each account the database has heard of, by name."""
-        async with self.db.tx() as db:
-            health = {h.account: h for h in (await db.exec(select(HealthRow))).all()}
-            rejected = (await db.exec(select(RejectedCount))).all()
-            # the newest turn is the last inbound: no write per turn on the acknowledged path
-            inbound = dict((await db.exec(select(Turn.account, func.max(Turn.received_at))
-                                          .group_by(Turn.account))).all())
+        async with self._counting:
+            async with self.db.tx() as db:
+                health = {h.account: h for h in (await db.exec(select(HealthRow))).all()}
+                rejected = (await db.exec(select(RejectedCount))).all()
+                # the newest turn is the last inbound: no write per turn on the acknowledged
+                # path
+                inbound = dict((await db.exec(select(Turn.account, func.max(Turn.received_at))
+                                              .group_by(Turn.account))).all())
+            pending = self.rejections.pending()  # current, not a second behind
         counts = {(r.account, r.reason): r.count for r in rejected}
-        for key, count in self.rejections.pending().items():  # current, not a second behind
+        for key, count in pending.items():
             counts[key] = counts.get(key, 0) + count
         by_account: dict[str, dict[str, int]] = {}
         for (account, reason), count in sorted(counts.items()):
