@@ -73,6 +73,10 @@ def _postgres_database(template: str | None = None) -> Iterator[str]:
     admin = POSTGRES_URL
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        # A commit does not wait for the log's fsync (3 ms here, 0.9 ms without): a test
+        # database outlives no crash of the PostgreSQL server, and killing a serve (which the
+        # tests do) loses nothing committed either way.
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     try:
         yield admin.rsplit("/", 1)[0] + "/" + name
     finally:
