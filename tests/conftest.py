@@ -426,7 +426,7 @@ class ServeProcess:
              "--log-level", log_level],
             cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.http = httpx.Client(base_url=self.url, timeout=10)
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while True:
             try:
                 if self.http.get("/healthz").status_code == 200:
@@ -434,11 +434,13 @@ class ServeProcess:
             except httpx.HTTPError:
                 pass
             if time.time() > deadline or self.process.poll() is not None:
+                self.stop()  # a serve that started too late is not left running
                 raise RuntimeError(f"serve did not start: {self.logs()}")
             time.sleep(0.1)
 
     def logs(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return Path(self.log.name).read_text(errors="replace")
 
     def api(self, method: str, path: str, token: str = ADMIN, **kw: Any) -> httpx.Response:

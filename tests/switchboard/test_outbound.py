@@ -273,9 +273,13 @@ def test_scheduled_message_survives_sigkill_and_is_sent_once(tmp_path, database_
     assert fake_slack.posts == []
     count = 2 if "postgres" in database_url else 1
     with ThreadPoolExecutor(count) as pool:  # started together, they race for the row
-        restarted = list(pool.map(lambda _: ServeProcess(path, database_url, tmp_path),
-                                  range(count)))
+        starting = [pool.submit(ServeProcess, path, database_url, tmp_path)
+                    for _ in range(count)]
+    restarted = [f.result() for f in starting if f.exception() is None]
     try:
+        for f in starting:  # one that did not start fails the test, the others are stopped
+            if (error := f.exception()) is not None:
+                raise error
         wait_until(lambda: fake_slack.posts, timeout=15)
         time.sleep(1.0)  # every process swept meanwhile
         assert [p["text"] for p in fake_slack.posts] == ["On time"]

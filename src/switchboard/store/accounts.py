@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from sqlalchemy import bindparam, func
@@ -16,6 +17,10 @@ from switchboard.store.database import Database
 from switchboard.store.records import AccountHealth, aware
 
 _HEALTH_UPSERTS: dict[tuple[bool, tuple[str, ...]], Any] = {}
+# A delivery's `last_outbound_at` is written at most this often per account and process: every
+# delivery would otherwise update the account's one row, and on PostgreSQL concurrent deliveries
+# (threads, processes) wait for each other's commit on its row lock.
+OUTBOUND_EVERY = 1.0
 
 
 class AccountStore:
@@ -28,6 +33,7 @@ class AccountStore:
         # held from reading the counts to writing them, and by `health` while it reads both:
         # otherwise a read between the write's commit and `written` missed the batch
         self._counting = asyncio.Lock()
+        self._outbound_noted: dict[str, float] = {}  # account -> monotonic time of the last write
 
     def count_rejected(self, account: str, reason: str) -> None:
         """Count a request that never became a turn (bad signature, stale, too big, ...): in
@@ -68,7 +74,16 @@ class AccountStore:
 
     def note_traffic_in(self, db: Any, account: str, *, inbound: bool = False,
                         outbound: bool = False, error: str | None = None) -> None:
-        """Account health, written inside the caller's transaction."""
+        """Account health, written inside the caller's transaction. A success alone
+        (`outbound`) is written at most every OUTBOUND_EVERY seconds per account, so the last
+        outbound time may be that much behind."""
+        if outbound and not inbound and error is None:
+            tick = time.monotonic()
+            if tick - self._outbound_noted.get(account, -OUTBOUND_EVERY) < OUTBOUND_EVERY:
+                return
+            self._outbound_noted[account] = tick
+        elif error is not None:
+            self._outbound_noted.pop(account, None)  # the next success is written at once
         now = self.clock.now()
         values: dict[str, Any] = {}
         if inbound:

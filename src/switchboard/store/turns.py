@@ -300,21 +300,22 @@ class TurnStore:
         if self.db.is_sqlite:
             return
         deadline = time.monotonic() + timeout
-        while True:
-            async with self.db.tx() as db:
-                mine = await db.get(Turn, turn_id)
-                if mine is None:
-                    return
-                earlier = (await db.exec(select(Turn.id).where(
-                    Turn.account == account, Turn.conversation == conversation,
-                    col(Turn.status).in_(WAITING), col(Turn.reply_text).is_(None),
-                    or_(col(Turn.owner).is_(None), Turn.owner != self.worker),
-                    Turn.received_at > mine.received_at - timedelta(minutes=10),
-                    or_(Turn.received_at < mine.received_at,
-                        and_(Turn.received_at == mine.received_at, Turn.id < turn_id)),
-                ).limit(1))).first()
-            if earlier is None or time.monotonic() >= deadline:
-                return
+
+        def earlier(db: Any) -> bool:
+            received = db.exec(select(Turn.received_at).where(Turn.id == turn_id)).first()
+            if received is None:
+                return False
+            return db.exec(select(Turn.id).where(
+                Turn.account == account, Turn.conversation == conversation,
+                col(Turn.status).in_(WAITING), col(Turn.reply_text).is_(None),
+                or_(col(Turn.owner).is_(None), Turn.owner != self.worker),
+                Turn.received_at > received - timedelta(minutes=10),
+                or_(Turn.received_at < received,
+                    and_(Turn.received_at == received, Turn.id < turn_id)),
+            ).limit(1)).first() is not None
+
+        # in the database's own threads: it runs for every turn on PostgreSQL
+        while await self.db.run_tx(earlier) and time.monotonic() < deadline:
             await asyncio.sleep(poll)
 
     async def coalesce(self, session_id: str, turns: list[tuple[str, str]]) -> None:
