@@ -7,10 +7,14 @@ which runs in its own process and counts the replies.
 
 Per row: acknowledgements per second (2xx answers only), ack latency p50/p99 (wrk --latency),
 replies delivered and replies per second (from the first request of the measured run to the
-last reply), and whether every acknowledged event got its reply. For Switchboard the SQLite
-database is cross-checked (turns by status, received → delivered lag).
+last reply), and whether every acknowledged event got its reply. For Switchboard the database
+(SQLite, or PostgreSQL with --database-url) is cross-checked (turns by status, received →
+delivered lag).
 
     /tmp/venv/bin/python bench/slack_ack.py --duration 15 [--json]
+
+With `--processes N` (PostgreSQL only) the Switchboard row runs N `serve` processes on one
+database, each on its own ports, and N wrk instances at once split the load between them.
 
 Targets (from the issue): Switchboard acks/s >= bare bolt acks/s, Switchboard ack p99 < 50 ms,
 every reply delivered.
@@ -19,9 +23,11 @@ every reply delivered.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import resource
@@ -37,10 +43,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -222,22 +229,134 @@ def run_wrk(url: str, prefix: Path, *, threads: int, connections: int, duration:
     return parse_wrk(done.stdout, done.stderr, done.returncode, cpu)
 
 
+@dataclass
+class WrkJob:
+    """One wrk instance of a split load: its server, its own event files, its share."""
+
+    url: str
+    prefix: Path
+    threads: int
+    connections: int
+
+
+def split_load(connections: int, threads: int, parts: int) -> list[tuple[int, int]]:
+    """(threads, connections) of each of `parts` wrk instances sharing the load: the
+    connections split as evenly as they go, max(1, threads / parts) threads each."""
+    if parts == 1:
+        return [(threads, connections)]
+    base, extra = divmod(connections, parts)
+    shares = [base + (1 if i < extra else 0) for i in range(parts)]
+    return [(min(max(1, threads // parts), share), share) for share in shares]
+
+
+def run_wrks(jobs: list[WrkJob], duration: float, timeout_s: float = 10.0
+             ) -> tuple[WrkResult, list[WrkResult]]:
+    """The jobs' wrk instances at once; (their figures combined, each one's). One job is
+    run_wrk. Combined: requests, errors and wraps summed over the instances, the duration the
+    longest of theirs (they start together), the latency percentiles the worst instance's
+    (wrk gives percentiles per instance and they cannot be merged exactly), the CPU all of them
+    used (children's rusage across the lot: nothing else of the bench's ends meanwhile)."""
+    if len(jobs) == 1:
+        job = jobs[0]
+        result = run_wrk(job.url, job.prefix, threads=job.threads,
+                         connections=job.connections, duration=duration, timeout_s=timeout_s)
+        return result, [result]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        for job in jobs:
+            processes.append(subprocess.Popen(
+                wrk_command(job.url, LUA, [str(job.prefix)], threads=job.threads,
+                            connections=job.connections, duration=duration,
+                            timeout_s=timeout_s),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outputs = [process.communicate() for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    each = [parse_wrk(out, err, process.returncode)
+            for (out, err), process in zip(outputs, processes, strict=True)]
+    errors: Counter[str] = Counter()
+    for result in each:
+        errors.update(result.errors)
+    combined = WrkResult(
+        requests=sum(r.requests for r in each), duration_s=max(r.duration_s for r in each),
+        errors={k: errors[k] for k in each[0].errors},
+        latency_ms={k: max(r.latency_ms[k] for r in each) for k in each[0].latency_ms},
+        wrapped=sum(r.wrapped for r in each), threads=[t for r in each for t in r.threads],
+        cpu_s=cpu, text="\n\n".join(f"[wrk #{i}]\n{r.text}" for i, r in enumerate(each)))
+    return combined, each
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]], grace: float = 20.0) -> None:
+    """`stop` for several at once: each is told to stop before any is waited for."""
+    if len(processes) == 1:
+        stop(processes[0], grace)
+        return
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
 # --- servers -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Instance:
+    """One server process of a row: its command and where it answers."""
+
+    command: list[str]
+    events_url: str
+    health_url: str
+    port: int = 0
 
 
 @dataclass
 class Server:
     name: str
-    command: list[str]
+    command: list[str]  # the first (or only) process's; `instances` has them all
     env: dict[str, str]
     events_url: str
     health_url: str
-    database: Path | None = None
+    database: Path | None = None  # the SQLite file, cross-checked
+    database_url: str | None = None  # the PostgreSQL database (--database-url), cross-checked
+    instances: list[Instance] = field(default_factory=list)
+    migrate: list[str] | None = None  # run once before the processes start (--processes N > 1)
+
+    def __post_init__(self) -> None:
+        if not self.instances:
+            self.instances = [Instance(self.command, self.events_url, self.health_url)]
+
+
+def distinct_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def switchboard_server(workdir: Path, api_url: str, session_scope: str,
-                       src: str | None = None, database_url: str | None = None) -> Server:
-    port, smtp_port = free_port(), free_port()
+                       src: str | None = None, database_url: str | None = None,
+                       processes: int = 1) -> Server:
+    """`serve` with one echo agent and one Slack account; with `processes` > 1 (PostgreSQL
+    only) that many processes of the same config on the same database, each on its own HTTP
+    and SMTP ports, the schema migrated once beforehand (`switchboard db upgrade`)."""
+    if processes > 1 and not database_url:
+        raise ValueError("more than one Switchboard process needs a PostgreSQL --database-url")
+    ports = distinct_ports(2 * processes)
     config = workdir / "bindings.yaml"
     # The bare bolt app does not pace its replies, so neither does this row: both do the same
     # work (with Slack's 1 message/s per channel, 16 channels would cap replies at 16/s).
@@ -275,13 +394,21 @@ operators:
     if src:  # another checkout's src/ ahead of the installed (editable) one
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(Path(src).resolve()), env.get("PYTHONPATH", "")) if p)
+    instances = [
+        Instance(command=[sys.executable, "-m", "switchboard", "serve", "--config", str(config),
+                          "--port", str(port), "--smtp-port", str(smtp_port),
+                          "--log-level", "warning"],
+                 events_url=f"http://127.0.0.1:{port}/slack/{ACCOUNT}/events",
+                 health_url=f"http://127.0.0.1:{port}/healthz", port=port)
+        for port, smtp_port in zip(ports[::2], ports[1::2], strict=True)]
+    first = instances[0]
     return Server(
-        name="switchboard",
-        command=[sys.executable, "-m", "switchboard", "serve", "--config", str(config),
-                 "--port", str(port), "--smtp-port", str(smtp_port), "--log-level", "warning"],
-        env=env, events_url=f"http://127.0.0.1:{port}/slack/{ACCOUNT}/events",
-        health_url=f"http://127.0.0.1:{port}/healthz",
-        database=None if database_url else database)
+        name="switchboard" if processes == 1 else f"switchboard x{processes}",
+        command=first.command, env=env, events_url=first.events_url,
+        health_url=first.health_url, database=None if database_url else database,
+        database_url=database_url, instances=instances,
+        migrate=[sys.executable, "-m", "switchboard", "db", "upgrade", "--config", str(config)]
+        if processes > 1 else None)
 
 
 def bare_server(api_url: str) -> Server:
@@ -323,6 +450,10 @@ class Row:
     rss_load_mb: float = 0.0  # its peak while wrk ran
     rss_catchup_mb: float = 0.0  # its peak from the end of the load until the replies settled
     rss_after_mb: float = 0.0  # once the replies settled
+    # --processes N > 1: the cpu and rss_* figures above are sums over the processes, the
+    # latencies the worst wrk instance's; here each process and its wrk instance alone
+    processes: int = 1
+    per_process: list[dict[str, Any]] = field(default_factory=list)
     db: dict[str, Any] = field(default_factory=dict)
     stderr: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -391,11 +522,22 @@ class RssSampler:
         self._thread.join()
 
 
+UNFINISHED = ("select count(*) from turns where status not in "
+              "('delivered', 'failed', 'ignored', 'duplicate')")
+
+
 def wait_for_replies(fake: FakeSlack, expected: int, *, timeout: float, settle: float,
-                     database: Path | None = None, quiet: float = 2.0) -> dict[str, Any]:
+                     database: Path | None = None, quiet: float = 2.0,
+                     unfinished: Callable[[], int] | None = None) -> dict[str, Any]:
     """Until the fake has `expected` replies and then nothing new for `quiet` s (requests that
-    were in flight when wrk stopped are answered too), and, with a database, no turn is still
-    on its way; or until the count stops growing for `settle` s, or `timeout`."""
+    were in flight when wrk stopped are answered too), and, with a database (a SQLite file, or
+    `unfinished` counting the turns still on their way), no turn is still on its way; or until
+    the count stops growing for `settle` s, or `timeout`."""
+    if unfinished is None and database is not None:
+        sqlite_file = database
+
+        def unfinished() -> int:
+            return unfinished_turns(sqlite_file)
     deadline = time.monotonic() + timeout
     last, since = -1, time.monotonic()
     while True:
@@ -406,15 +548,55 @@ def wait_for_replies(fake: FakeSlack, expected: int, *, timeout: float, settle: 
         if now > deadline or now - since > settle:
             return counts
         if (counts["posts"] >= expected and now - since >= quiet
-                and (database is None or unfinished_turns(database) == 0)):
+                and (unfinished is None or unfinished() == 0)):
             return counts
         time.sleep(0.2)
 
 
 def unfinished_turns(database: Path) -> int:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as db:
-        return int(db.execute("select count(*) from turns where status not in "
-                              "('delivered', 'failed', 'ignored', 'duplicate')").fetchone()[0])
+        return int(db.execute(UNFINISHED).fetchone()[0])
+
+
+def pg_conninfo(url: str) -> str:
+    """A libpq URL for psycopg from a SQLAlchemy-style one (postgresql+psycopg://...)."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql://{rest}" if sep and scheme.split("+")[0] in {"postgresql", "postgres"} \
+        else url
+
+
+def pg_unfinished_turns(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(pg_conninfo(url), connect_timeout=10) as db:
+        found = db.execute(UNFINISHED).fetchone()
+    return int(found[0]) if found else 0
+
+
+def pg_crosscheck(url: str, tag: str) -> dict[str, Any]:
+    """sqlite_crosscheck on PostgreSQL: turns by status; received → delivered lag of the
+    measured run's turns (over every process's turns: they share the database)."""
+    import psycopg
+
+    with psycopg.connect(pg_conninfo(url), connect_timeout=10) as db:
+        statuses = {str(k): v for k, v in db.execute(
+            "select status, count(*) from turns group by status").fetchall()}
+        deliveries = {str(k): v for k, v in db.execute(
+            "select delivery_status, count(*) from turns group by delivery_status").fetchall()}
+        measured = db.execute(
+            "select count(*), count(*) filter (where status = 'delivered') from turns "
+            "where event_id like %s", (f"Ev{tag}%",)).fetchone()
+        rows = db.execute(
+            "select extract(epoch from d.at - r.at) * 1000 from turns t "
+            "join turn_events r on r.turn_id = t.id and r.name = 'received' "
+            "join turn_events d on d.turn_id = t.id and d.name = 'delivered' "
+            "where t.event_id like %s", (f"Ev{tag}%",)).fetchall()
+    lags = sorted(float(lag) for (lag,) in rows)
+    total, delivered = measured if measured else (0, 0)
+    return {"turns_by_status": statuses, "turns_by_delivery_status": deliveries,
+            "measured_turns": total, "measured_delivered": delivered or 0,
+            "reply_lag_ms": {"p50": _pct(lags, 50), "p99": _pct(lags, 99),
+                             "max": round(lags[-1], 1) if lags else 0.0}}
 
 
 def scan_stderr(path: Path) -> dict[str, Any]:
@@ -470,9 +652,62 @@ def _pct(values: list[float], p: float) -> float:
     return round(values[min(len(values) - 1, int(len(values) * p / 100))], 1)
 
 
+def stderr_paths(server: Server, workdir: Path) -> list[Path]:
+    """Each process's stderr file: SLUG.stderr for one, SLUG.0.stderr, SLUG.1.stderr, ..."""
+    slug = server.name.replace(" ", "_")
+    if len(server.instances) == 1:
+        return [workdir / f"{slug}.stderr"]
+    return [workdir / f"{slug}.{i}.stderr" for i in range(len(server.instances))]
+
+
+def scan_stderrs(paths: list[Path]) -> dict[str, Any]:
+    """scan_stderr over each process's file, summed (samples marked with the process's #)."""
+    if len(paths) == 1:
+        found = scan_stderr(paths[0]) if paths[0].exists() else {"counts": {}, "samples": []}
+        found["file"] = str(paths[0])
+        return found
+    counts: Counter[str] = Counter()
+    samples: list[str] = []
+    for i, path in enumerate(paths):
+        if not path.exists():
+            continue
+        found = scan_stderr(path)
+        counts.update(found["counts"])
+        samples += [f"[#{i}] {sample}" for sample in found["samples"]]
+    return {"counts": dict(counts), "samples": samples[:6],
+            "file": ", ".join(str(path) for path in paths)}
+
+
+def start_servers(server: Server, workdir: Path, files: list[BinaryIO],
+                  say: Callable[[str], None]) -> list[subprocess.Popen[bytes]]:
+    """The row's processes, healthy. Several (on one PostgreSQL database): the schema is
+    migrated once first (`serve` migrates at start, and two migrating a fresh database at once
+    could race: Alembic takes no lock), then they start one after the other, each answering
+    before the next starts (so nothing else a process does at start runs beside another's)."""
+    if server.migrate:
+        done = subprocess.run(server.migrate, env=server.env, cwd=workdir, capture_output=True,
+                              check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"`switchboard db upgrade` failed ({done.returncode}):\n"
+                               + "\n".join(done.stderr.decode(errors="replace")
+                                           .splitlines()[-4:]))
+        say("database migrated (switchboard db upgrade)")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for instance, out in zip(server.instances, files, strict=True):
+            process = subprocess.Popen(instance.command, env=server.env, stdout=out, stderr=out,
+                                       cwd=workdir)
+            processes.append(process)
+            wait_healthy(instance.health_url, process)
+    except BaseException:
+        stop_all(processes)
+        raise
+    return processes
+
+
 def run_row(server: Server, fake: FakeSlack, events: Events, workdir: Path,
             args: argparse.Namespace, log: TextIO) -> Row:
-    row = Row(server.name)
+    row = Row(server.name, processes=len(server.instances))
     deadline = time.monotonic() + args.wait_quiet
     row.machine_busy_before = machine_busy()
     while (row.machine_busy_before is not None and row.machine_busy_before > 0.1
@@ -482,73 +717,106 @@ def run_row(server: Server, fake: FakeSlack, events: Events, workdir: Path,
         row.notes.append(f"the machine was {row.machine_busy_before:.0%} busy with other work "
                          "just before this row: figures are skewed")
     slug = server.name.replace(" ", "_")
-    stderr_path = workdir / f"{slug}.stderr"
+    paths = stderr_paths(server, workdir)
+    several = len(server.instances) > 1
+    unfinished: Callable[[], int] | None = None
+    if server.database is not None:
+        sqlite_file = server.database
+
+        def unfinished() -> int:
+            return unfinished_turns(sqlite_file)
+    elif server.database_url:
+        pg_url = server.database_url
+
+        def unfinished() -> int:
+            return pg_unfinished_turns(pg_url)
 
     def say(text: str) -> None:
         print(f"[{server.name}] {text}", file=log, flush=True)
 
-    with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(server.command, env=server.env, stdout=stderr, stderr=stderr,
-                                   cwd=workdir)
-        profiler: subprocess.Popen[bytes] | None = None
+    def jobs(stage: str, total: int, tag: str) -> list[WrkJob]:
+        """Each process's wrk job, with its own slice of `total` new events (disjoint)."""
+        out: list[WrkJob] = []
+        split = split_load(args.connections, args.threads, len(server.instances))
+        for i, (instance, (threads, connections)) in enumerate(
+                zip(server.instances, split, strict=True)):
+            prefix = workdir / (f"{slug}.{stage}" if not several else f"{slug}.{i}.{stage}")
+            events.write(prefix, math.ceil(total * connections / args.connections), threads,
+                         tag)
+            out.append(WrkJob(instance.events_url, prefix, threads, connections))
+        return out
+
+    with contextlib.ExitStack() as files:
+        outs = [files.enter_context(path.open("wb")) for path in paths]
+        processes: list[subprocess.Popen[bytes]] = []
+        profilers: list[subprocess.Popen[bytes]] = []
         try:
-            wait_healthy(server.health_url, process)
-            say(f"up (pid {process.pid}); sanity request")
-            stamp, signature, body = events.signed("S")
-            status, answer = http_json("POST", server.events_url, body.encode(), {
-                "Content-Type": "application/json", "X-Slack-Request-Timestamp": stamp,
-                "X-Slack-Signature": signature})
-            if status != 200:
-                raise RuntimeError(f"{server.name} answered {status} {answer} to a signed event")
-            expected_before = 1
+            processes = start_servers(server, workdir, outs, say)
+            say(f"up (pid {', '.join(str(p.pid) for p in processes)}); sanity request")
+            for instance in server.instances:
+                stamp, signature, body = events.signed("S")
+                status, answer = http_json("POST", instance.events_url, body.encode(), {
+                    "Content-Type": "application/json", "X-Slack-Request-Timestamp": stamp,
+                    "X-Slack-Signature": signature})
+                if status != 200:
+                    raise RuntimeError(f"{server.name} answered {status} {answer} to a signed "
+                                       "event")
+            expected_before = len(server.instances)
             if args.warmup > 0:
-                prefix = workdir / f"{slug}.warmup"
-                events.write(prefix, int(args.warmup * args.max_rate), args.threads, "W")
+                warm_jobs = jobs("warmup", int(args.warmup * args.max_rate), "W")
                 say(f"warm-up {args.warmup:g}s")
-                warm = run_wrk(server.events_url, prefix, threads=args.threads,
-                               connections=args.connections, duration=args.warmup)
+                warm, _ = run_wrks(warm_jobs, args.warmup)
                 expected_before += warm.acks
             counts = wait_for_replies(fake, expected_before, timeout=args.reply_timeout,
-                                      settle=args.settle, database=server.database)
+                                      settle=args.settle, unfinished=unfinished)
             if counts["posts"] < expected_before:
                 row.notes.append(f"warm-up: {counts['posts']} replies for {expected_before} "
                                  "acknowledged events")
             fake.reset()
-            prefix = workdir / f"{slug}.run"
             total = int(args.duration * args.max_rate)
-            events.write(prefix, total, args.threads, "M")
+            run_jobs = jobs("run", total, "M")
             if args.profile and shutil.which("py-spy"):
-                out = workdir / f"{slug}.folded"
-                profiler = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(process.pid), "--rate", "100",
-                     "--duration", str(int(args.duration)), "--format", "raw", "--threads",
-                     "--idle", "--output", str(out)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                row.notes.append(f"py-spy profile: {out}")
-            say(f"load {args.duration:g}s, {args.connections} connections, "
+                for i, process in enumerate(processes):
+                    out = workdir / (f"{slug}.folded" if not several else f"{slug}.{i}.folded")
+                    profilers.append(subprocess.Popen(
+                        ["py-spy", "record", "--pid", str(process.pid), "--rate", "100",
+                         "--duration", str(int(args.duration)), "--format", "raw", "--threads",
+                         "--idle", "--output", str(out)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                    row.notes.append(f"py-spy profile: {out}")
+            split = "" if not several else (
+                f" split over {len(run_jobs)} wrk instances ("
+                + " + ".join(f"{j.connections}c/{j.threads}t" for j in run_jobs) + ")")
+            say(f"load {args.duration:g}s, {args.connections} connections{split}, "
                 f"{total} distinct events ready")
-            row.rss_before_mb = rss_mb(process.pid)
-            sampler = RssSampler(process.pid)
+            rss_before = [rss_mb(p.pid) for p in processes]
+            samplers = [RssSampler(p.pid) for p in processes]
             started = time.time()
-            cpu_before = process_cpu(process.pid)
+            cpu_before = [process_cpu(p.pid) for p in processes]
             fake_before = process_cpu(fake.process.pid)
             machine_before = cpu_times()[0]
-            result = run_wrk(server.events_url, prefix, threads=args.threads,
-                             connections=args.connections, duration=args.duration)
-            server_cpu = process_cpu(process.pid) - cpu_before
+            result, each = run_wrks(run_jobs, args.duration)
+            cpu_each = [process_cpu(p.pid) - before
+                        for p, before in zip(processes, cpu_before, strict=True)]
+            server_cpu = sum(cpu_each)
             fake_cpu = process_cpu(fake.process.pid) - fake_before
             others = cpu_times()[0] - machine_before - server_cpu - fake_cpu - result.cpu_s
-            row.rss_load_mb = sampler.peak()
+            rss_load = [sampler.peak() for sampler in samplers]
             say("load done; waiting for replies")
             counts = wait_for_replies(fake, result.acks, timeout=args.reply_timeout,
-                                      settle=args.settle, database=server.database)
-            row.rss_catchup_mb = sampler.peak()
-            sampler.stop()
-            row.rss_after_mb = rss_mb(process.pid)
-            if profiler is not None:
+                                      settle=args.settle, unfinished=unfinished)
+            rss_catchup = [sampler.peak() for sampler in samplers]
+            for sampler in samplers:
+                sampler.stop()
+            rss_after = [rss_mb(p.pid) for p in processes]
+            for profiler in profilers:
                 profiler.wait(60)
             if args.verbose:
                 print(result.text, file=log, flush=True)
+            row.rss_before_mb = sum(rss_before)
+            row.rss_load_mb = sum(rss_load)
+            row.rss_catchup_mb = sum(rss_catchup)
+            row.rss_after_mb = sum(rss_after)
             row.acks = result.acks
             row.duration_s = result.duration_s
             row.acks_per_s = result.acks / result.duration_s if result.duration_s else 0.0
@@ -563,6 +831,25 @@ def run_row(server: Server, fake: FakeSlack, events: Events, workdir: Path,
             row.wrk_cpu = round(result.cpu_s / result.duration_s, 2)
             row.fake_cpu = round(fake_cpu / result.duration_s, 2)
             row.others_cpu = round(max(0.0, others) / result.duration_s, 2)
+            if several:
+                row.per_process = [
+                    {"pid": p.pid, "port": instance.port, "connections": job.connections,
+                     "wrk_threads": job.threads, "acks": r.acks,
+                     "acks_per_s": round(r.acks / r.duration_s, 1) if r.duration_s else 0.0,
+                     "p50_ms": r.latency_ms["p50"], "p90_ms": r.latency_ms["p90"],
+                     "p99_ms": r.latency_ms["p99"], "max_ms": r.latency_ms["max"],
+                     "cpu": round(cpu / result.duration_s, 2), "rss_before_mb": round(b, 1),
+                     "rss_load_mb": round(load, 1), "rss_catchup_mb": round(catchup, 1),
+                     "rss_after_mb": round(after, 1)}
+                    for p, instance, job, r, cpu, b, load, catchup, after in zip(
+                        processes, server.instances, run_jobs, each, cpu_each, rss_before,
+                        rss_load, rss_catchup, rss_after, strict=True)]
+                row.notes.append(
+                    "latency: the worst wrk instance's percentiles (percentiles of separate "
+                    "instances cannot be merged exactly); p99 per instance "
+                    + ", ".join(f"#{i} {r.latency_ms['p99']:.1f} ms"
+                                for i, r in enumerate(each))
+                    + "; cpu and RSS are sums over the processes")
             if row.others_cpu > 0.15:
                 row.notes.append(f"other processes used {row.others_cpu:.2f} CPUs during the "
                                  "measured run: figures are skewed")
@@ -583,18 +870,23 @@ def run_row(server: Server, fake: FakeSlack, events: Events, workdir: Path,
             if not row.every_reply:
                 row.notes.append(f"missing replies: {row.replies} replies "
                                  f"({counts['distinct_threads']} threads) for {row.acks} acks")
+            if several and counts["posts"] > counts["distinct_threads"]:
+                row.notes.append(f"{counts['posts'] - counts['distinct_threads']} replies went "
+                                 "to a thread already answered (answered twice?)")
             if server.database is not None:
                 row.db = sqlite_crosscheck(server.database, "M")
-                if row.db["measured_delivered"] != row.db["measured_turns"]:
-                    row.every_reply = False
-                    row.notes.append(f"{row.db['measured_turns'] - row.db['measured_delivered']}"
-                                     " recorded turns of the measured run were not delivered")
+            elif server.database_url:
+                row.db = pg_crosscheck(server.database_url, "M")
+            if row.db and row.db["measured_delivered"] != row.db["measured_turns"]:
+                row.every_reply = False
+                row.notes.append(f"{row.db['measured_turns'] - row.db['measured_delivered']}"
+                                 " recorded turns of the measured run were not delivered")
         finally:
-            if profiler is not None and profiler.poll() is None:
-                profiler.terminate()
-            stop(process)
-    row.stderr = scan_stderr(stderr_path)
-    row.stderr["file"] = str(stderr_path)
+            for profiler in profilers:
+                if profiler.poll() is None:
+                    profiler.terminate()
+            stop_all(processes)
+    row.stderr = scan_stderrs(paths)
     return row
 
 
@@ -602,12 +894,13 @@ def run_row(server: Server, fake: FakeSlack, events: Events, workdir: Path,
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'':<12} {'acks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+    width = max([12, *(len(r.name) for r in rows)])
+    head = (f"{'':<{width}} {'acks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
             f"{'replies/s':>10} {'acks':>7} {'replies':>8} {'non2xx':>7} {'cpu':>5} {'wrk':>5}"
             f" {'RSS MB: before':>14} {'load':>5} {'catch-up':>8} {'after':>5}  every reply")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.name:<12} {r.acks_per_s:>9.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} "
+        lines.append(f"{r.name:<{width}} {r.acks_per_s:>9.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} "
                      f"{r.max_ms:>8.1f} {r.replies_per_s:>10.0f} {r.acks:>7} {r.replies:>8} "
                      f"{r.non_2xx:>7} {r.server_cpu:>5.2f} {r.wrk_cpu:>5.2f} "
                      f"{r.rss_before_mb:>14.0f} {r.rss_load_mb:>5.0f} {r.rss_catchup_mb:>8.0f} "
@@ -618,7 +911,8 @@ def table(rows: list[Row]) -> str:
 
 def verdict(rows: list[Row]) -> dict[str, Any]:
     by = {r.name: r for r in rows}
-    sb, bare = by.get("switchboard"), by.get("bare bolt")
+    sb = next((r for r in rows if r.name.startswith("switchboard")), None)
+    bare = by.get("bare bolt")
     out: dict[str, Any] = {}
     if sb and bare and bare.acks_per_s:
         out["ratio_acks"] = round(sb.acks_per_s / bare.acks_per_s, 3)
@@ -630,6 +924,10 @@ def verdict(rows: list[Row]) -> dict[str, Any]:
     out["met"] = bool(out.get("acks_at_least_bare") and out.get("switchboard_p99_under_50ms")
                       and out.get("switchboard_every_reply") and out["valid"])
     return out
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main() -> int:
@@ -664,11 +962,22 @@ def main() -> int:
                         "with threads and idle frames, kept in the work directory; skews it)")
     parser.add_argument("--database-url", metavar="URL",
                         help="a fresh, migrated PostgreSQL database for the switchboard row "
-                             "instead of a new SQLite file (no SQLite cross-check then)")
+                             "instead of a new SQLite file (cross-checked through psycopg)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="Switchboard processes on the one PostgreSQL database (needs "
+                        "--database-url), each on its own ports; N wrk instances at once split "
+                        "the connections and threads between them (the bare row stays one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--verbose", action="store_true", help="print wrk's own output")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.processes > 1 and not args.database_url:
+        parser.error("--processes N > 1 needs --database-url (a PostgreSQL database): a "
+                     "SQLite database belongs to one Switchboard process")
+    if args.processes > args.connections:
+        parser.error("--processes cannot exceed --connections (each wrk instance needs one)")
 
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk  (Debian/Ubuntu package 'wrk')",
@@ -677,6 +986,8 @@ def main() -> int:
     if args.profile and shutil.which("py-spy") is None:
         print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
         return 2
+    # killed (SIGTERM), stop the servers, wrk and the fake on the way out as on Ctrl-C
+    signal.signal(signal.SIGTERM, _terminated)
     log = sys.stderr
     workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
     print(f"work directory {workdir}; {os.cpu_count()} CPUs", file=log, flush=True)
@@ -687,7 +998,8 @@ def main() -> int:
         for name in [n.strip() for n in args.rows.split(",") if n.strip()]:
             if name == "switchboard":
                 server = switchboard_server(workdir, fake.api_url, args.session_scope,
-                                            args.switchboard_src, args.database_url)
+                                            args.switchboard_src, args.database_url,
+                                            args.processes)
             elif name in {"bare", "bolt", "bare bolt"}:
                 server = bare_server(fake.api_url)
             else:
@@ -698,13 +1010,20 @@ def main() -> int:
             try:
                 rows.append(run_row(server, fake, events, workdir, args, log))
             except (RuntimeError, OSError, ValueError) as error:
-                slug = server.name.replace(" ", "_")
-                stderr_path = workdir / f"{slug}.stderr"
-                tail = (stderr_path.read_text(errors="replace").splitlines()[-15:]
-                        if stderr_path.exists() else [])
+                paths = stderr_paths(server, workdir)
+                tail = [line for path in paths if path.exists()
+                        for line in [f"--- {path.name}",
+                                     *path.read_text(errors="replace").splitlines()[-15:]]]
+                if len(paths) == 1:  # as it always was
+                    tail = tail[1:]
                 print(f"[{server.name}] FAILED: {error}", *tail, sep="\n", file=log)
-                rows.append(Row(server.name, notes=[f"FAILED: {error}"],
-                                stderr=scan_stderr(stderr_path) if stderr_path.exists() else {}))
+                found: dict[str, Any] = {}
+                if len(paths) > 1:
+                    found = scan_stderrs(paths)
+                elif paths[0].exists():
+                    found = scan_stderr(paths[0])
+                rows.append(Row(server.name, processes=len(server.instances),
+                                notes=[f"FAILED: {error}"], stderr=found))
     finally:
         fake.close()
         if not args.keep:
@@ -724,6 +1043,13 @@ def main() -> int:
               f"{'yes' if result['switchboard_p99_under_50ms'] else 'NO'}; every reply "
               f"delivered: {'yes' if result['switchboard_every_reply'] else 'NO'}")
     for r in rows:
+        for i, each in enumerate(r.per_process):
+            print(f"{r.name} process #{i} (pid {each['pid']}, port {each['port']}, wrk "
+                  f"{each['connections']}c/{each['wrk_threads']}t): {each['acks']} acks "
+                  f"({each['acks_per_s']:.0f}/s), p50 {each['p50_ms']:.1f} ms, p99 "
+                  f"{each['p99_ms']:.1f} ms, cpu {each['cpu']:.2f}, RSS MB before "
+                  f"{each['rss_before_mb']:.0f} load {each['rss_load_mb']:.0f} catch-up "
+                  f"{each['rss_catchup_mb']:.0f} after {each['rss_after_mb']:.0f}")
         if r.db:
             print(f"\n{r.name} database: turns by status {r.db['turns_by_status']}; measured "
                   f"run {r.db['measured_delivered']}/{r.db['measured_turns']} delivered; "
