@@ -4,8 +4,9 @@ and the whole story readable through the operator API."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from conftest import SIGNING_SECRET, VIEWER, slack_config, slack_message
+from conftest import SIGNING_SECRET, VIEWER, slack_config, slack_message, wait_until
 
 
 def test_mention_gets_threaded_reply_and_turn_tells_the_story(serve, fake_slack):
@@ -119,6 +120,34 @@ def test_retried_event_is_one_turn_and_one_reply(serve, fake_slack):
     assert duplicate["duplicate_of"] == turn["id"]
     original = server.turn(turn["id"])
     assert "duplicate_received" in [e["name"] for e in original["events"]]
+
+
+def test_one_event_sent_eight_times_at_once_is_one_turn_among_new_ones(serve, fake_slack):
+    """Slack's retries can arrive together, beside other events, and be recorded in one
+    commit: the first copy is the turn, the others are its duplicates, and the new events
+    recorded with them are turns of their own."""
+    server = serve(slack_config(fake_slack.api_url))
+    same = slack_message("<@UBOT> only once", etype="app_mention")
+
+    def post(n: int) -> dict:
+        if n % 2:
+            return server.slack_event("slack-acme", same, event_id="Ev0TOGETHER").json()
+        other = slack_message(f"<@UBOT> other {n}", etype="app_mention")
+        return server.slack_event("slack-acme", other).json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, range(16)))
+    originals = [a for a in answers[1::2] if "duplicate_of" not in a]
+    assert len(originals) == 1
+    assert {a["duplicate_of"] for a in answers[1::2] if "duplicate_of" in a} == {
+        originals[0]["turn_id"]}
+    assert all("duplicate_of" not in a for a in answers[0::2])
+    for answer in [*answers[0::2], *originals]:
+        assert server.wait_turn(answer["turn_id"])["status"] == "delivered"
+    assert wait_until(lambda: len(fake_slack.posts) == 9)
+    assert sorted(p["text"] for p in fake_slack.posts) == sorted(
+        ["echo: only once"] + [f"echo: other {n}" for n in range(0, 16, 2)])
+    assert len(server.turns(status="duplicate")) == 7
 
 
 def test_mention_delivered_as_two_events_gets_one_reply(serve, fake_slack):

@@ -107,21 +107,21 @@ def insert_id(db: Any, statement: Insert, params: Mapping[str, Any]) -> int:
 
 
 def execute(db: Any, statement: UpdateBase,
-            params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
-    """Run an INSERT or UPDATE (one parameter set, or many) in the caller's transaction."""
+            params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
+    """Run an INSERT or UPDATE (one parameter set, or many) in the caller's transaction; the
+    number of rows it changed, or -1 when the driver does not say (psycopg's executemany)."""
     connection = db.connection()
     rows = [params] if isinstance(params, Mapping) else list(params)
     if not rows:
-        return
+        return 0
     plan = None
     if connection.dialect.name == "sqlite":
         plan = _plan(statement, tuple(rows[0]), connection.dialect)
     keys = rows[0].keys()
     if plan is None or any(row.keys() != keys for row in rows):
-        connection.execute(statement, params)
-        return
+        rowcount = connection.execute(statement, params).rowcount
+        return rowcount if isinstance(rowcount, int) else -1
     raw = connection.connection.driver_connection
     if len(rows) == 1:
-        raw.execute(plan.sql, plan.row(rows[0]))
-    else:
-        raw.executemany(plan.sql, [plan.row(row) for row in rows])
+        return int(raw.execute(plan.sql, plan.row(rows[0])).rowcount)
+    return int(raw.executemany(plan.sql, [plan.row(row) for row in rows]).rowcount)

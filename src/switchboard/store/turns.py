@@ -137,12 +137,15 @@ class TurnStore:
         would cost more than the insert itself."""
         turns = Turn.__table__
         ids = [row["id"] for row in rows]
+        sqlite = self.db.is_sqlite
 
         def write(db: Session) -> set[str]:
-            connection = db.connection()
-            fast.execute(db, self._add_turns, rows)
-            inserted = set(connection.execute(
-                select(turns.c.id).where(turns.c.id.in_(ids))).scalars())
+            changed = fast.execute(db, self._add_turns, rows)
+            if sqlite and changed == len(rows):  # (sqlite3 sums executemany's changes)
+                inserted = set(ids)  # none was a duplicate: no need to ask which went in
+            else:
+                inserted = set(db.connection().execute(
+                    select(turns.c.id).where(turns.c.id.in_(ids))).scalars())
             received = [{"turn_id": row["id"], "at": row["received_at"], "name": "received",
                          "detail": {"event_id": row["event_id"]}}
                         for row in rows if row["id"] in inserted]
