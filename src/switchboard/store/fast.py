@@ -14,6 +14,7 @@ default SQLAlchemy would compute, RETURNING) goes through `connection.execute` a
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -77,8 +78,15 @@ def _plan(statement: UpdateBase | Select[Any], keys: tuple[str, ...],
     return plan
 
 
+def _on_pysqlite(connection: Any) -> bool:
+    """A synchronous connection whose driver is the standard library's sqlite3 (the database
+    thread's): the only one whose cursor this module may use."""
+    return (connection.dialect.name == "sqlite"
+            and isinstance(connection.connection.driver_connection, sqlite3.Connection))
+
+
 def _sqlite_plan(connection: Any, statement: Any, params: Mapping[str, Any]) -> _Plan | None:
-    if connection.dialect.name != "sqlite":
+    if not _on_pysqlite(connection):
         return None
     return _plan(statement, tuple(params), connection.dialect)
 
@@ -114,9 +122,7 @@ def execute(db: Any, statement: UpdateBase,
     rows = [params] if isinstance(params, Mapping) else list(params)
     if not rows:
         return 0
-    plan = None
-    if connection.dialect.name == "sqlite":
-        plan = _plan(statement, tuple(rows[0]), connection.dialect)
+    plan = _sqlite_plan(connection, statement, rows[0])
     keys = rows[0].keys()
     if plan is None or any(row.keys() != keys for row in rows):
         rowcount = connection.execute(statement, params).rowcount
