@@ -12,8 +12,7 @@ SQLite is unchanged (its words are in `turns_fts`, migration 0015_search).
 
 Not in the models (SQLAlchemy has no tsvector type for SQLite);
 `switchboard.store.search.SEARCH_OBJECTS` names it for the models-vs-migrations check. The
-table is rewritten once (about 40 s to 2 minutes at a million turns, by load), then
-vacuumed and analysed.
+table is rewritten once: about 2 minutes at a million turns.
 
 Revision ID: 0016_words_column
 Revises: 0015_search
@@ -32,6 +31,7 @@ POSTGRES_UP = [
     "ALTER TABLE turns ADD COLUMN text_search tsvector GENERATED ALWAYS AS "
     "(to_tsvector('simple', left(text, 100000))) STORED",
     "CREATE INDEX ix_turns_text_search ON turns USING gin (text_search)",
+    "ANALYZE turns",
 ]
 POSTGRES_DOWN = [
     "DROP INDEX ix_turns_text_search",
@@ -45,12 +45,6 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         for statement in POSTGRES_UP:
             op.execute(statement)
-        # The rewritten table has no visibility map yet: until (auto)vacuum sets it, the
-        # index-only reads of listings (a conversation's turns counted in the thread index)
-        # fetch every heap page (1.7 ms -> 50 ms for a busy conversation). VACUUM cannot run in
-        # a transaction; it took about a second at a million turns.
-        with op.get_context().autocommit_block():
-            op.execute("VACUUM (ANALYZE) turns")
 
 
 def downgrade() -> None:
