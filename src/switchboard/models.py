@@ -46,9 +46,8 @@ class Turn(SQLModel, table=True):
               postgresql_where=text("status != 'duplicate' AND dedupe_key IS NOT NULL")),
         # No index more: each costs every turn's INSERT or its UPDATEs after routing and
         # delivery (store/search.py reads listings through these). The words of `text` are
-        # indexed outside the models (migrations 0015_search, 0016_words_column): SQLite FTS5
-        # `turns_fts`, filled in batches off the ack path (store/text_index.py); PostgreSQL a
-        # stored, generated tsvector column `text_search` and its GIN index.
+        # indexed outside the models (migration 0015_search): SQLite FTS5 `turns_fts`, filled
+        # in batches off the ack path (store/text_index.py); PostgreSQL a GIN index.
     )
 
     id: str = Field(primary_key=True)

@@ -19,9 +19,8 @@ def test_migrations_build_the_models_schema(database_url: str) -> None:
     engine = sa.create_engine(db.driver_url(database_url, asynchronous=False))  # as upgrade() does
     try:
         with engine.connect() as connection:
-            # The full-text indexes of 0015_search and PostgreSQL's words column of 0016 have no
-            # model (SQLAlchemy has no type for them): they are left out here, and checked by
-            # tests/switchboard/test_search.py.
+            # The full-text indexes of 0015_search have no model (SQLAlchemy has no type for
+            # them): they are left out here, and checked by tests/switchboard/test_search.py.
             context = MigrationContext.configure(connection, opts={
                 "include_name": lambda name, kind, parent: name not in SEARCH_OBJECTS})
             differences = compare_metadata(context, SQLModel.metadata)

@@ -15,12 +15,9 @@ it (bench/README.md, "queries.py", has the figures):
   them: SQLite FTS5 `turns_fts`, filled a batch at a time by `store/text_index.py` (so it lags
   the newest turns by about a second), read backwards by rowid (turns are recorded in the order
   they are received, so that is newest first and a common word stops after one page);
-  PostgreSQL the stored column `text_search`, `to_tsvector('simple', left(text, 100000))`
-  generated on INSERT (a tsvector holds at most 1 MB, so only a text's first 100,000
-  characters are searched), and its GIN index: a common word walks the newest turns reading
-  the stored words, not computing them again for each (0.6-1.7 s for two middling words at a
-  million turns with the expression index alone). Made by migrations 0015_search and
-  0016_words_column.
+  PostgreSQL the GIN index on `to_tsvector('simple', left(text, 100000))` (a tsvector holds at
+  most 1 MB, so only a text's first 100,000 characters are searched). Both made by migration
+  0015_search.
 """
 
 from __future__ import annotations
@@ -39,10 +36,8 @@ turns: Any = Turn.__table__
 LISTED = [column for column in turns.c if column.name != "payload"]
 TURN_FILTERS = ("status", "provider", "account", "agent", "session_id", "binding", "conversation")
 SEARCH_OBJECTS = frozenset({"turns_fts", "turns_fts_data", "turns_fts_idx", "turns_fts_docsize",
-                            "turns_fts_config", "turns_fts_mark", "ix_turns_text_search",
-                            "text_search"})
-"""What migrations 0015_search and 0016_words_column make outside the models (for the
-models-vs-migrations check): the word indexes and PostgreSQL's stored words column."""
+                            "turns_fts_config", "turns_fts_mark", "ix_turns_text_search"})
+"""What migration 0015_search makes outside the models (for the models-vs-migrations check)."""
 
 FEW = 5000  # a conversation with fewer turns in an account is read by the thread index
 _FTS: Any = sa.table("turns_fts", sa.column("rowid"))
@@ -202,8 +197,9 @@ def _text_query(sqlite: bool, terms: list[str], where: list[Any],
             query = query.where(_FTS.c.rowid < sa.select(sa.literal_column("cursor_turn.rowid"))
                                 .where(cursor.c.id == after[1]).scalar_subquery())
         return query.order_by(_FTS.c.rowid.desc()).limit(limit)
-    # The stored words (migration 0016_words_column), with the configuration as a literal.
+    # The expression must be the index's own, with its configuration as a literal.
     query = sa.select(*LISTED).where(
-        sa.text("turns.text_search @@ plainto_tsquery('simple', :words)")
+        sa.text("to_tsvector('simple', left(turns.text, 100000)) @@ "
+                "plainto_tsquery('simple', :words)")
         .bindparams(words=" ".join(terms)), *where)
     return query.order_by(*_NEWEST).limit(limit)
