@@ -269,3 +269,28 @@ def test_listing_filters_and_auto_archive(serve, fake_slack):
     archived = server.api("GET", "/api/sessions", params={"include_archived": "true"}).json()
     assert alice in [s["id"] for s in archived["sessions"]]
     assert server.api("GET", f"/api/sessions/{alice}").status_code == 200
+
+
+def test_a_state_or_agent_of_few_sessions_pages_newest_first(serve, fake_slack):
+    # Few sessions of a state or an agent are read through its index and sorted (on SQLite
+    # kept off the started_at index, store/sessions.py): the order, the cursor and
+    # started_after still hold.
+    server = serve(config(fake_slack.api_url))
+    ids = [dm(server, "hi", user=f"U0P{n}", channel=f"D0P{n}")["session_id"] for n in range(3)]
+    for filters in ({"state": "live"}, {"agent": "triager"}, {"state": "live", "source": "slack"}):
+        seen, cursor = [], None
+        while True:
+            params = {**filters, "limit": 1, **({"cursor": cursor} if cursor else {})}
+            page = server.api("GET", "/api/sessions", params=params).json()
+            seen += [s["id"] for s in page["sessions"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == ids[::-1], filters
+    middle = session(server, ids[1])["started_at"]
+    after = server.api("GET", "/api/sessions", params={"state": "live", "started_after": middle})
+    assert [s["id"] for s in after.json()["sessions"]] == ids[:0:-1]
+    before = server.api("GET", "/api/sessions", params={"agent": "triager",
+                                                         "started_before": middle})
+    assert [s["id"] for s in before.json()["sessions"]] == ids[:1]
+    assert server.api("GET", "/api/sessions", params={"state": "paused"}).json()["sessions"] == []

@@ -192,10 +192,13 @@ class InteractionStore:
     async def expire_ended(self) -> list[InteractionRecord]:
         """Pending interactions of sessions that ended: expired, with no turn (nobody waits)."""
         now = self.clock.now()
-        ended = select(Session.id).where(Session.state == "ended")
+        # EXISTS, looked up per pending interaction by the session's key: `IN (SELECT … ended)`
+        # made SQLite list every ended session first (0.3 s at 200,000 sessions, every sweep).
+        ended = select(Session.id).where(col(Session.id) == Interaction.session_id,
+                                         Session.state == "ended").exists()
         async with self.db.tx() as db:
             rows = list((await db.exec(select(Interaction).where(
-                Interaction.state == "pending", col(Interaction.session_id).in_(ended)))).all())
+                Interaction.state == "pending", ended))).all())
             out = []
             for row in rows:
                 result = await db.exec(update(Interaction).where(

@@ -46,10 +46,16 @@ _NEWEST = (turns.c.received_at.desc(), turns.c.id.desc())
 # A literal, as the unique indexes' own WHERE: SQLite reads a partial index only for a query
 # whose terms include the index's terms as written.
 NOT_DUPLICATE = sa.text("turns.status != 'duplicate'")
-_ACCOUNTS = sa.text(
-    "WITH RECURSIVE a(name) AS (SELECT min(account) FROM turns UNION ALL"
-    " SELECT (SELECT min(account) FROM turns WHERE account > a.name) FROM a"
-    " WHERE a.name IS NOT NULL) SELECT name FROM a WHERE name IS NOT NULL")
+_SKIP_SCAN = ("WITH RECURSIVE a(name) AS (SELECT min(account) FROM turns UNION ALL"
+              " SELECT (SELECT min(account) FROM turns WHERE account > a.name) FROM a"
+              " WHERE a.name IS NOT NULL)")
+_ACCOUNTS = sa.text(f"{_SKIP_SCAN} SELECT name FROM a WHERE name IS NOT NULL")
+# Each account with how many turns the conversation has in it, up to FEW (the thread index
+# alone), in one statement: one round trip, not one per account (PostgreSQL: 2 ms each).
+_IN_ACCOUNTS = sa.text(
+    f"{_SKIP_SCAN} SELECT name, (SELECT count(*) FROM (SELECT 1 FROM turns"
+    " WHERE turns.account = a.name AND turns.conversation = :conversation LIMIT :few) AS x)"
+    " FROM a WHERE name IS NOT NULL")
 
 
 def conditions(filters: Mapping[str, Any]) -> list[Any]:
@@ -93,12 +99,10 @@ class _Reader:
         found = await self.rows(query)
         return found[0][0] if found else None
 
-    async def turns_in(self, account: str, conversation: str) -> int:
-        """How many turns the conversation has in the account, up to FEW (the index alone)."""
-        inner = (sa.select(sa.literal(1)).where(turns.c.account == account,
-                                                turns.c.conversation == conversation)
-                 .limit(FEW).subquery())
-        return int((await self.rows(sa.select(sa.func.count()).select_from(inner)))[0][0])
+    async def turns_in(self, conversation: str) -> dict[str, int]:
+        """Every account, with how many turns the conversation has in it, up to FEW."""
+        found = await self.rows(_IN_ACCOUNTS.bindparams(conversation=conversation, few=FEW))
+        return {account: int(count) for account, count in found}
 
 
 def _newest(where: list[Any], limit: int) -> Any:
@@ -117,13 +121,14 @@ async def page_rows(db: AsyncSession, *, sqlite: bool, filters: Mapping[str, Any
     if not provider and not conversation:
         return await read.rows(_newest([*where, *_before(after)], limit))
     found: list[Any] = []
-    for account in await read.accounts():
+    counts = await read.turns_in(conversation) if conversation else None
+    for account in counts if counts is not None else await read.accounts():
         if filters.get("account") and account != filters["account"]:
             continue
         if provider and await read.provider_of(account) != provider:
             continue
         mine = [*where, turns.c.account == account, *_before(after)]
-        many = await read.turns_in(account, conversation) if conversation else FEW
+        many = counts[account] if counts is not None else FEW
         if many == 0:
             continue
         if many < FEW:
