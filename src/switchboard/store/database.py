@@ -17,10 +17,12 @@ pace of the slowest write. Here:
 - the async engine keeps one connection (`pool_size=1`): more only wait in the busy handler.
 
 On PostgreSQL none of this applies. `run_tx` work runs in a few threads (`PG_THREADS`), each
-with a connection of a synchronous psycopg engine: the same statements through the async engine
-cost several times the CPU (a greenlet hop and an event-loop round trip per statement, on the
-loop that also answers webhooks), and psycopg releases the GIL while it waits for the server.
-`tx()` (the store's other, rarer transactions) stays on the async engine.
+with a connection of a synchronous psycopg engine, instead of on the event loop that answers the
+webhooks (psycopg releases the GIL while it waits for the server). Measured with
+bench/slack_ack.py it costs the same CPU per turn as the async engine did (about 10 ms of the
+process's per answered turn, against about 2.5 on SQLite): the limit there is the statements'
+count, not where they run. `tx()` (the store's other, rarer transactions) stays on the async
+engine.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ WORK_SHARE = 0.15
 QUIET = 0.005
 BURST = 0.05  # the most unmetered work time saved up for the next flood
 GROUP = 32  # the most `group` transactions committed as one
-PG_THREADS = 8  # PostgreSQL: threads (and connections) running `run_tx` work
+PG_THREADS = 3  # PostgreSQL: threads (and connections) running `run_tx` work (8 took acks from
+# the event loop for no more replies: bench/README.md)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
