@@ -18,11 +18,11 @@ pace of the slowest write. Here:
 
 On PostgreSQL none of this applies. `run_tx` work runs in a few threads (`PG_THREADS`), each
 with a connection of a synchronous psycopg engine, instead of on the event loop that answers the
-webhooks (psycopg releases the GIL while it waits for the server). Measured with
-bench/slack_ack.py it costs the same CPU per turn as the async engine did (about 10 ms of the
-process's per answered turn, against about 2.5 on SQLite): the limit there is the statements'
-count, not where they run. `tx()` (the store's other, rarer transactions) stays on the async
-engine.
+webhooks (psycopg releases the GIL while it waits for the server). Measured by the ack
+benchmark (bench/README.md), it costs the same CPU per turn as the async engine did (about
+10 ms of the process's per answered turn, against about 2.5 on SQLite): the limit there is the
+statements' count, not where they run. `tx()` (the store's other, rarer transactions) stays on
+the async engine.
 """
 
 from __future__ import annotations
