@@ -16,13 +16,11 @@ pace of the slowest write. Here:
   fsync is never part of a commit an acknowledgement waits for (`wal_autocheckpoint=0`);
 - the async engine keeps one connection (`pool_size=1`): more only wait in the busy handler.
 
-On PostgreSQL none of this applies. `run_tx` work runs in a few threads (`PG_THREADS`), each
-with a connection of a synchronous psycopg engine, instead of on the event loop that answers the
-webhooks (psycopg releases the GIL while it waits for the server). Measured by the ack
-benchmark (bench/README.md), it costs the same CPU per turn as the async engine did (about
-10 ms of the process's per answered turn, against about 2.5 on SQLite): the limit there is the
-statements' count, not where they run. `tx()` (the store's other, rarer transactions) stays on
-the async engine.
+On PostgreSQL none of this applies: transactions go through the async engine's pool. (Running
+`run_tx` work in a few threads on a synchronous psycopg engine instead was tried and measured by
+the ack benchmark, bench/README.md: the same CPU per answered turn, about 10 ms of the process's
+against about 2.5 on SQLite, and fewer acknowledgements, the threads taking the GIL from the
+event loop that answers the webhooks. The limit there is the statements' count.)
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -60,8 +57,6 @@ WORK_SHARE = 0.15
 QUIET = 0.005
 BURST = 0.05  # the most unmetered work time saved up for the next flood
 GROUP = 32  # the most `group` transactions committed as one
-PG_THREADS = 3  # PostgreSQL: threads (and connections) running `run_tx` work (8 took acks from
-# the event loop for no more replies: bench/README.md)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -88,12 +83,10 @@ def create_engine(url: str | None = None) -> AsyncEngine:
     return engine
 
 
-def _thread_engine(engine: AsyncEngine) -> Engine:
-    """A synchronous engine beside the async one: on SQLite for the database thread, elsewhere
-    for the `run_tx` threads."""
+def _thread_engine(engine: AsyncEngine) -> Engine | None:
+    """On SQLite, a synchronous engine for the database thread."""
     if engine.dialect.name != "sqlite":
-        return sa_create_engine(engine.url, pool_size=PG_THREADS, max_overflow=0,
-                                pool_pre_ping=True)
+        return None
     sync = sa_create_engine(engine.url.set(drivername="sqlite"), pool_size=1, max_overflow=0,
                             connect_args={"check_same_thread": False})
     event.listen(sync, "connect", _sqlite_pragmas)
@@ -115,9 +108,7 @@ class Database:
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False,
                                             info=self.info)
         self._thread_engine = _thread_engine(engine)
-        self._thread = DatabaseThread(self._open) if self.is_sqlite else None
-        self._pool = (None if self.is_sqlite else
-                      ThreadPoolExecutor(PG_THREADS, thread_name_prefix="sb-db"))
+        self._thread = DatabaseThread(self._open) if self._thread_engine is not None else None
         path = engine.url.database if self.is_sqlite else None
         self._checkpointer = Checkpointer(path) if path and path != ":memory:" else None
 
@@ -141,9 +132,8 @@ class Database:
         when the group it ran in was rolled back)."""
         thread = self._thread
         if thread is None:
-            assert self._pool is not None
-            return await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._in_thread, work)
+            async with self._sessions() as db, db.begin():
+                return await db.run_sync(work)
         if ack:
             self._acks_waiting.clear()
         try:
@@ -153,14 +143,8 @@ class Database:
                 self._acks_waiting.set()
 
     def _open(self) -> Session:
-        """An ORM session on the synchronous engine (the database thread's connection on
-        SQLite, one of the pool's elsewhere)."""
+        """An ORM session on the database thread's connection (SQLite)."""
         return Session(self._thread_engine, expire_on_commit=False, info=self.info)
-
-    def _in_thread(self, work: Callable[[Session], T]) -> T:
-        """One transaction in a pool thread (PostgreSQL)."""
-        with self._open() as db, db.begin():
-            return work(db)
 
     def naive(self, value: datetime) -> datetime:
         """Times as bound parameters: SQLite compares strings, so drop the zone there."""
@@ -172,11 +156,10 @@ class Database:
 
     def close(self) -> None:
         """Stop the threads (after the jobs queued); the caller disposes of the engine."""
+        if self._thread_engine is not None:
+            self._thread_engine.dispose()
         if self._thread is not None:
             self._thread.stop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self._thread_engine.dispose()
         if self._checkpointer is not None:
             self._checkpointer.stop()
 
