@@ -317,7 +317,7 @@ class TurnStore:
                     and_(Turn.received_at == received, Turn.id < turn_id)),
             ).limit(1)).first() is not None
 
-        # in the database's own threads: it runs for every turn on PostgreSQL
+        # one run_tx (both statements in one hop through the session): on PostgreSQL every turn asks
         while await self.db.run_tx(earlier) and time.monotonic() < deadline:
             await asyncio.sleep(poll)
 
