@@ -224,11 +224,24 @@ class Dovecot:
                 found.append((uid, flags, item[1]))
             return found
 
+    def uidvalidity(self, folder: str = "INBOX") -> int:
+        with self._client() as client:
+            typ, _ = client.select(_quote(folder), readonly=True)
+            assert typ == "OK", folder
+            return int(client.untagged_responses["UIDVALIDITY"][-1])
+
     def recreate_inbox(self) -> None:
-        """A new UIDVALIDITY: stop, drop the maildir's messages and indexes, start again."""
+        """A new UIDVALIDITY: stop, drop the maildir's messages and indexes, start again.
+        Dovecot takes the clock's second for a new folder's UIDVALIDITY (its record of the
+        last one goes with the maildir), so a folder recreated within the second it was
+        created would get the same one: wait for the next second first."""
+        old = self.uidvalidity()
         self.kill()
         shutil.rmtree(self.maildir)
+        while int(time.time()) <= old:
+            time.sleep(0.05)
         self.start()
+        assert self.uidvalidity() != old
 
     def _client(self) -> _Session:
         return _Session(self)
