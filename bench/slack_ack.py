@@ -591,12 +591,9 @@ def pg_crosscheck(url: str, tag: str) -> dict[str, Any]:
             "join turn_events r on r.turn_id = t.id and r.name = 'received' "
             "join turn_events d on d.turn_id = t.id and d.name = 'delivered' "
             "where t.event_id like %s", (f"Ev{tag}%",)).fetchall()
-    lags = sorted(float(lag) for (lag,) in rows)
     total, delivered = measured if measured else (0, 0)
-    return {"turns_by_status": statuses, "turns_by_delivery_status": deliveries,
-            "measured_turns": total, "measured_delivered": delivered or 0,
-            "reply_lag_ms": {"p50": _pct(lags, 50), "p99": _pct(lags, 99),
-                             "max": round(lags[-1], 1) if lags else 0.0}}
+    return _crosscheck(statuses, deliveries, total, delivered,
+                       [float(lag) for (lag,) in rows])
 
 
 def scan_stderr(path: Path) -> dict[str, Any]:
@@ -635,11 +632,19 @@ def sqlite_crosscheck(database: Path, tag: str) -> dict[str, Any]:
             "join turn_events r on r.turn_id = t.id and r.name = 'received' "
             "join turn_events d on d.turn_id = t.id and d.name = 'delivered' "
             "where t.event_id like ?", (f"Ev{tag}%",)).fetchall()
-    lags = sorted((_when(d) - _when(r)).total_seconds() * 1000 for r, d in rows)
+    return _crosscheck(statuses, deliveries, measured[0], measured[1],
+                       [(_when(d) - _when(r)).total_seconds() * 1000 for r, d in rows])
+
+
+def _crosscheck(statuses: dict[str, Any], deliveries: dict[str, Any], total: int,
+                delivered: int | None, lags_ms: list[float]) -> dict[str, Any]:
+    """The cross-check's answer, from either database: turns by status and delivery status,
+    the measured run's turns delivered, received → delivered lag percentiles."""
+    lags = sorted(lags_ms)
     return {"turns_by_status": statuses, "turns_by_delivery_status": deliveries,
-            "measured_turns": measured[0], "measured_delivered": measured[1] or 0,
+            "measured_turns": total, "measured_delivered": delivered or 0,
             "reply_lag_ms": {"p50": _pct(lags, 50), "p99": _pct(lags, 99),
-                             "max": lags[-1] if lags else 0.0}}
+                             "max": round(lags[-1], 1) if lags else 0.0}}
 
 
 def _when(value: str | datetime) -> datetime:
