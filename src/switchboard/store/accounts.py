@@ -19,7 +19,8 @@ from switchboard.store.records import AccountHealth, aware
 _HEALTH_UPSERTS: dict[tuple[bool, tuple[str, ...]], Any] = {}
 # A delivery's `last_outbound_at` is written at most this often per account and process: every
 # delivery would otherwise update the account's one row, and on PostgreSQL concurrent deliveries
-# (threads, processes) wait for each other's commit on its row lock.
+# (of one process's connection pool, or of several processes) wait for each other's commit on
+# its row lock.
 OUTBOUND_EVERY = 1.0
 
 

@@ -125,8 +125,7 @@ def execute(db: Any, statement: UpdateBase,
     plan = _sqlite_plan(connection, statement, rows[0])
     keys = rows[0].keys()
     if plan is None or any(row.keys() != keys for row in rows):
-        rowcount = connection.execute(statement, params).rowcount
-        return rowcount if isinstance(rowcount, int) else -1
+        return int(connection.execute(statement, params).rowcount)
     raw = connection.connection.driver_connection
     if len(rows) == 1:
         return int(raw.execute(plan.sql, plan.row(rows[0])).rowcount)
